@@ -1,0 +1,1 @@
+"""Codecs (G.711, ADPCM, Opus): installed as gateway.codecs."""

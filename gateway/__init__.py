@@ -1,0 +1,3 @@
+"""crosspatch: an open interoperability gateway for land-mobile radio."""
+
+__version__ = "0.1.0"

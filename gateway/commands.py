@@ -1,0 +1,271 @@
+"""The command layer: who may switch which patch, cross-agency consent, and the audit trail.
+
+Every way of changing the patch table (a scenario, the control socket, MQTT) comes through
+`PatchControl.execute`, so authorisation, consent and audit live in one place:
+- a dispatcher may request, approve, deny or disable only patches that include a talkgroup of
+  their agency; a technician may do everything (a technician's enable overrides consent and the
+  audit record says so);
+- a patch with consent agencies is `pending` after a dispatcher's request (which counts as their
+  own agency's approval) and `enabled` only once a dispatcher of every consent agency approved;
+- every command, accepted or refused, yields an `audit` event with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from gateway.engine import EngineError, PatchEngine
+from gateway.events import Event
+
+
+class Role(StrEnum):
+    DISPATCHER = "dispatcher"
+    TECHNICIAN = "technician"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+    agency: str | None = None  # dispatchers only
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.agency})" if self.agency else f"{self.name} (technician)"
+
+
+# Who acts when a scenario names nobody, and what the config's own `enabled: true` is recorded as.
+DEFAULT_TECHNICIAN = Principal("technician", Role.TECHNICIAN)
+CONFIG_PRINCIPAL = Principal("config", Role.TECHNICIAN)
+
+
+class PatchState(StrEnum):
+    DISABLED = "disabled"
+    PENDING = "pending"
+    ENABLED = "enabled"
+
+
+class Command(StrEnum):
+    ENABLE = "patch.enable"
+    DISABLE = "patch.disable"
+    APPROVE = "patch.approve"
+    DENY = "patch.deny"
+
+
+@dataclass
+class PatchStatus:
+    state: PatchState = PatchState.DISABLED
+    approved_by: dict[str, str] = field(default_factory=dict)  # agency -> principal name
+
+
+@dataclass(frozen=True)
+class PatchPolicy:
+    """What the command layer must know of a patch: its agencies and whose consent it needs."""
+
+    agencies: frozenset[str]
+    consent: tuple[str, ...]
+
+
+@dataclass
+class CommandResult:
+    ok: bool
+    message: str  # the reason: what happened, or why it was refused
+    events: list[Event]
+    state: PatchState | None = None
+
+    def as_reply(self) -> dict[str, Any]:
+        if self.ok:
+            return {"ok": True, "result": {"state": self.state, "message": self.message}}
+        return {"ok": False, "error": self.message}
+
+
+class _Refused(Exception):
+    pass
+
+
+class PatchControl:
+    def __init__(
+        self,
+        engine: PatchEngine,
+        policies: Mapping[str, PatchPolicy],
+        principals: Mapping[str, Principal],
+    ) -> None:
+        self.engine = engine
+        self.policies = dict(policies)
+        self.principals = dict(principals)
+        self.status = {name: PatchStatus() for name in self.policies}
+
+    def principal(self, name: str | None) -> Principal | None:
+        if name is None:
+            return DEFAULT_TECHNICIAN
+        return self.principals.get(name)
+
+    def state(self, patch: str) -> PatchState:
+        return self.status[patch].state
+
+    def approved_by(self, patch: str) -> list[str]:
+        return list(self.status[patch].approved_by.values())
+
+    def execute(self, who: Principal, command: Command, patch: str) -> CommandResult:
+        """Runs one command; never raises for a refused one: the result says why."""
+        events: list[Event] = []
+        try:
+            policy = self._policy(patch)
+            if command is Command.ENABLE:
+                message = self._enable(who, patch, policy, events)
+            elif command is Command.APPROVE:
+                message = self._approve(who, patch, policy, events)
+            elif command is Command.DENY:
+                message = self._deny(who, patch, policy, events)
+            else:
+                message = self._disable(who, patch, policy, events)
+        except _Refused as refusal:
+            events.append(self._audit(who, command, patch, "refused", str(refusal)))
+            return CommandResult(False, str(refusal), events)
+        events.append(self._audit(who, command, patch, "accepted", message))
+        return CommandResult(True, message, events, self.status[patch].state)
+
+    def enable_from_config(self, names: Sequence[str]) -> list[Event]:
+        """Enables the patches a config marks `enabled: true` (the technician who wrote it)."""
+        events: list[Event] = []
+        for name in names:
+            events.extend(self.execute(CONFIG_PRINCIPAL, Command.ENABLE, name).events)
+        return events
+
+    # ------------------------------------------------------------------ the commands
+    def _policy(self, patch: str) -> PatchPolicy:
+        if patch not in self.policies:
+            known = ", ".join(sorted(self.policies)) or "none"
+            raise _Refused(f"no patch named '{patch}' (patches: {known})")
+        return self.policies[patch]
+
+    def _authorise(self, who: Principal, patch: str, policy: PatchPolicy, verb: str) -> None:
+        if who.role is Role.TECHNICIAN:
+            return
+        if who.agency not in policy.agencies:
+            raise _Refused(
+                f"{who.describe()} may not {verb} '{patch}': it has no talkgroup of {who.agency}"
+            )
+
+    def _enable(self, who: Principal, patch: str, policy: PatchPolicy, events: list[Event]) -> str:
+        self._authorise(who, patch, policy, "enable")
+        status = self.status[patch]
+        if status.state is PatchState.ENABLED:
+            return f"'{patch}' is already enabled"
+        self._check_conflict(patch)
+        if who.role is Role.TECHNICIAN:
+            status.approved_by = {"*": who.name}
+            self._activate(who, patch, events)
+            waived = " (consent waived by a technician)" if policy.consent else ""
+            return f"'{patch}' enabled{waived}"
+        assert who.agency is not None
+        if status.state is PatchState.DISABLED:
+            status.approved_by = {}
+        status.approved_by.setdefault(who.agency, who.name)
+        return self._advance(who, patch, policy, events)
+
+    def _approve(self, who: Principal, patch: str, policy: PatchPolicy, events: list[Event]) -> str:
+        self._authorise(who, patch, policy, "approve")
+        status = self.status[patch]
+        if status.state is not PatchState.PENDING:
+            raise _Refused(f"'{patch}' is {status.state}, not pending: there is nothing to approve")
+        if who.role is Role.TECHNICIAN:
+            self._check_conflict(patch)
+            for agency in policy.consent:
+                status.approved_by.setdefault(agency, who.name)
+            return self._advance(who, patch, policy, events)
+        assert who.agency is not None
+        if who.agency not in policy.consent:
+            raise _Refused(f"'{patch}' does not need the consent of {who.agency}")
+        if who.agency in status.approved_by:
+            by = status.approved_by[who.agency]
+            raise _Refused(f"{who.agency} already approved '{patch}' (by {by})")
+        self._check_conflict(patch)
+        status.approved_by[who.agency] = who.name
+        return self._advance(who, patch, policy, events)
+
+    def _deny(self, who: Principal, patch: str, policy: PatchPolicy, events: list[Event]) -> str:
+        self._authorise(who, patch, policy, "deny")
+        status = self.status[patch]
+        if status.state is not PatchState.PENDING:
+            raise _Refused(f"'{patch}' is {status.state}, not pending: there is nothing to deny")
+        if who.role is Role.DISPATCHER and who.agency not in policy.consent:
+            raise _Refused(f"'{patch}' does not need the consent of {who.agency}")
+        status.state = PatchState.DISABLED
+        status.approved_by = {}
+        events.append(self._patch_event(patch, who))
+        return f"request for '{patch}' denied"
+
+    def _disable(self, who: Principal, patch: str, policy: PatchPolicy, events: list[Event]) -> str:
+        self._authorise(who, patch, policy, "disable")
+        status = self.status[patch]
+        if status.state is PatchState.DISABLED:
+            return f"'{patch}' is already disabled"
+        was = status.state
+        events.extend(self.engine.disable_patch(patch))
+        status.state = PatchState.DISABLED
+        status.approved_by = {}
+        events.append(self._patch_event(patch, who))
+        return (
+            f"'{patch}' disabled"
+            if was is PatchState.ENABLED
+            else f"request for '{patch}' withdrawn"
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _advance(self, who: Principal, patch: str, policy: PatchPolicy, events: list[Event]) -> str:
+        status = self.status[patch]
+        missing = [a for a in policy.consent if a not in status.approved_by]
+        if not missing:
+            self._activate(who, patch, events)
+            return f"'{patch}' enabled"
+        if status.state is not PatchState.PENDING:
+            status.state = PatchState.PENDING
+            events.append(self._patch_event(patch, who))
+        return f"'{patch}' pending: waiting for approval by {', '.join(missing)}"
+
+    def _activate(self, who: Principal, patch: str, events: list[Event]) -> None:
+        try:
+            self.engine.enable_patch(patch)
+        except EngineError as exc:
+            raise _Refused(str(exc)) from None
+        self.status[patch].state = PatchState.ENABLED
+        events.append(self._patch_event(patch, who))
+
+    def _check_conflict(self, patch: str) -> None:
+        """Refuses early (at request time, not only at the last approval) a patch that would
+        share a port with an enabled one."""
+        for member in self.engine.patches[patch].members:
+            other = self.engine.patch_of_port(member.port)
+            if other is not None and other != patch:
+                raise _Refused(
+                    f"'{patch}' cannot be enabled: port '{member.port}' is in enabled patch "
+                    f"'{other}'; disable '{other}' first"
+                )
+
+    def _now(self) -> str:
+        return self.engine.clock.iso(self.engine.tick_index)
+
+    def _patch_event(self, patch: str, who: Principal) -> Event:
+        return {
+            "type": "patch",
+            "time": self._now(),
+            "patch": patch,
+            "state": str(self.status[patch].state),
+            "by": who.name,
+        }
+
+    def _audit(
+        self, who: Principal, command: Command, patch: str, result: str, reason: str
+    ) -> Event:
+        return {
+            "type": "audit",
+            "time": self._now(),
+            "principal": who.name,
+            "command": str(command),
+            "args": {"patch": patch},
+            "result": result,
+            "reason": reason,
+        }

@@ -1,0 +1,880 @@
+"""The configuration as pydantic models: shapes, ranges, and the rules inside one section.
+
+Every model forbids unknown keys: a misspelt `hang_ms` must be an error, never a silently ignored
+safety setting. Rules that need two keys of one section (a simulated radio with a sound card, an
+RTP link without encryption) live in the section's model validator and report each problem at the
+key it concerns. Rules that look across sections (does this talkgroup exist, do two radios share a
+serial line) are in `references.py` and run only once every section is well-formed.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+# The engine runs at one fixed rate; devices at other rates are resampled at the edge.
+SAMPLE_RATE_HZ = 8000
+
+# Pydantic error type of every message written here; the loader shows these messages as they are.
+RULE_ERROR = "crosspatch"
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+_NAME_RULE = (
+    "use 1-63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit "
+    "(names appear in MQTT topics and file names)"
+)
+
+# The 50 EIA/TIA-603 CTCSS tones, in Hz.
+CTCSS_TONES_HZ: tuple[float, ...] = (
+    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5,
+    94.8, 97.4, 100.0, 103.5, 107.2, 110.9, 114.8, 118.8, 123.0, 127.3,
+    131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8, 162.2, 165.5, 167.9,
+    171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
+    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
+)  # fmt: skip
+
+# The 104 standard DCS codes (octal), each usable normal (N) or inverted (I).
+DCS_CODES: tuple[str, ...] = (
+    "023", "025", "026", "031", "032", "036", "043", "047", "051", "053", "054", "065",
+    "071", "072", "073", "074", "114", "115", "116", "122", "125", "131", "132", "134",
+    "143", "145", "152", "155", "156", "162", "165", "172", "174", "205", "212", "223",
+    "225", "226", "243", "244", "245", "246", "251", "252", "255", "261", "263", "265",
+    "266", "271", "274", "306", "311", "315", "325", "331", "332", "343", "346", "351",
+    "356", "364", "365", "371", "411", "412", "413", "423", "431", "432", "445", "446",
+    "452", "454", "455", "462", "464", "465", "466", "503", "506", "516", "523", "526",
+    "532", "546", "565", "606", "612", "624", "627", "631", "632", "654", "662", "664",
+    "703", "712", "723", "731", "732", "734", "743", "754",
+)  # fmt: skip
+_DCS_RE = re.compile(r"^([0-7]{3})([NI])$")
+
+STANDARD_BAUDS: tuple[int, ...] = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+SERIAL_DRIVERS = frozenset({"kenwood", "kenwood-tm", "yaesu-legacy", "yaesu", "icom"})
+SERIAL_PTT_METHODS = frozenset({"rts", "dtr"})
+SERIAL_SQUELCH_METHODS = frozenset({"cts", "dsr", "dcd", "ri"})
+DEFAULT_RIGCTLD_HOST = "localhost"
+DEFAULT_RIGCTLD_PORT = 4532
+# Dire Wolf's default: most CM108/CM119 interfaces key the radio from GPIO 3.
+DEFAULT_CM108_GPIO = 3
+DEFAULT_VOX_THRESHOLD_DBFS = -30.0
+
+
+def rule_error(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown to the user exactly as written."""
+    return PydanticCustomError(RULE_ERROR, message)
+
+
+class RuleProblems:
+    """The problems one model validator finds, each at its own key, raised together."""
+
+    def __init__(self) -> None:
+        self._details: list[InitErrorDetails] = []
+
+    def add(self, loc: tuple[str | int, ...], message: str, value: Any = None) -> None:
+        self._details.append(InitErrorDetails(type=rule_error(message), loc=loc, input=value))
+
+    def raise_if_any(self, title: str) -> None:
+        # Pydantic nests a ValidationError raised in a validator under the model's own location.
+        if self._details:
+            raise ValidationError.from_exception_data(title, self._details)
+
+
+# --- names and references --------------------------------------------------------------------
+
+
+def check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise rule_error(f"'{value}' is not a valid name: {_NAME_RULE}")
+    return value
+
+
+def split_talkgroup_ref(ref: str) -> tuple[str, str]:
+    """`"rcmp/tac2"` -> `("rcmp", "tac2")`; raises ValueError if it is not `agency/name`."""
+    agency, slash, name = ref.partition("/")
+    if not slash or not agency or not name:
+        raise ValueError(f"talkgroup reference {ref!r} is not 'agency/talkgroup'")
+    return agency, name
+
+
+def _check_talkgroup_ref(value: str) -> str:
+    agency, slash, name = value.partition("/")
+    if not slash or not _NAME_RE.match(agency) or not _NAME_RE.match(name):
+        raise rule_error(
+            f"'{value}' is not a talkgroup reference: write 'agency/talkgroup', like 'rcmp/tac2'"
+        )
+    return value
+
+
+Name = Annotated[
+    str, AfterValidator(check_name), WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})
+]
+TalkgroupRef = Annotated[
+    str,
+    AfterValidator(_check_talkgroup_ref),
+    WithJsonSchema({"type": "string", "pattern": NAME_PATTERN[:-1] + "/" + NAME_PATTERN[1:]}),
+]
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """`"198.51.100.7:40000"` or `"[2001:db8::1]:40000"` -> (host, port); raises ValueError."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:/\[\]]+):(\d{1,5})", text)
+    if match is None:
+        raise ValueError(f"{text!r} is not host:port; write it like 0.0.0.0:40000 or [::1]:40000")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be between 1 and 65535 (got {port})")
+    return host, port
+
+
+def _check_host_port(value: str) -> str:
+    try:
+        split_host_port(value)
+    except ValueError as exc:
+        raise rule_error(str(exc)) from None
+    return value
+
+
+HostPort = Annotated[
+    str, AfterValidator(_check_host_port), WithJsonSchema({"type": "string", "format": "host:port"})
+]
+
+
+# --- tones and frequencies ---------------------------------------------------------------------
+
+
+def nearest_ctcss_tone(hz: float) -> float:
+    return min(CTCSS_TONES_HZ, key=lambda tone: abs(tone - hz))
+
+
+def _check_ctcss(value: float | None) -> float | None:
+    if value is None:
+        return None
+    nearest = nearest_ctcss_tone(value)
+    if abs(nearest - value) > 0.05:
+        raise rule_error(
+            f"{value:g} Hz is not one of the 50 standard CTCSS tones; the nearest is {nearest} Hz"
+        )
+    return nearest
+
+
+CtcssTone = Annotated[float, AfterValidator(_check_ctcss)]
+
+
+def _check_dcs(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return value  # pydantic reports the type
+    if isinstance(value, int):
+        raise rule_error(
+            f'write the DCS code in quotes with its polarity, like "023N" '
+            f"(YAML read it as the number {value})"
+        )
+    code = value.strip().upper()
+    match = _DCS_RE.match(code)
+    if match is None:
+        raise rule_error(
+            f"'{value}' is not a DCS code: write 3 octal digits then N (normal) or I (inverted), "
+            "like '023N'"
+        )
+    digits = match.group(1)
+    if digits not in DCS_CODES:
+        values = [int(dcs, 8) for dcs in DCS_CODES]
+        place = bisect_left(values, int(digits, 8))
+        neighbours = [DCS_CODES[i] for i in (place - 1, place) if 0 <= i < len(DCS_CODES)]
+        raise rule_error(
+            f"'{value}' is not one of the 104 standard DCS codes; "
+            f"the nearest are {' and '.join(neighbours)}"
+        )
+    return code
+
+
+def _check_mhz(value: float | None) -> float | None:
+    if value is not None and value > 3000:
+        raise rule_error(
+            f"frequencies are in MHz: {value:g} looks like hertz ({value / 1e6:g} MHz?)"
+        )
+    return value
+
+
+Megahertz = Annotated[float, Field(gt=0), AfterValidator(_check_mhz)]
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    # NaN and infinity pass every `gt`/`le` bound unnoticed or absurdly; no setting needs them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# --- agencies and talkgroups -------------------------------------------------------------------
+
+
+def _empty_when_null(value: Any) -> Any:
+    # `ops:` with nothing after it is YAML for null; for a talkgroup it plainly means "no settings".
+    return {} if value is None else value
+
+
+class Talkgroup(StrictModel):
+    """One voice channel of an agency: an analog channel, or a network talkgroup on a link."""
+
+    rx_mhz: Megahertz | None = None
+    tx_mhz: Megahertz | None = None
+    mode: Literal["nfm", "fm", "am"] | None = None
+    ctcss_hz: CtcssTone | None = None
+    dcs: Annotated[str, BeforeValidator(_check_dcs)] | None = None
+    id: int | None = Field(default=None, ge=0)
+
+    @property
+    def has_frequencies(self) -> bool:
+        return self.rx_mhz is not None
+
+    @model_validator(mode="after")
+    def _check_channel(self) -> Talkgroup:
+        problems = RuleProblems()
+        # One frequency given means simplex: receive and transmit on it.
+        if self.rx_mhz is None:
+            self.rx_mhz = self.tx_mhz
+        if self.tx_mhz is None:
+            self.tx_mhz = self.rx_mhz
+        if self.ctcss_hz is not None and self.dcs is not None:
+            problems.add(("dcs",), "give ctcss_hz or dcs, not both", self.dcs)
+        if self.rx_mhz is None:
+            for key in ("mode", "ctcss_hz", "dcs"):
+                if getattr(self, key) is not None:
+                    problems.add(
+                        (key,),
+                        f"{key} applies to a radio channel: add rx_mhz/tx_mhz, or remove {key} "
+                        "for a network talkgroup",
+                        getattr(self, key),
+                    )
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+
+class Agency(StrictModel):
+    name: str = Field(min_length=1)
+    country: str
+    talkgroups: dict[Name, Annotated[Talkgroup, BeforeValidator(_empty_when_null)]]
+
+    @field_validator("country")
+    @classmethod
+    def _check_country(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{2}", value):
+            hint = f"; write '{value.upper()}'" if re.fullmatch(r"[A-Za-z]{2}", value) else ""
+            raise rule_error(
+                f"country must be an ISO 3166 alpha-2 code in upper case, like CA or US "
+                f"(got '{value}'){hint}"
+            )
+        return value
+
+
+# --- radios ------------------------------------------------------------------------------------
+
+
+class Timing(StrictModel):
+    """Per-port timing rules; see DESIGN.md "Timing rules per port"."""
+
+    tx_delay_ms: int = Field(default=150, ge=0, le=2000)
+    hang_ms: int = Field(default=800, ge=0, le=10000)
+    timeout_s: float = Field(default=180.0, gt=0, le=3600)
+    rx_inhibit_ms: int = Field(default=100, ge=0, le=5000)
+
+
+class LinkTiming(Timing):
+    """Timing of a link: no key-up delay, hang or false COR on a network stream."""
+
+    tx_delay_ms: int = Field(default=0, ge=0, le=2000)
+    hang_ms: int = Field(default=0, ge=0, le=10000)
+    rx_inhibit_ms: int = Field(default=0, ge=0, le=5000)
+
+
+class Traffic(StrictModel):
+    """Generated talk bursts of a simulated port: `talk_s` of audio every `every_s`."""
+
+    every_s: float = Field(gt=0)
+    talk_s: float = Field(gt=0)
+    level_dbfs: float = Field(default=-12.0, le=0)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _check_burst(self) -> Traffic:
+        problems = RuleProblems()
+        if self.talk_s >= self.every_s:
+            problems.add(
+                ("talk_s",),
+                f"talk_s must be shorter than every_s (got talk_s {self.talk_s:g}, "
+                f"every_s {self.every_s:g})",
+                self.talk_s,
+            )
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+
+class SimulatedRadio(StrictModel):
+    traffic: Traffic | None = None
+
+
+class AudioSettings(StrictModel):
+    input: str = Field(min_length=1)
+    output: str = Field(min_length=1)
+    channel: Literal["left", "right", "mono"] = "mono"
+    input_gain_db: float = Field(default=0.0, ge=-60, le=60)
+    output_gain_db: float = Field(default=0.0, ge=-60, le=60)
+
+
+class ControlSettings(StrictModel):
+    """CAT control: a serial driver on `port`, or rigctld over TCP."""
+
+    driver: Literal["kenwood", "kenwood-tm", "yaesu-legacy", "yaesu", "icom", "rigctld"]
+    port: str | None = Field(default=None, min_length=1)
+    baud: int | None = None
+    civ_address: int | None = None
+    host: str | None = Field(default=None, min_length=1)
+    tcp_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("baud")
+    @classmethod
+    def _check_baud(cls, value: int | None) -> int | None:
+        if value is not None and value not in STANDARD_BAUDS:
+            rates = ", ".join(str(rate) for rate in STANDARD_BAUDS)
+            raise rule_error(f"baud must be a standard rate: {rates} (got {value})")
+        return value
+
+    @field_validator("civ_address")
+    @classmethod
+    def _check_civ_address(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 0xDF:
+            raise rule_error(f"civ_address must be between 0x00 and 0xDF (got 0x{value:02X})")
+        return value
+
+    @model_validator(mode="after")
+    def _check_driver(self) -> ControlSettings:
+        problems = RuleProblems()
+        if self.driver == "rigctld":
+            for key in ("port", "baud", "civ_address"):
+                if getattr(self, key) is not None:
+                    problems.add(
+                        (key,),
+                        f"{key} does not apply to driver rigctld, which is reached over TCP "
+                        "(use host and tcp_port)",
+                        getattr(self, key),
+                    )
+            self.host = self.host or DEFAULT_RIGCTLD_HOST
+            self.tcp_port = self.tcp_port or DEFAULT_RIGCTLD_PORT
+        else:
+            if self.port is None:
+                problems.add(
+                    ("port",),
+                    f"driver {self.driver} talks over a serial line: add port, like /dev/ttyUSB0",
+                )
+            for key in ("host", "tcp_port"):
+                if getattr(self, key) is not None:
+                    problems.add(
+                        (key,), f"{key} applies only to driver rigctld", getattr(self, key)
+                    )
+            if self.civ_address is not None and self.driver != "icom":
+                problems.add(
+                    ("civ_address",), "civ_address applies only to driver icom", self.civ_address
+                )
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+
+class PttSettings(StrictModel):
+    """How the gateway keys the transmitter."""
+
+    method: Literal["cat", "rts", "dtr", "cm108", "none"]
+    port: str | None = Field(default=None, min_length=1)
+    invert: bool = False
+    gpio: int | None = Field(default=None, ge=1, le=8)
+
+    @model_validator(mode="after")
+    def _check_method(self) -> PttSettings:
+        problems = RuleProblems()
+        if self.port is not None and self.method not in SERIAL_PTT_METHODS | {"cm108"}:
+            problems.add(
+                ("port",),
+                f"port applies only to methods rts, dtr and cm108, not {self.method}",
+                self.port,
+            )
+        if self.method == "cm108":
+            self.gpio = self.gpio or DEFAULT_CM108_GPIO
+        elif self.gpio is not None:
+            problems.add(("gpio",), "gpio applies only to method cm108", self.gpio)
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+
+class SquelchSettings(StrictModel):
+    """How the gateway knows the radio is receiving (carrier, COS)."""
+
+    method: Literal["cat", "cts", "dsr", "dcd", "ri", "vox", "cm108"]
+    port: str | None = Field(default=None, min_length=1)
+    invert: bool = False
+    ctcss_hz: CtcssTone | None = None
+    vox_threshold_dbfs: float | None = Field(default=None, le=0)
+
+    @model_validator(mode="after")
+    def _check_method(self) -> SquelchSettings:
+        problems = RuleProblems()
+        if self.port is not None and self.method not in SERIAL_SQUELCH_METHODS | {"cm108"}:
+            problems.add(
+                ("port",),
+                f"port applies only to methods cts, dsr, dcd, ri and cm108, not {self.method}",
+                self.port,
+            )
+        if self.method == "vox":
+            if self.vox_threshold_dbfs is None:
+                self.vox_threshold_dbfs = DEFAULT_VOX_THRESHOLD_DBFS
+        elif self.vox_threshold_dbfs is not None:
+            problems.add(
+                ("vox_threshold_dbfs",),
+                "vox_threshold_dbfs applies only to method vox",
+                self.vox_threshold_dbfs,
+            )
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+
+def _check_bands(value: Any) -> Any:
+    # Checked before pydantic so the message speaks of bands, not of tuples.
+    if not isinstance(value, list):
+        return value
+    for index, band in enumerate(value):
+        if not (isinstance(band, list) and len(band) == 2):
+            raise rule_error(
+                f"band {index} must be [low_mhz, high_mhz], like [136, 174] (got {band!r})"
+            )
+        low, high = band
+        numbers = all(
+            isinstance(edge, (int, float)) and not isinstance(edge, bool) for edge in band
+        )
+        if numbers and not 0 < low < high:
+            raise rule_error(f"band {index} must have 0 < low < high (got [{low:g}, {high:g}])")
+    return value
+
+
+class PortSettings(StrictModel):
+    """What every port has, radio or link: the talkgroup it serves and its timing rules."""
+
+    talkgroup: TalkgroupRef
+    simulated: SimulatedRadio | None = None
+    timing: Timing = Field(default_factory=Timing)
+    duplex: Literal["half", "full"] = "half"
+
+
+class Radio(PortSettings):
+    """A transceiver: on a sound card with serial control, or simulated."""
+
+    audio: AudioSettings | None = None
+    control: ControlSettings | None = None
+    ptt: PttSettings | None = None
+    squelch: SquelchSettings | None = None
+    bands_mhz: Annotated[list[tuple[float, float]], BeforeValidator(_check_bands)] | None = None
+
+    @property
+    def is_simulated(self) -> bool:
+        return self.simulated is not None
+
+    @model_validator(mode="after")
+    def _check_hardware(self) -> Radio:
+        problems = RuleProblems()
+        if self.simulated is not None:
+            for key in ("audio", "control", "ptt", "squelch"):
+                if getattr(self, key) is not None:
+                    problems.add(
+                        (key,),
+                        f"a simulated radio has no {key}: remove '{key}', "
+                        "or remove 'simulated' to use hardware",
+                    )
+        else:
+            self._complete_hardware(problems)
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+    def _complete_hardware(self, problems: RuleProblems) -> None:
+        """Fill the hardware defaults (CAT PTT and squelch, lines on the CAT port) or complain."""
+        if self.audio is None:
+            problems.add(
+                ("audio",),
+                "a hardware radio needs audio: {input: ..., output: ...}; "
+                "or write 'simulated: {}' for a simulated radio",
+            )
+        control_port = self.control.port if self.control is not None else None
+        if self.ptt is None:
+            if self.control is not None:
+                self.ptt = PttSettings(method="cat")
+            else:
+                problems.add(
+                    ("ptt",),
+                    "a radio without control (CAT) needs ptt: method rts, dtr, cm108 or none",
+                )
+        elif self.ptt.method == "cat" and self.control is None:
+            problems.add(
+                ("ptt", "method"),
+                "ptt method cat needs control (a CAT connection); add control, "
+                "or use rts, dtr, cm108 or none",
+                "cat",
+            )
+        elif self.ptt.method in SERIAL_PTT_METHODS and self.ptt.port is None:
+            if control_port is not None:
+                self.ptt.port = control_port
+            else:
+                problems.add(
+                    ("ptt", "port"),
+                    f"ptt method {self.ptt.method} needs port, the serial line that keys the radio",
+                )
+        if self.squelch is None:
+            if self.control is not None:
+                self.squelch = SquelchSettings(method="cat")
+            else:
+                problems.add(
+                    ("squelch",),
+                    "a radio without control (CAT) needs squelch: method cts, dsr, dcd, ri, vox "
+                    "or cm108",
+                )
+        elif self.squelch.method == "cat" and self.control is None:
+            problems.add(
+                ("squelch", "method"),
+                "squelch method cat needs control (a CAT connection); add control, "
+                "or use cts, dsr, dcd, ri, vox or cm108",
+                "cat",
+            )
+        elif self.squelch.method in SERIAL_SQUELCH_METHODS and self.squelch.port is None:
+            if control_port is not None:
+                self.squelch.port = control_port
+            else:
+                problems.add(
+                    ("squelch", "port"),
+                    f"squelch method {self.squelch.method} needs port, the serial line "
+                    "that carries the radio's COS",
+                )
+
+
+# --- links -------------------------------------------------------------------------------------
+
+
+class Link(PortSettings):
+    """A port to another gateway or network: an RTP or USRP audio stream."""
+
+    protocol: Literal["rtp", "usrp"]
+    local: HostPort
+    remote: HostPort
+    codec: Literal["pcmu", "pcma", "dvi4", "opus"] = "pcmu"
+    srtp_key_file: Path | None = None
+    insecure: bool = False
+    timing: LinkTiming = Field(default_factory=LinkTiming)
+    duplex: Literal["half", "full"] = "full"
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return split_host_port(self.local)
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        return split_host_port(self.remote)
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Link:
+        problems = RuleProblems()
+        if self.protocol == "rtp":
+            if self.srtp_key_file is None and not self.insecure:
+                problems.add(
+                    ("srtp_key_file",),
+                    "an RTP link needs srtp_key_file, or insecure: true to send audio unencrypted "
+                    "(an unencrypted link must be asked for)",
+                )
+            elif self.srtp_key_file is not None and self.insecure:
+                problems.add(
+                    ("insecure",),
+                    "give srtp_key_file or insecure: true, not both",
+                    self.insecure,
+                )
+        else:
+            if self.srtp_key_file is not None:
+                problems.add(
+                    ("srtp_key_file",),
+                    "USRP has no encryption: remove srtp_key_file, or use protocol rtp",
+                    str(self.srtp_key_file),
+                )
+            if "codec" in self.model_fields_set:
+                problems.add(
+                    ("codec",),
+                    "USRP always carries 16-bit linear audio: remove codec",
+                    self.codec,
+                )
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+
+# --- patches -----------------------------------------------------------------------------------
+
+
+class Member(StrictModel):
+    """One talkgroup of a patch, and whether it talks, listens or both."""
+
+    talkgroup: TalkgroupRef
+    mode: Literal["talk+listen", "listen", "talk"] = "talk+listen"
+    priority: int = Field(default=0, ge=0, le=100)
+
+    @property
+    def agency(self) -> str:
+        return split_talkgroup_ref(self.talkgroup)[0]
+
+    @property
+    def talks(self) -> bool:
+        """Heard by the patch (its receive audio is sent to the others)."""
+        return self.mode != "listen"
+
+    @property
+    def listens(self) -> bool:
+        """Hears the patch (the others' audio is transmitted on it)."""
+        return self.mode != "talk"
+
+
+def _member_short_form(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"talkgroup": value}
+    if not isinstance(value, dict):
+        raise rule_error(
+            "a member is 'agency/talkgroup' or a mapping {talkgroup, mode, priority} "
+            f"(got {value!r})"
+        )
+    return value
+
+
+MemberItem = Annotated[
+    Member, BeforeValidator(_member_short_form, json_schema_input_type=str | Member)
+]
+
+
+class Patch(StrictModel):
+    members: list[MemberItem]
+    floor: Literal["first", "priority", "mix"] = "first"
+    enabled: bool = False
+    consent: list[Name] | None = None
+
+    def member_agencies(self) -> list[str]:
+        """Agencies of the members, each once, in member order."""
+        return list(dict.fromkeys(member.agency for member in self.members))
+
+    def consent_agencies(self, cfg: Config | None = None) -> list[str]:
+        """Agencies that must approve enabling: `consent`, or every member agency when omitted.
+
+        `cfg` is accepted for callers that hold one; member agencies come from the references.
+        """
+        return list(self.consent) if self.consent is not None else self.member_agencies()
+
+    @model_validator(mode="after")
+    def _check_members(self) -> Patch:
+        problems = RuleProblems()
+        if len(self.members) < 2:
+            problems.add(
+                ("members",),
+                f"a patch joins at least two talkgroups; this one has {len(self.members)}",
+            )
+        first_index: dict[str, int] = {}
+        for index, member in enumerate(self.members):
+            if member.talkgroup in first_index:
+                problems.add(
+                    ("members", index),
+                    f"talkgroup '{member.talkgroup}' is already member "
+                    f"{first_index[member.talkgroup]} of this patch",
+                    member.talkgroup,
+                )
+            first_index.setdefault(member.talkgroup, index)
+        for index, agency in enumerate(self.consent or []):
+            if agency in (self.consent or [])[:index]:
+                problems.add(("consent", index), f"agency '{agency}' is listed twice", agency)
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+
+# --- access, MQTT, recording -------------------------------------------------------------------
+
+
+class Dispatcher(StrictModel):
+    agency: Name
+
+
+class Access(StrictModel):
+    """Who may command the gateway: dispatchers act for their agency, technicians for the site."""
+
+    dispatchers: dict[Name, Dispatcher] = Field(default_factory=dict)
+    technicians: list[Name] = Field(default_factory=list)
+
+    def is_principal(self, user: str) -> bool:
+        return user in self.dispatchers or user in self.technicians
+
+    @model_validator(mode="after")
+    def _check_roles(self) -> Access:
+        problems = RuleProblems()
+        for index, user in enumerate(self.technicians):
+            if user in self.technicians[:index]:
+                problems.add(("technicians", index), f"technician '{user}' is listed twice", user)
+            elif user in self.dispatchers:
+                problems.add(
+                    ("technicians", index),
+                    f"'{user}' is already a dispatcher; a user is a dispatcher or a technician, "
+                    "not both",
+                    user,
+                )
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+
+_MQTT_URL_RE = re.compile(r"(mqtts?)://([^\s:/@\[\]]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?/?")
+
+
+class MqttSettings(StrictModel):
+    url: str
+    topic_prefix: str = "crosspatch"
+    username: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    protocol: Literal["3.1.1", "5"] = "5"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        match = _MQTT_URL_RE.fullmatch(value)
+        if match is None:
+            raise rule_error(
+                f"url must be mqtt://host[:port] or mqtts://host[:port] (got '{value}')"
+            )
+        if match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535:
+            raise rule_error(f"the port in url must be between 1 and 65535 (got {match.group(3)})")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_topic_prefix(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/") or "//" in value:
+            raise rule_error(f"topic_prefix must be topic levels like 'crosspatch' (got '{value}')")
+        if any(char in value for char in "+#\0"):
+            raise rule_error(f"topic_prefix may not contain the wildcards + or # (got '{value}')")
+        return value
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: Any) -> Any:
+        # `protocol: 5` is read by YAML as a number.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _check_client_certificate(self) -> MqttSettings:
+        problems = RuleProblems()
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            problems.add((missing,), "a client certificate needs both cert_file and key_file")
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts:")
+
+    @property
+    def host(self) -> str:
+        match = _MQTT_URL_RE.fullmatch(self.url)
+        assert match is not None  # checked by the validator
+        return match.group(2).strip("[]")
+
+    @property
+    def port(self) -> int:
+        match = _MQTT_URL_RE.fullmatch(self.url)
+        assert match is not None  # checked by the validator
+        if match.group(3) is not None:
+            return int(match.group(3))
+        return 8883 if self.tls else 1883
+
+
+class RecordingSettings(StrictModel):
+    dir: Path
+    format: Literal["wav", "mp3", "opus"] = "wav"
+    keep_days: int | None = Field(default=None, gt=0)
+
+
+# --- the whole file ----------------------------------------------------------------------------
+
+
+class GatewaySettings(StrictModel):
+    id: Name
+    frame_ms: Literal[10, 20, 40] = 20
+    state_dir: Path = Path("/var/lib/crosspatch")
+    control_socket: Path | None = None
+
+    @property
+    def control_socket_path(self) -> Path:
+        """The control socket: as configured, else `control.sock` in the state directory."""
+        return self.control_socket or self.state_dir / "control.sock"
+
+    @property
+    def samples_per_frame(self) -> int:
+        return SAMPLE_RATE_HZ * self.frame_ms // 1000
+
+
+class Config(StrictModel):
+    """A whole gateway site; `gateway.config.load_config` builds it and checks its references."""
+
+    gateway: GatewaySettings
+    agencies: dict[Name, Agency]
+    radios: dict[Name, Radio] = Field(default_factory=dict)
+    links: dict[Name, Link] = Field(default_factory=dict)
+    patches: dict[Name, Patch] = Field(default_factory=dict)
+    access: Access = Field(default_factory=Access)
+    mqtt: MqttSettings | None = None
+    recording: RecordingSettings | None = None
+
+    def talkgroup(self, ref: str) -> Talkgroup:
+        """The talkgroup `agency/name`; raises KeyError if it is not defined."""
+        agency, name = split_talkgroup_ref(ref)
+        try:
+            return self.agencies[agency].talkgroups[name]
+        except KeyError:
+            raise KeyError(f"talkgroup {ref!r} is not defined") from None
+
+    def talkgroup_refs(self) -> list[str]:
+        """Every talkgroup as `agency/name`, in config order."""
+        return [
+            f"{agency_name}/{talkgroup_name}"
+            for agency_name, agency in self.agencies.items()
+            for talkgroup_name in agency.talkgroups
+        ]
+
+    def ports(self) -> list[str]:
+        """Every port name in config order: radios first, then links."""
+        return [*self.radios, *self.links]
+
+    def port(self, name: str) -> Radio | Link:
+        """The radio or link called `name`; raises KeyError."""
+        if name in self.radios:
+            return self.radios[name]
+        if name in self.links:
+            return self.links[name]
+        raise KeyError(f"port {name!r} is not defined")
+
+    def port_talkgroup(self, name: str) -> str:
+        """The talkgroup (`agency/name`) the port `name` serves; raises KeyError."""
+        return self.port(name).talkgroup
+
+    def ports_of_talkgroup(self, ref: str) -> list[str]:
+        """Ports that serve talkgroup `ref`, in config order."""
+        return [name for name in self.ports() if self.port_talkgroup(name) == ref]

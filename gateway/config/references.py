@@ -1,0 +1,296 @@
+"""Checks across sections: names that must exist, and devices two ports must not share.
+
+They run on a config whose every section is already well-formed, and return each problem with the
+path of the key it concerns; the loader turns paths into file lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config.errors import did_you_mean
+from gateway.config.models import (
+    SERIAL_DRIVERS,
+    SERIAL_PTT_METHODS,
+    SERIAL_SQUELCH_METHODS,
+    Config,
+    Radio,
+    split_talkgroup_ref,
+)
+from gateway.config.yaml_source import KeyPath
+
+# Land-mobile bands in MHz (VHF low, VHF high, 220, UHF with federal 380-400, 700/800, 900).
+LAND_MOBILE_BANDS_MHZ: tuple[tuple[float, float], ...] = (
+    (29.7, 50.0),
+    (136.0, 174.0),
+    (220.0, 225.0),
+    (380.0, 512.0),
+    (757.0, 870.0),
+    (896.0, 941.0),
+)
+
+
+@dataclass(frozen=True)
+class ReferenceProblem:
+    path: KeyPath
+    message: str
+
+
+def _format_bands(bands: tuple[tuple[float, float], ...] | list[tuple[float, float]]) -> str:
+    return ", ".join(f"{low:g}-{high:g}" for low, high in bands) + " MHz"
+
+
+def _channels_overlap(first: str, second: str) -> bool:
+    return first == second or "mono" in (first, second)
+
+
+class _ReferenceChecker:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.problems: list[ReferenceProblem] = []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        self.problems.append(ReferenceProblem(path, message))
+
+    # --- names ---------------------------------------------------------------------------------
+
+    def agency_problem(self, agency: str) -> str | None:
+        if agency in self.cfg.agencies:
+            return None
+        hint = did_you_mean(agency, self.cfg.agencies) or (
+            "; agencies are: " + ", ".join(self.cfg.agencies)
+        )
+        return f"agency '{agency}' is not defined{hint}"
+
+    def talkgroup_problem(self, ref: str) -> str | None:
+        agency_name, talkgroup_name = split_talkgroup_ref(ref)
+        agency = self.cfg.agencies.get(agency_name)
+        if agency is None:
+            hint = did_you_mean(agency_name, self.cfg.agencies) or (
+                "; agencies are: " + ", ".join(self.cfg.agencies)
+            )
+            return f"talkgroup '{ref}' is not defined: there is no agency '{agency_name}'{hint}"
+        if talkgroup_name in agency.talkgroups:
+            return None
+        known = ", ".join(agency.talkgroups) or "no talkgroups"
+        return f"talkgroup '{ref}' is not defined; agency '{agency_name}' has: {known}"
+
+    def check_names(self) -> None:
+        cfg = self.cfg
+        for name, radio in cfg.radios.items():
+            problem = self.talkgroup_problem(radio.talkgroup)
+            if problem is not None:
+                self.add(("radios", name, "talkgroup"), problem)
+            else:
+                self.check_tuning(name, radio)
+        for name, link in cfg.links.items():
+            if name in cfg.radios:
+                self.add(
+                    ("links", name),
+                    f"port name '{name}' is already a radio's; port names must be unique "
+                    "across radios and links",
+                )
+            problem = self.talkgroup_problem(link.talkgroup)
+            if problem is not None:
+                self.add(("links", name, "talkgroup"), problem)
+        for patch_name, patch in cfg.patches.items():
+            for index, member in enumerate(patch.members):
+                problem = self.talkgroup_problem(member.talkgroup)
+                if problem is not None:
+                    self.add(("patches", patch_name, "members", index, "talkgroup"), problem)
+            member_agencies = patch.member_agencies()
+            for index, agency in enumerate(patch.consent or []):
+                problem = self.agency_problem(agency)
+                if problem is None and agency not in member_agencies:
+                    problem = (
+                        f"agency '{agency}' has no talkgroup in this patch; "
+                        f"member agencies are: {', '.join(member_agencies)}"
+                    )
+                if problem is not None:
+                    self.add(("patches", patch_name, "consent", index), problem)
+        for user, dispatcher in cfg.access.dispatchers.items():
+            problem = self.agency_problem(dispatcher.agency)
+            if problem is not None:
+                self.add(("access", "dispatchers", user, "agency"), problem)
+
+    def check_tuning(self, name: str, radio: Radio) -> None:
+        """A radio's talkgroup must have frequencies, and it must transmit inside its bands."""
+        talkgroup = self.cfg.talkgroup(radio.talkgroup)
+        if talkgroup.tx_mhz is None:
+            self.add(
+                ("radios", name, "talkgroup"),
+                f"talkgroup '{radio.talkgroup}' has no frequencies, and a radio must be tuned: "
+                "give the talkgroup rx_mhz/tx_mhz, or serve it with a link",
+            )
+            return
+        tx = talkgroup.tx_mhz
+        if radio.bands_mhz is not None:
+            if not any(low <= tx <= high for low, high in radio.bands_mhz):
+                self.add(
+                    ("radios", name, "talkgroup"),
+                    f"radio '{name}' would transmit on {tx:g} MHz ({radio.talkgroup}), outside "
+                    f"its bands_mhz {_format_bands(radio.bands_mhz)}",
+                )
+        elif not any(low <= tx <= high for low, high in LAND_MOBILE_BANDS_MHZ):
+            self.add(
+                ("radios", name, "talkgroup"),
+                f"radio '{name}' would transmit on {tx:g} MHz ({radio.talkgroup}), outside the "
+                f"land-mobile bands ({_format_bands(LAND_MOBILE_BANDS_MHZ)}); check tx_mhz, or "
+                "give the radio its bands_mhz",
+            )
+
+    def check_served(self) -> None:
+        served = {self.cfg.port_talkgroup(port) for port in self.cfg.ports()}
+        for agency_name, agency in self.cfg.agencies.items():
+            for talkgroup_name in agency.talkgroups:
+                ref = f"{agency_name}/{talkgroup_name}"
+                if ref not in served:
+                    self.add(
+                        ("agencies", agency_name, "talkgroups", talkgroup_name),
+                        f"talkgroup '{ref}' is served by no radio or link; add one or remove "
+                        "the talkgroup",
+                    )
+
+    def check_enabled_patches(self) -> None:
+        """Two patches enabled at start must not share a port: a port is in one patch at a time."""
+        port_owner: dict[str, str] = {}
+        for patch_name, patch in self.cfg.patches.items():
+            if not patch.enabled:
+                continue
+            clashes: dict[str, str] = {}
+            ports: list[str] = []
+            for member in patch.members:
+                if self.talkgroup_problem(member.talkgroup) is not None:
+                    continue
+                for port in self.cfg.ports_of_talkgroup(member.talkgroup):
+                    ports.append(port)
+                    other = port_owner.get(port)
+                    if other is not None and other not in clashes:
+                        clashes[other] = port
+            for other, port in clashes.items():
+                self.add(
+                    ("patches", patch_name, "enabled"),
+                    f"patch '{patch_name}' shares port '{port}' ({self.cfg.port_talkgroup(port)}) "
+                    f"with patch '{other}', which is also enabled; only one of them may start "
+                    "enabled",
+                )
+            for port in ports:
+                port_owner.setdefault(port, patch_name)
+
+    # --- devices -------------------------------------------------------------------------------
+
+    def check_audio(self) -> None:
+        users: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for name, radio in self.cfg.radios.items():
+            if radio.audio is None:
+                continue
+            for direction, device in (("input", radio.audio.input), ("output", radio.audio.output)):
+                channel = radio.audio.channel
+                earlier = users.setdefault((direction, device), [])
+                for other, other_channel in earlier:
+                    if _channels_overlap(channel, other_channel):
+                        self.add(
+                            ("radios", name, "audio", direction),
+                            f"audio {direction} '{device}' channel {channel} is already used by "
+                            f"radio '{other}' (channel {other_channel}); mono takes both "
+                            "channels, so give each radio its own channel or sound card",
+                        )
+                        break
+                earlier.append((name, channel))
+
+    def check_serial_lines(self) -> None:
+        """One radio per CAT port; one PTT and one squelch per modem line (Dire Wolf's rule).
+
+        Radios may share a serial device for different lines (radio A keyed by RTS, radio B by
+        DTR; or A's PTT and B's squelch), but a CAT port carries one radio's protocol only.
+        """
+        cat_owner: dict[str, str] = {}
+        rigctld_owner: dict[tuple[str, int], str] = {}
+        ptt_lines: dict[tuple[str, str], str] = {}
+        squelch_lines: dict[tuple[str, str], str] = {}
+        cm108_ptt: dict[tuple[str, int], str] = {}
+        line_users: dict[str, str] = {}  # device -> first radio using a PTT or squelch line on it
+        for name, radio in self.cfg.radios.items():
+            control = radio.control
+            if control is not None and control.driver in SERIAL_DRIVERS and control.port:
+                other = cat_owner.get(control.port) or _other(line_users.get(control.port), name)
+                if other is not None:
+                    self.add(
+                        ("radios", name, "control", "port"),
+                        f"serial port '{control.port}' is already used by radio '{other}'; "
+                        "a CAT port belongs to one radio",
+                    )
+                cat_owner.setdefault(control.port, name)
+            if control is not None and control.driver == "rigctld":
+                address = (control.host or "", control.tcp_port or 0)
+                if address in rigctld_owner:
+                    self.add(
+                        ("radios", name, "control"),
+                        f"rigctld at {address[0]}:{address[1]} already controls radio "
+                        f"'{rigctld_owner[address]}'; run one rigctld per radio",
+                    )
+                rigctld_owner.setdefault(address, name)
+            own_cat = control.port if control is not None else None
+            ptt = radio.ptt
+            if ptt is not None and ptt.method in SERIAL_PTT_METHODS and ptt.port:
+                self._check_line(name, "ptt", ptt.port, ptt.method, own_cat, cat_owner, ptt_lines)
+                line_users.setdefault(ptt.port, name)
+            if ptt is not None and ptt.method == "cm108" and radio.audio is not None:
+                device = ptt.port or radio.audio.output
+                key = (device, ptt.gpio or 0)
+                if key in cm108_ptt:
+                    self.add(
+                        ("radios", name, "ptt", "gpio"),
+                        f"CM108 GPIO {key[1]} of '{device}' already keys radio "
+                        f"'{cm108_ptt[key]}'; two radios cannot share a PTT line",
+                    )
+                cm108_ptt.setdefault(key, name)
+            squelch = radio.squelch
+            if squelch is not None and squelch.method in SERIAL_SQUELCH_METHODS and squelch.port:
+                self._check_line(
+                    name, "squelch", squelch.port, squelch.method, own_cat, cat_owner, squelch_lines
+                )
+                line_users.setdefault(squelch.port, name)
+
+    def _check_line(
+        self,
+        name: str,
+        role: str,
+        device: str,
+        signal: str,
+        own_cat: str | None,
+        cat_owner: dict[str, str],
+        lines: dict[tuple[str, str], str],
+    ) -> None:
+        cat_radio = cat_owner.get(device)
+        if cat_radio is not None and cat_radio != name and device != own_cat:
+            self.add(
+                ("radios", name, role, "port"),
+                f"serial port '{device}' is the CAT port of radio '{cat_radio}'; "
+                "a CAT port belongs to one radio",
+            )
+            return
+        other = lines.get((device, signal))
+        if other is not None and other != name:
+            what = "keys" if role == "ptt" else "carries the squelch of"
+            self.add(
+                ("radios", name, role, "port"),
+                f"the {signal.upper()} line of '{device}' already {what} radio '{other}'; "
+                f"two radios cannot share a {'PTT' if role == 'ptt' else 'squelch'} line",
+            )
+        lines.setdefault((device, signal), name)
+
+
+def _other(first_user: str | None, name: str) -> str | None:
+    return first_user if first_user is not None and first_user != name else None
+
+
+def check_references(cfg: Config) -> list[ReferenceProblem]:
+    """Every cross-section problem of `cfg`, in section order."""
+    checker = _ReferenceChecker(cfg)
+    checker.check_names()
+    checker.check_served()
+    checker.check_enabled_patches()
+    checker.check_audio()
+    checker.check_serial_lines()
+    return checker.problems

@@ -1,0 +1,68 @@
+"""Events: the objects the gateway emits, and the stamp (gateway, seq, time) that makes them final.
+
+Every event is a plain JSON object as DESIGN.md lists them. Producers (the engine, the command
+layer) build the type-specific fields and the `time`; an `EventStamper` adds `gateway` and `seq`
+in one place, so `seq` increases by one per event of this gateway whoever produced it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+Event = dict[str, Any]
+
+CALL_END_REASONS = ("carrier_drop", "timeout", "preempted", "patch_disabled", "shutdown")
+
+
+def iso_time(moment: datetime) -> str:
+    """UTC, ISO 8601 with milliseconds and a Z: 2026-01-01T00:00:01.020Z."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class TickClock:
+    """Maps engine ticks to wall time: tick t starts at `epoch + t * frame_ms`.
+
+    The engine counts frames, never reads a clock: the daemon gives it the wall time of its first
+    tick, the simulator a scenario's start, so simulated runs are exact and repeatable.
+    """
+
+    epoch: datetime
+    frame_ms: int
+
+    def at(self, tick: int) -> datetime:
+        return self.epoch + timedelta(milliseconds=tick * self.frame_ms)
+
+    def iso(self, tick: int) -> str:
+        return iso_time(self.at(tick))
+
+    def compact(self, tick: int) -> str:
+        """A time usable inside ids and file names: 20260101T000001.020Z."""
+        return self.iso(tick).replace("-", "").replace(":", "")
+
+
+@dataclass
+class EventStamper:
+    """Adds `gateway` and the gateway-wide `seq` to events, in the order they are given."""
+
+    gateway: str
+    next_seq: int = 1
+    _key_order: tuple[str, ...] = field(default=("type", "gateway", "seq", "time"), repr=False)
+
+    def stamp(self, event: Event) -> Event:
+        stamped: Event = {"type": event["type"], "gateway": self.gateway, "seq": self.next_seq}
+        stamped["time"] = event["time"]
+        for key, value in event.items():
+            if key not in self._key_order:
+                stamped[key] = value
+        self.next_seq += 1
+        return stamped
+
+
+def to_json_line(event: Event) -> str:
+    """One event as one compact JSON line (stable key order, so outputs are byte-identical)."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

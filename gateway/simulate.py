@@ -1,0 +1,179 @@
+"""`crosspatch simulate`: an offline dry run of a patch table in simulated time.
+
+Every port of the config is replaced by a simulated radio; the scenario feeds them audio and
+carrier and issues commands as named principals; the engine runs frame by frame as fast as the
+machine allows. Outputs, byte-identical for the same inputs:
+- `OUT/events.jsonl`: every event, one JSON object per line, as the daemon would publish them;
+- `OUT/tx/<port>.wav`: what each port transmitted, 8 kHz mono 16-bit, the whole duration, with
+  silence where the port was not keyed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gateway.commands import Command, PatchControl
+from gateway.config import Config
+from gateway.events import Event, EventStamper, TickClock, to_json_line
+from gateway.scenario import CarrierEvent, CommandEvent, ReceiveEvent, Scenario
+from gateway.signals import WavWriter, read_wav
+from gateway.simulated import SimulatedRadios, TrafficPattern
+from gateway.site import Site, build_site
+
+_COMMANDS = {
+    "enable": Command.ENABLE,
+    "disable": Command.DISABLE,
+    "approve": Command.APPROVE,
+    "deny": Command.DENY,
+}
+_FLUSH_TICKS = 250  # WAV output is written in blocks of this many frames
+
+
+class SimulationError(Exception):
+    """A problem found while running (not while loading) a scenario."""
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    simulated_s: float
+    wall_s: float
+    events: int
+    calls: int
+    refused_commands: int
+    out_dir: Path
+
+    @property
+    def speed(self) -> float:
+        return self.simulated_s / self.wall_s if self.wall_s > 0 else float("inf")
+
+    def describe(self) -> str:
+        refused = f", {self.refused_commands} commands refused" if self.refused_commands else ""
+        return (
+            f"simulated {self.simulated_s:g} s in {self.wall_s:.2f} s ({self.speed:.0f}x real "
+            f"time): {self.calls} calls, {self.events} events{refused} -> "
+            f"{self.out_dir / 'events.jsonl'}, {self.out_dir / 'tx'}/*.wav"
+        )
+
+
+def add_configured_traffic(cfg: Config, radios: SimulatedRadios) -> None:
+    """Generated traffic for every port whose config asks for it (`simulated: {traffic: ...}`)."""
+    for name, port in [*cfg.radios.items(), *cfg.links.items()]:
+        if port.simulated is not None and port.simulated.traffic is not None:
+            t = port.simulated.traffic
+            radios.add_traffic(name, TrafficPattern(t.every_s, t.talk_s, t.level_dbfs, t.seed))
+
+
+def _schedule_signals(scenario: Scenario, radios: SimulatedRadios) -> None:
+    for item in scenario.events:
+        if isinstance(item, ReceiveEvent):
+            if item.wav is not None:
+                radios.receive(item.port, read_wav(item.wav, item.level_dbfs), item.at)
+            elif item.tone_hz is not None:
+                assert item.seconds is not None
+                level = -12.0 if item.level_dbfs is None else item.level_dbfs
+                radios.receive_tone(item.port, item.tone_hz, item.seconds, level, item.at)
+            else:
+                assert item.seconds is not None
+                radios.receive(item.port, np.zeros(round(item.seconds * 8000), np.float32), item.at)
+        elif isinstance(item, CarrierEvent):
+            radios.carrier(item.port, item.seconds, item.at)
+
+
+class _Outputs:
+    """events.jsonl and one WAV per port, written as the simulation goes."""
+
+    def __init__(self, out_dir: Path, ports: list[str], frame_samples: int, gateway: str) -> None:
+        tx_dir = out_dir / "tx"
+        tx_dir.mkdir(parents=True, exist_ok=True)
+        for stale in tx_dir.glob("*.wav"):  # a port removed since the last run must not linger
+            stale.unlink()
+        self.events_file = (out_dir / "events.jsonl").open("w", encoding="utf-8")
+        self.writers = [WavWriter(tx_dir / f"{port}.wav") for port in ports]
+        self.stamper = EventStamper(gateway)
+        self.frame = frame_samples
+        self.block = np.zeros((len(ports), _FLUSH_TICKS * frame_samples), dtype=np.float32)
+        self.filled = 0
+        self.count = 0
+        self.calls = 0
+
+    def events(self, events: list[Event]) -> None:
+        for event in events:
+            self.events_file.write(to_json_line(self.stamper.stamp(event)) + "\n")
+            self.count += 1
+            self.calls += event["type"] == "call_start"
+
+    def tx(self, frame: np.ndarray) -> None:
+        self.block[:, self.filled : self.filled + self.frame] = frame
+        self.filled += self.frame
+        if self.filled == self.block.shape[1]:
+            self.flush()
+
+    def flush(self) -> None:
+        for row, writer in enumerate(self.writers):
+            writer.write(self.block[row, : self.filled])
+        self.filled = 0
+
+    def close(self) -> None:
+        self.flush()
+        for writer in self.writers:
+            writer.close()
+        self.events_file.close()
+
+
+def _commands_by_tick(scenario: Scenario, frame_ms: int) -> Iterator[tuple[int, CommandEvent]]:
+    for item in scenario.events:
+        if isinstance(item, CommandEvent):
+            yield round(item.at * 1000 / frame_ms), item
+
+
+def run_simulation(cfg: Config, scenario: Scenario, out_dir: Path) -> SimulationSummary:
+    started = time.perf_counter()
+    site: Site = build_site(cfg)
+    clock = TickClock(scenario.start, site.frame_ms)
+    engine, control = site.build(clock)
+    names = [p.name for p in site.ports]
+    radios = SimulatedRadios(names, engine.frame_samples)
+    add_configured_traffic(cfg, radios)
+    _schedule_signals(scenario, radios)
+    commands = list(_commands_by_tick(scenario, site.frame_ms))
+    total_ticks = round(scenario.duration_s * 1000 / site.frame_ms)
+
+    out = _Outputs(out_dir, names, engine.frame_samples, site.gateway_id)
+    refused = 0
+    try:
+        out.events(control.enable_from_config(site.patches_enabled_in_config()))
+        next_command = 0
+        for tick in range(total_ticks):
+            while next_command < len(commands) and commands[next_command][0] <= tick:
+                refused += not _apply(control, commands[next_command][1], out)
+                next_command += 1
+            rx, carrier = radios.frame()
+            result = engine.tick(rx, carrier)
+            radios.transmit(result.tx, result.ptt)
+            out.tx(result.tx)
+            out.events(result.events)
+        out.events(engine.release_all("shutdown"))
+    finally:
+        out.close()
+    return SimulationSummary(
+        simulated_s=total_ticks * site.frame_ms / 1000,
+        wall_s=time.perf_counter() - started,
+        events=out.count,
+        calls=out.calls,
+        refused_commands=refused,
+        out_dir=out_dir,
+    )
+
+
+def _apply(control: PatchControl, item: CommandEvent, out: _Outputs) -> bool:
+    who = control.principal(item.principal)
+    if who is None:  # the scenario loader checks principals; a config change can still race it
+        raise SimulationError(f"at {item.at:g} s: unknown principal '{item.principal}'")
+    result = control.execute(who, _COMMANDS[item.command], item.patch)
+    out.events(result.events)
+    return result.ok

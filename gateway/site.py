@@ -1,0 +1,84 @@
+"""A configured site, ready to run: the engine's ports and patches and the command layer's
+policies and principals, derived from a validated `Config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.commands import PatchControl, PatchPolicy, Principal, Role
+from gateway.config import Config
+from gateway.engine import (
+    Floor,
+    MemberMode,
+    MemberSpec,
+    PatchEngine,
+    PatchSpec,
+    PortSpec,
+    PortTiming,
+)
+from gateway.events import TickClock
+
+
+@dataclass(frozen=True)
+class Site:
+    config: Config
+    ports: tuple[PortSpec, ...]
+    patches: tuple[PatchSpec, ...]
+    policies: dict[str, PatchPolicy]
+    principals: dict[str, Principal]
+
+    @property
+    def gateway_id(self) -> str:
+        return self.config.gateway.id
+
+    @property
+    def frame_ms(self) -> int:
+        return self.config.gateway.frame_ms
+
+    def patches_enabled_in_config(self) -> list[str]:
+        return [name for name, patch in self.config.patches.items() if patch.enabled]
+
+    def build(self, clock: TickClock) -> tuple[PatchEngine, PatchControl]:
+        engine = PatchEngine(self.ports, self.patches, clock=clock, gateway_id=self.gateway_id)
+        return engine, PatchControl(engine, self.policies, self.principals)
+
+
+def build_site(cfg: Config) -> Site:
+    ports: list[PortSpec] = []
+    for name in cfg.ports():
+        port = cfg.radios.get(name) or cfg.links[name]
+        talkgroup = cfg.port_talkgroup(name)
+        t = port.timing
+        ports.append(
+            PortSpec(
+                name=name,
+                talkgroup=talkgroup,
+                agency=talkgroup.split("/", 1)[0],
+                timing=PortTiming(t.tx_delay_ms, t.hang_ms, t.timeout_s, t.rx_inhibit_ms),
+                full_duplex=port.duplex == "full",
+            )
+        )
+    serving: dict[str, list[str]] = {}
+    for spec in ports:
+        serving.setdefault(spec.talkgroup, []).append(spec.name)
+
+    patches: list[PatchSpec] = []
+    policies: dict[str, PatchPolicy] = {}
+    for name, patch in cfg.patches.items():
+        members = tuple(
+            MemberSpec(port, MemberMode(m.mode), m.priority)
+            for m in patch.members
+            for port in serving.get(m.talkgroup, [])
+        )
+        patches.append(PatchSpec(name, members, Floor(patch.floor)))
+        policies[name] = PatchPolicy(
+            agencies=frozenset(m.talkgroup.split("/", 1)[0] for m in patch.members),
+            consent=tuple(patch.consent_agencies(cfg)),
+        )
+
+    principals = {
+        user: Principal(user, Role.DISPATCHER, d.agency)
+        for user, d in cfg.access.dispatchers.items()
+    }
+    principals.update({user: Principal(user, Role.TECHNICIAN) for user in cfg.access.technicians})
+    return Site(cfg, tuple(ports), tuple(patches), policies, principals)

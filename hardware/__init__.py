@@ -1,0 +1,1 @@
+"""Hardware edges (sound cards, serial lines, CAT drivers): installed as gateway.hardware."""

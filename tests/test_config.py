@@ -1,0 +1,815 @@
+"""The config loader: the shipped configs load, defaults are right, and every problem is reported
+at its line and key path with a message that says what to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.config import (
+    Config,
+    ConfigError,
+    ConfigIssue,
+    config_json_schema,
+    config_summary,
+    load_config,
+    parse_config_text,
+)
+from gateway.config.models import CTCSS_TONES_HZ, DCS_CODES
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data" / "configs"
+
+MINIMAL = """\
+gateway: {id: test}
+agencies:
+  ca:
+    name: Canadian agency
+    country: CA
+    talkgroups:
+      tac: {rx_mhz: 142.47, ctcss_hz: 131.8}
+  us:
+    name: US agency
+    country: US
+    talkgroups:
+      ch4: {rx_mhz: 163.1, tx_mhz: 163.1}
+radios:
+  ca-1: {talkgroup: ca/tac, simulated: {}}
+  us-1: {talkgroup: us/ch4, simulated: {}}
+patches:
+  cross: {members: [ca/tac, us/ch4]}
+"""
+
+# Two hardware radios on one stereo card, for device-sharing cases.
+HARDWARE = """\
+gateway: {id: test}
+agencies:
+  ca:
+    name: Canadian agency
+    country: CA
+    talkgroups:
+      tac: {rx_mhz: 142.47}
+      ops: {rx_mhz: 142.29}
+radios:
+  r1:
+    talkgroup: ca/tac
+    audio: {input: card, output: card, channel: left}
+    control: {driver: kenwood, port: /dev/ttyUSB0}
+  r2:
+    talkgroup: ca/ops
+    audio: {input: card, output: card, channel: right}
+    control: {driver: icom, port: /dev/ttyUSB1, civ_address: 0x94}
+"""
+
+
+def issues_of(text: str) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, filename="site.yaml")
+    return caught.value.issues
+
+
+def only_issue(text: str) -> ConfigIssue:
+    issues = issues_of(text)
+    assert len(issues) == 1, "\n".join(map(str, issues))
+    return issues[0]
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    """1-based line of the `occurrence`-th line containing `needle`."""
+    lines = [number for number, line in enumerate(text.splitlines(), 1) if needle in line]
+    return lines[occurrence - 1]
+
+
+def edit(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+# --- the shipped configs ---------------------------------------------------------------------
+
+
+def test_example_config_loads() -> None:
+    cfg = load_config(ROOT / "config" / "example.yaml")
+    assert cfg.gateway.id == "peace-arch"
+    assert config_summary(cfg) == (
+        "peace-arch: 6 agencies, 13 talkgroups, 11 radios, 2 links, 4 patches (1 enabled)"
+    )
+    hardware = [name for name, radio in cfg.radios.items() if not radio.is_simulated]
+    assert hardware == ["rcmp-1", "wcso-1"]
+    kenwood = cfg.radios["rcmp-1"]
+    assert kenwood.ptt is not None and kenwood.ptt.method == "cat"
+    assert kenwood.squelch is not None and kenwood.squelch.port == "/dev/ttyUSB0"
+    icom = cfg.radios["wcso-1"]
+    assert icom.control is not None and icom.control.civ_address == 0x94
+    assert cfg.talkgroup("interop/utac41").tx_mhz == 458.4625
+    assert cfg.patches["border-tac"].consent_agencies(cfg) == ["rcmp", "usbp"]
+    assert cfg.port_talkgroup("to-blaine") == "usbp/ops"
+
+
+def test_demo_config_loads_and_is_all_simulated() -> None:
+    link = ROOT / "config" / "demo.yaml"
+    assert link.is_symlink() and link.readlink() == Path("../gateway/data/demo.yaml")
+    cfg = load_config(link)
+    assert all(radio.is_simulated for radio in cfg.radios.values())
+    assert 6 <= len(cfg.radios) <= 8
+    assert all(
+        radio.simulated is not None and radio.simulated.traffic is not None
+        for radio in cfg.radios.values()
+    )
+    countries = [agency.country for agency in cfg.agencies.values()]
+    assert countries.count("CA") >= 2 and countries.count("US") >= 2
+    enabled = [name for name, patch in cfg.patches.items() if patch.enabled]
+    assert len(enabled) == 2 and len(cfg.patches) == 3
+    assert cfg.access.technicians
+
+
+def test_minimal_config_defaults() -> None:
+    cfg = parse_config_text(MINIMAL)
+    assert isinstance(cfg, Config)
+    assert cfg.gateway.frame_ms == 20
+    assert cfg.gateway.samples_per_frame == 160
+    assert cfg.gateway.state_dir == Path("/var/lib/crosspatch")
+    assert cfg.gateway.control_socket_path == Path("/var/lib/crosspatch/control.sock")
+    tac = cfg.talkgroup("ca/tac")
+    assert (tac.rx_mhz, tac.tx_mhz, tac.mode, tac.dcs) == (142.47, 142.47, None, None)
+    radio = cfg.radios["ca-1"]
+    assert (radio.duplex, radio.audio, radio.ptt, radio.bands_mhz) == ("half", None, None, None)
+    timing = radio.timing
+    assert (timing.tx_delay_ms, timing.hang_ms, timing.timeout_s, timing.rx_inhibit_ms) == (
+        150,
+        800,
+        180.0,
+        100,
+    )
+    patch = cfg.patches["cross"]
+    assert (patch.floor, patch.enabled, patch.consent) == ("first", False, None)
+    assert [(m.talkgroup, m.mode, m.priority) for m in patch.members] == [
+        ("ca/tac", "talk+listen", 0),
+        ("us/ch4", "talk+listen", 0),
+    ]
+    assert patch.consent_agencies(cfg) == ["ca", "us"]
+    assert (cfg.access.dispatchers, cfg.access.technicians) == ({}, [])
+    assert (cfg.mqtt, cfg.recording, cfg.links) == (None, None, {})
+    assert cfg.ports() == ["ca-1", "us-1"]
+    assert cfg.port_talkgroup("us-1") == "us/ch4"
+    with pytest.raises(KeyError):
+        cfg.talkgroup("ca/nope")
+
+
+def test_link_and_hardware_defaults() -> None:
+    text = (
+        edit(
+            HARDWARE,
+            "      ops: {rx_mhz: 142.29}\n",
+            "      ops: {rx_mhz: 142.29}\n      net: {}\n",
+        )
+        + """\
+    ptt: {method: dtr}
+    squelch: {method: dsr}
+links:
+  peer:
+    protocol: rtp
+    local: 0.0.0.0:40000
+    remote: "[2001:db8::7]:40000"
+    talkgroup: ca/net
+    insecure: true
+    timing: {hang_ms: 200}
+  usrp: {protocol: usrp, local: 127.0.0.1:34001, remote: 127.0.0.1:32001, talkgroup: ca/net}
+"""
+    )
+    cfg = parse_config_text(text)
+    r1, r2 = cfg.radios["r1"], cfg.radios["r2"]
+    assert r1.ptt is not None and r1.ptt.method == "cat"
+    assert r1.squelch is not None and r1.squelch.method == "cat"
+    # An explicit modem-line PTT or squelch defaults to the radio's CAT port.
+    assert r2.ptt is not None and (r2.ptt.method, r2.ptt.port) == ("dtr", "/dev/ttyUSB1")
+    assert r2.squelch is not None and r2.squelch.port == "/dev/ttyUSB1"
+    link = cfg.links["peer"]
+    assert (link.codec, link.duplex, link.remote_address) == (
+        "pcmu",
+        "full",
+        ("2001:db8::7", 40000),
+    )
+    # A partial link timing keeps the link defaults for the rest.
+    assert (link.timing.tx_delay_ms, link.timing.hang_ms, link.timing.rx_inhibit_ms) == (0, 200, 0)
+    assert cfg.ports() == ["r1", "r2", "peer", "usrp"]
+
+
+def test_rigctld_and_cm108_defaults() -> None:
+    text = HARDWARE.replace(
+        "    control: {driver: icom, port: /dev/ttyUSB1, civ_address: 0x94}\n",
+        "    control: {driver: rigctld}\n    ptt: {method: cm108}\n    squelch: {method: vox}\n",
+    )
+    radio = parse_config_text(text).radios["r2"]
+    assert radio.control is not None
+    assert (radio.control.host, radio.control.tcp_port) == ("localhost", 4532)
+    assert radio.ptt is not None and radio.ptt.gpio == 3
+    assert radio.squelch is not None and radio.squelch.vox_threshold_dbfs == -30.0
+
+
+def test_tone_tables() -> None:
+    assert len(CTCSS_TONES_HZ) == 50 and len(set(CTCSS_TONES_HZ)) == 50
+    assert len(DCS_CODES) == 104 and len(set(DCS_CODES)) == 104
+
+
+def test_yaml_merge_keys_and_aliases() -> None:
+    text = edit(
+        MINIMAL,
+        "  ca-1: {talkgroup: ca/tac, simulated: {}}",
+        "  ca-1: &base {talkgroup: ca/tac, simulated: {}, timing: {hang_ms: 2000}}\n"
+        "  ca-2: {<<: *base, duplex: full}",
+    )
+    cfg = parse_config_text(text)
+    assert cfg.radios["ca-2"].timing.hang_ms == 2000
+    assert cfg.radios["ca-2"].duplex == "full"
+    assert cfg.radios["ca-1"].duplex == "half"
+
+
+def test_json_schema() -> None:
+    schema = config_json_schema()
+    assert set(schema["properties"]) == {
+        "gateway",
+        "agencies",
+        "radios",
+        "links",
+        "patches",
+        "access",
+        "mqtt",
+        "recording",
+    }
+    assert schema["additionalProperties"] is False
+    json.dumps(schema)
+
+
+# --- whole-file problems ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("", 1, "the file is empty"),
+        ("# only a comment\n", 1, "the file is empty"),
+        ("- gateway\n- agencies\n", 1, "must be a mapping of sections such as gateway"),
+        ("just text\n", 1, "not 'just text'"),
+        ("gateway: {id: x\nagencies: {}\n", 2, "invalid YAML at column"),
+        ("gateway:\n\tid: x\n", 2, "YAML indents with spaces, not tabs"),
+        ("a: 1\n---\nb: 2\n", 2, "expected a single document"),
+        ("gateway: !include other.yaml\n", 1, "could not determine a constructor"),
+    ],
+    ids=[
+        "empty",
+        "comment-only",
+        "top-level-list",
+        "top-level-scalar",
+        "syntax",
+        "tab",
+        "two-docs",
+        "tag",
+    ],
+)
+def test_whole_file_problems(text: str, line: int, message: str) -> None:
+    issue = only_issue(text)
+    assert issue.line == line
+    assert message in issue.message
+
+
+def test_missing_file_directory_and_not_utf8(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nope.yaml")
+    assert str(caught.value) == f"{tmp_path / 'nope.yaml'}: no such file"
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: is a directory, not a YAML file"
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"gateway: {id: x}\nagencies:\n  # Qu\xe9bec\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(latin1)
+    assert str(caught.value) == (
+        f"{latin1}:3: the file is not UTF-8 text (byte 0xe9); save it as UTF-8"
+    )
+
+
+def test_issue_format() -> None:
+    issue = ConfigIssue("site.yaml", 7, "radios.r1.timing.hang_ms", "hang_ms must be >= 0")
+    assert str(issue) == "site.yaml:7: radios.r1.timing.hang_ms: hang_ms must be >= 0"
+    assert str(ConfigIssue("site.yaml", None, "", "no such file")) == "site.yaml: no such file"
+
+
+# --- located problems ------------------------------------------------------------------------
+
+# (id, config text, text on the reported line, key path, part of the message)
+CASES: list[tuple[str, str, str, str, str]] = [
+    (
+        "duplicate-key",
+        edit(MINIMAL, "    country: CA\n", "    country: CA\n    country: US\n"),
+        "country: US",
+        "agencies.ca.country",
+        "duplicate key 'country' (first at line 5)",
+    ),
+    (
+        "unknown-key-did-you-mean",
+        edit(
+            MINIMAL,
+            "  ca-1: {talkgroup: ca/tac, simulated: {}}",
+            "  ca-1:\n    talkgroup: ca/tac\n    simulated: {}\n    timming: {hang_ms: 5}",
+        ),
+        "timming:",
+        "radios.ca-1.timming",
+        "unknown key 'timming'; did you mean 'timing'?",
+    ),
+    (
+        "unknown-section",
+        MINIMAL + "radio: {}\n",
+        "radio: {}",
+        "radio",
+        "did you mean 'radios'?",
+    ),
+    (
+        "wrong-type",
+        edit(MINIMAL, "gateway: {id: test}", "gateway: {id: test, frame_ms: fast}"),
+        "gateway:",
+        "gateway.frame_ms",
+        "frame_ms must be one of 10, 20, 40 (got 'fast')",
+    ),
+    (
+        "not-a-number",
+        edit(MINIMAL, "{rx_mhz: 163.1, tx_mhz: 163.1}", "{rx_mhz: 163.1, tx_mhz: high}"),
+        "ch4:",
+        "agencies.us.talkgroups.ch4.tx_mhz",
+        "tx_mhz must be a number (got 'high')",
+    ),
+    (
+        "missing-key",
+        edit(MINIMAL, "    name: US agency\n", ""),
+        "  us:",
+        "agencies.us.name",
+        "missing required key 'name'",
+    ),
+    (
+        "bool-for-text",
+        edit(MINIMAL, "country: US", "country: no"),
+        "country: no",
+        "agencies.us.country",
+        "YAML reads yes/no/on/off as true/false",
+    ),
+    (
+        "lower-case-country",
+        edit(MINIMAL, "country: US", "country: us"),
+        "country: us",
+        "agencies.us.country",
+        "ISO 3166 alpha-2 code in upper case, like CA or US (got 'us'); write 'US'",
+    ),
+    (
+        "non-slug-name",
+        edit(MINIMAL, "  us-1:", "  US_1:"),
+        "US_1:",
+        "radios.US_1",
+        "'US_1' is not a valid name: use 1-63 lower-case letters",
+    ),
+    (
+        "negative-hang",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n    timing:\n      hang_ms: -5",
+        ),
+        "hang_ms: -5",
+        "radios.us-1.timing.hang_ms",
+        "hang_ms must be >= 0 (got -5)",
+    ),
+    (
+        "ctcss-not-standard",
+        edit(MINIMAL, "ctcss_hz: 131.8", "ctcss_hz: 131.5"),
+        "tac: {rx_mhz",
+        "agencies.ca.talkgroups.tac.ctcss_hz",
+        "131.5 Hz is not one of the 50 standard CTCSS tones; the nearest is 131.8 Hz",
+    ),
+    (
+        "dcs-not-standard",
+        edit(MINIMAL, "{rx_mhz: 163.1, tx_mhz: 163.1}", "{rx_mhz: 163.1, dcs: '024N'}"),
+        "ch4:",
+        "agencies.us.talkgroups.ch4.dcs",
+        "'024N' is not one of the 104 standard DCS codes; the nearest are 023 and 025",
+    ),
+    (
+        "ctcss-and-dcs",
+        edit(
+            MINIMAL, "{rx_mhz: 163.1, tx_mhz: 163.1}", "{rx_mhz: 163.1, ctcss_hz: 100, dcs: 023N}"
+        ),
+        "ch4:",
+        "agencies.us.talkgroups.ch4.dcs",
+        "give ctcss_hz or dcs, not both",
+    ),
+    (
+        "tx-outside-land-mobile",
+        edit(MINIMAL, "{rx_mhz: 163.1, tx_mhz: 163.1}", "{rx_mhz: 163.1, tx_mhz: 181.1}"),
+        "us-1:",
+        "radios.us-1.talkgroup",
+        "radio 'us-1' would transmit on 181.1 MHz (us/ch4), outside the land-mobile bands",
+    ),
+    (
+        "tx-outside-radio-bands",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n    bands_mhz: [[144, 148]]",
+        ),
+        "talkgroup: us/ch4",
+        "radios.us-1.talkgroup",
+        "outside its bands_mhz 144-148 MHz",
+    ),
+    (
+        "bad-band",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n    bands_mhz: [[174, 136]]",
+        ),
+        "bands_mhz:",
+        "radios.us-1.bands_mhz",
+        "band 0 must have 0 < low < high (got [174, 136])",
+    ),
+    (
+        "unknown-talkgroup",
+        edit(MINIMAL, "members: [ca/tac, us/ch4]", "members: [ca/tac, us/ch4, ca/tac9]"),
+        "cross:",
+        "patches.cross.members.2",
+        "talkgroup 'ca/tac9' is not defined; agency 'ca' has: tac",
+    ),
+    (
+        "unknown-agency-in-member",
+        edit(
+            MINIMAL, "members: [ca/tac, us/ch4]", "members: [ca/tac, us/ch4, {talkgroup: uss/ch4}]"
+        ),
+        "cross:",
+        "patches.cross.members.2.talkgroup",
+        "talkgroup 'uss/ch4' is not defined: there is no agency 'uss'; did you mean 'us'?",
+    ),
+    (
+        "bad-talkgroup-reference",
+        edit(MINIMAL, "members: [ca/tac, us/ch4]", "members: [ca/tac, ch4]"),
+        "cross:",
+        "patches.cross.members.1",
+        "'ch4' is not a talkgroup reference: write 'agency/talkgroup'",
+    ),
+    (
+        "member-mode-did-you-mean",
+        edit(
+            MINIMAL,
+            "  cross: {members: [ca/tac, us/ch4]}",
+            "  cross:\n    members:\n      - ca/tac\n"
+            "      - talkgroup: us/ch4\n        mode: lisen",
+        ),
+        "mode: lisen",
+        "patches.cross.members.1.mode",
+        "mode must be one of talk+listen, listen, talk (got 'lisen'); did you mean 'listen'?",
+    ),
+    (
+        "unknown-dispatcher-agency",
+        MINIMAL + "access:\n  dispatchers:\n    alice: {agency: rcmp}\n",
+        "alice:",
+        "access.dispatchers.alice.agency",
+        "agency 'rcmp' is not defined; agencies are: ca, us",
+    ),
+    (
+        "dispatcher-and-technician",
+        MINIMAL + "access:\n  dispatchers: {alice: {agency: ca}}\n  technicians:\n    - alice\n",
+        "- alice",
+        "access.technicians.0",
+        "'alice' is already a dispatcher; a user is a dispatcher or a technician, not both",
+    ),
+    (
+        "patch-of-one",
+        edit(MINIMAL, "members: [ca/tac, us/ch4]", "members: [ca/tac]")
+        + "  more: {members: [ca/tac, us/ch4]}\n",
+        "cross:",
+        "patches.cross.members",
+        "a patch joins at least two talkgroups; this one has 1",
+    ),
+    (
+        "talkgroup-twice-in-patch",
+        edit(
+            MINIMAL,
+            "  cross: {members: [ca/tac, us/ch4]}",
+            "  cross:\n    members:\n      - ca/tac\n      - us/ch4\n      - {talkgroup: ca/tac}",
+        ),
+        "- {talkgroup: ca/tac}",
+        "patches.cross.members.2",
+        "talkgroup 'ca/tac' is already member 0 of this patch",
+    ),
+    (
+        "consent-agency-not-in-patch",
+        edit(
+            MINIMAL,
+            "      ch4: {rx_mhz: 163.1, tx_mhz: 163.1}\n",
+            "      ch4: {rx_mhz: 163.1, tx_mhz: 163.1}\n      ch5: {rx_mhz: 163.2}\n",
+        ).replace(
+            "radios:\n",
+            "radios:\n  us-2: {talkgroup: us/ch5, simulated: {}}\n",
+        )
+        + "  us-only:\n    members: [us/ch4, us/ch5]\n    consent:\n      - us\n      - ca\n",
+        "- ca",
+        "patches.us-only.consent.1",
+        "agency 'ca' has no talkgroup in this patch; member agencies are: us",
+    ),
+    (
+        "consent-unknown-agency",
+        edit(MINIMAL, "members: [ca/tac, us/ch4]}", "members: [ca/tac, us/ch4], consent: [cbsa]}"),
+        "cross:",
+        "patches.cross.consent.0",
+        "agency 'cbsa' is not defined; did you mean 'ca'?",
+    ),
+    (
+        "two-enabled-patches-share-a-port",
+        edit(
+            MINIMAL,
+            "      tac: {rx_mhz: 142.47, ctcss_hz: 131.8}\n",
+            "      tac: {rx_mhz: 142.47, ctcss_hz: 131.8}\n      ops: {rx_mhz: 142.29}\n",
+        )
+        .replace(
+            "  us-1: {talkgroup: us/ch4, simulated: {}}\n",
+            "  us-1: {talkgroup: us/ch4, simulated: {}}\n"
+            "  ca-2: {talkgroup: ca/ops, simulated: {}}\n",
+        )
+        .replace(
+            "  cross: {members: [ca/tac, us/ch4]}\n",
+            "  cross: {members: [ca/tac, us/ch4], enabled: true}\n"
+            "  second:\n    members: [ca/ops, us/ch4]\n    enabled: true\n",
+        ),
+        "    enabled: true",
+        "patches.second.enabled",
+        "patch 'second' shares port 'us-1' (us/ch4) with patch 'cross', which is also enabled",
+    ),
+    (
+        "talkgroup-served-by-no-port",
+        edit(
+            MINIMAL,
+            "      ch4: {rx_mhz: 163.1, tx_mhz: 163.1}\n",
+            "      ch4: {rx_mhz: 163.1, tx_mhz: 163.1}\n      ops: {}\n",
+        ),
+        "ops: {}",
+        "agencies.us.talkgroups.ops",
+        "talkgroup 'us/ops' is served by no radio or link; add one or remove the talkgroup",
+    ),
+    (
+        "radio-on-network-talkgroup",
+        edit(MINIMAL, "{rx_mhz: 163.1, tx_mhz: 163.1}", "{id: 7}"),
+        "us-1:",
+        "radios.us-1.talkgroup",
+        "talkgroup 'us/ch4' has no frequencies, and a radio must be tuned",
+    ),
+    (
+        "radio-simulated-and-hardware",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n"
+            "    control: {driver: kenwood, port: /dev/ttyUSB0}",
+        ),
+        "control: {driver",
+        "radios.us-1.control",
+        "a simulated radio has no control: remove 'control', or remove 'simulated'",
+    ),
+    (
+        "hardware-radio-without-audio",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    control: {driver: kenwood, port: /dev/ttyUSB0}",
+        ),
+        "us-1:",
+        "radios.us-1.audio",
+        "a hardware radio needs audio",
+    ),
+    (
+        "ptt-cat-without-control",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    audio: {input: a, output: a}\n"
+            "    ptt: {method: cat}\n    squelch: {method: vox}",
+        ),
+        "ptt: {method: cat}",
+        "radios.us-1.ptt.method",
+        "ptt method cat needs control",
+    ),
+    (
+        "serial-driver-without-port",
+        edit(HARDWARE, "{driver: kenwood, port: /dev/ttyUSB0}", "{driver: kenwood}"),
+        "control: {driver: kenwood}",
+        "radios.r1.control.port",
+        "driver kenwood talks over a serial line: add port",
+    ),
+    (
+        "civ-address-for-kenwood",
+        edit(
+            HARDWARE,
+            "{driver: kenwood, port: /dev/ttyUSB0}",
+            "{driver: kenwood, port: /dev/ttyUSB0, civ_address: 0x10}",
+        ),
+        "civ_address: 0x10",
+        "radios.r1.control.civ_address",
+        "civ_address applies only to driver icom",
+    ),
+    (
+        "odd-baud",
+        edit(
+            HARDWARE,
+            "{driver: kenwood, port: /dev/ttyUSB0}",
+            "{driver: kenwood, port: /dev/ttyUSB0, baud: 9601}",
+        ),
+        "baud: 9601",
+        "radios.r1.control.baud",
+        "baud must be a standard rate",
+    ),
+    (
+        "shared-cat-port",
+        edit(HARDWARE, "port: /dev/ttyUSB1", "port: /dev/ttyUSB0"),
+        "driver: icom",
+        "radios.r2.control.port",
+        "serial port '/dev/ttyUSB0' is already used by radio 'r1'; a CAT port belongs to one radio",
+    ),
+    (
+        "ptt-on-another-radios-cat-port",
+        HARDWARE + "    ptt: {method: rts, port: /dev/ttyUSB0}\n",
+        "ptt: {method: rts",
+        "radios.r2.ptt.port",
+        "serial port '/dev/ttyUSB0' is the CAT port of radio 'r1'",
+    ),
+    (
+        "two-ptts-on-one-line",
+        edit(
+            HARDWARE,
+            "{driver: kenwood, port: /dev/ttyUSB0}",
+            "{driver: kenwood, port: /dev/ttyUSB0}\n    ptt: {method: rts, port: /dev/ttyS0}",
+        )
+        + "    ptt: {port: /dev/ttyS0, method: rts}\n",
+        "ptt: {port: /dev/ttyS0, method: rts}",
+        "radios.r2.ptt.port",
+        "the RTS line of '/dev/ttyS0' already keys radio 'r1'; two radios cannot share a PTT line",
+    ),
+    (
+        "shared-audio-channel",
+        edit(HARDWARE, "output: card, channel: right}", "output: card2}"),
+        "output: card2}",
+        "radios.r2.audio.input",
+        "audio input 'card' channel mono is already used by radio 'r1' (channel left)",
+    ),
+    (
+        "duplicate-port-name",
+        MINIMAL
+        + "links:\n  us-1:  # a link\n    protocol: usrp\n    local: 0.0.0.0:34001\n"
+        + "    remote: 10.0.0.2:32001\n    talkgroup: us/ch4\n",
+        "  us-1:  # a link",
+        "links.us-1",
+        "port name 'us-1' is already a radio's; port names must be unique",
+    ),
+    (
+        "rtp-link-without-encryption-choice",
+        MINIMAL
+        + "links:\n  peer:\n    protocol: rtp\n    local: 0.0.0.0:40000\n"
+        + "    remote: 198.51.100.7:40000\n    talkgroup: us/ch4\n",
+        "  peer:",
+        "links.peer.srtp_key_file",
+        "an RTP link needs srtp_key_file, or insecure: true to send audio unencrypted "
+        "(an unencrypted link must be asked for)",
+    ),
+    (
+        "bad-host-port",
+        MINIMAL
+        + "links:\n  peer:\n    protocol: rtp\n    local: 0.0.0.0:40000\n"
+        + "    remote: 198.51.100.7:70000\n    talkgroup: us/ch4\n    insecure: true\n",
+        "remote: 198",
+        "links.peer.remote",
+        "port must be between 1 and 65535 (got 70000)",
+    ),
+    (
+        "traffic-burst-longer-than-period",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n"
+            "    simulated:\n      traffic: {every_s: 4, talk_s: 5}",
+        ),
+        "traffic:",
+        "radios.us-1.simulated.traffic.talk_s",
+        "talk_s must be shorter than every_s (got talk_s 5, every_s 4)",
+    ),
+    (
+        "mqtt-url",
+        MINIMAL + "mqtt:\n  url: http://broker:1883\n",
+        "url: http",
+        "mqtt.url",
+        "url must be mqtt://host[:port] or mqtts://host[:port]",
+    ),
+    (
+        "frequency-in-hertz",
+        edit(MINIMAL, "{rx_mhz: 163.1, tx_mhz: 163.1}", "{rx_mhz: 163100000}"),
+        "ch4:",
+        "agencies.us.talkgroups.ch4.rx_mhz",
+        "frequencies are in MHz: 1.631e+08 looks like hertz (163.1 MHz?)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line_text", "path", "message"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_located_problem(text: str, line_text: str, path: str, message: str) -> None:
+    issue = only_issue(text)
+    assert (issue.file, issue.line, issue.path) == ("site.yaml", line_of(text, line_text), path)
+    assert message in issue.message
+    assert str(issue) == f"site.yaml:{issue.line}: {path}: {issue.message}"
+    assert "\n" not in str(issue)
+
+
+def test_duplicate_key_cites_both_lines() -> None:
+    text = "gateway: {id: a}\ngateway: {id: b}\n"
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (2, "gateway")
+    assert "first at line 1" in issue.message
+
+
+def test_every_problem_is_reported_in_file_order() -> None:
+    text = """\
+gateway: {id: Test, frame_ms: 25}
+agencies:
+  ca:
+    name: Canadian agency
+    country: ca
+    talkgroups:
+      tac: {rx_mhz: 142.47, ctcss_hz: 131.5}
+radios:
+  ca-1:
+    talkgroup: ca/tac
+    simulated: {}
+    timing: {hang_ms: -5}
+    duplx: full
+patches:
+  p: {members: [ca/tac], floor: loudest}
+"""
+    issues = issues_of(text)
+    assert [(issue.line, issue.path) for issue in issues] == [
+        (1, "gateway.id"),
+        (1, "gateway.frame_ms"),
+        (5, "agencies.ca.country"),
+        (7, "agencies.ca.talkgroups.tac.ctcss_hz"),
+        (12, "radios.ca-1.timing.hang_ms"),
+        (13, "radios.ca-1.duplx"),
+        (15, "patches.p.floor"),
+    ]
+    assert "did you mean 'duplex'?" in issues[5].message
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, filename="site.yaml")
+    assert str(caught.value).splitlines() == [str(issue) for issue in issues]
+
+
+def test_references_are_checked_only_after_the_schema_passes() -> None:
+    # The unknown talkgroup is not reported while the schema has a problem.
+    text = edit(
+        MINIMAL, "{talkgroup: ca/tac, simulated: {}}", "{talkgroup: ca/tac9, simulated: {}}"
+    )
+    text = edit(text, "gateway: {id: test}", "gateway: {id: test, frame_ms: 30}")
+    assert [issue.path for issue in issues_of(text)] == ["gateway.frame_ms"]
+
+
+def test_several_reference_problems_at_once() -> None:
+    text = MINIMAL.replace("ca/tac, simulated", "ca/tac9, simulated").replace(
+        "members: [ca/tac, us/ch4]", "members: [ca/tac, us/ch5]"
+    )
+    issues = issues_of(text)
+    assert [issue.path for issue in issues] == [
+        "agencies.ca.talkgroups.tac",
+        "radios.ca-1.talkgroup",
+        "patches.cross.members.1",
+    ]
+    assert "served by no radio or link" in issues[0].message
+
+
+def test_shared_serial_lines_allowed_as_dire_wolf_does() -> None:
+    # Radio r1 keyed by RTS and r2 by DTR of one adapter; r1's COS on CTS and r2's on DSR.
+    text = (
+        edit(
+            HARDWARE,
+            "{driver: kenwood, port: /dev/ttyUSB0}",
+            "{driver: kenwood, port: /dev/ttyUSB0}\n"
+            "    ptt: {method: rts, port: /dev/ttyS0}\n"
+            "    squelch: {method: cts, port: /dev/ttyS0}",
+        )
+        + "    ptt: {method: dtr, port: /dev/ttyS0}\n    squelch: {method: dsr, port: /dev/ttyS0}\n"
+    )
+    cfg = parse_config_text(text)
+    assert cfg.radios["r2"].ptt is not None and cfg.radios["r2"].ptt.method == "dtr"
+
+
+def test_bad_config_files_from_data_dir() -> None:
+    for path in sorted(DATA.glob("*.yaml")):
+        expected = path.with_suffix(".expected").read_text().strip().splitlines()
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        relative = [line.replace(str(path), path.name) for line in str(caught.value).splitlines()]
+        assert relative == expected, path.name
