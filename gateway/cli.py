@@ -109,6 +109,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"crosspatch {args.command}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file or directory the command cannot read or write
+        if args.verbose:
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"crosspatch {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

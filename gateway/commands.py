@@ -167,10 +167,7 @@ class PatchControl:
         return self._advance(who, patch, policy, events)
 
     def _approve(self, who: Principal, patch: str, policy: PatchPolicy, events: list[Event]) -> str:
-        self._authorise(who, patch, policy, "approve")
-        status = self.status[patch]
-        if status.state is not PatchState.PENDING:
-            raise _Refused(f"'{patch}' is {status.state}, not pending: there is nothing to approve")
+        status = self._pending(who, patch, policy, "approve")
         if who.role is Role.TECHNICIAN:
             self._check_conflict(patch)
             for agency in policy.consent:
@@ -187,10 +184,7 @@ class PatchControl:
         return self._advance(who, patch, policy, events)
 
     def _deny(self, who: Principal, patch: str, policy: PatchPolicy, events: list[Event]) -> str:
-        self._authorise(who, patch, policy, "deny")
-        status = self.status[patch]
-        if status.state is not PatchState.PENDING:
-            raise _Refused(f"'{patch}' is {status.state}, not pending: there is nothing to deny")
+        status = self._pending(who, patch, policy, "deny")
         if who.role is Role.DISPATCHER and who.agency not in policy.consent:
             raise _Refused(f"'{patch}' does not need the consent of {who.agency}")
         status.state = PatchState.DISABLED
@@ -215,6 +209,13 @@ class PatchControl:
         )
 
     # ------------------------------------------------------------------ helpers
+    def _pending(self, who: Principal, patch: str, policy: PatchPolicy, verb: str) -> PatchStatus:
+        self._authorise(who, patch, policy, verb)
+        status = self.status[patch]
+        if status.state is not PatchState.PENDING:
+            raise _Refused(f"'{patch}' is {status.state}, not pending: there is nothing to {verb}")
+        return status
+
     def _advance(self, who: Principal, patch: str, policy: PatchPolicy, events: list[Event]) -> str:
         status = self.status[patch]
         missing = [a for a in policy.consent if a not in status.approved_by]

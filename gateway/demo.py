@@ -157,16 +157,24 @@ def describe_event(event: Event) -> str | None:
     return None
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+class _StopSignals:
+    """Ctrl-C and SIGTERM ask the loop to stop at the next frame: no exception can land in the
+    middle of a tick or of the final unkey."""
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextmanager
+    def installed(self) -> Iterator[_StopSignals]:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.requested = True
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 def run_demo(
@@ -197,19 +205,19 @@ def run_demo(
             if not live_view and (line := describe_event(stamped)):
                 print(line, flush=True)
 
-    publish(control.enable_from_config(site.patches_enabled_in_config()))
     frame_s = site.frame_ms / 1000
     total = None if seconds is None else round(seconds / frame_s)
     late = 0
     live = Live(view.render(), console=console, refresh_per_second=_REFRESH_HZ, screen=False)
-    try:
-        with _sigterm_as_interrupt():
-            if live_view:
-                live.start()
+    with _StopSignals().installed() as stop:
+        publish(control.enable_from_config(site.patches_enabled_in_config()))
+        if live_view:
+            live.start()
+        try:
             start = time.monotonic()
             refresh_every = max(1, round(1 / (_REFRESH_HZ * frame_s)))
             tick = 0
-            while total is None or tick < total:
+            while (total is None or tick < total) and not stop.requested:
                 # Deadline scheduling: tick n is due at start + n * frame, so no drift builds up.
                 delay = start + tick * frame_s - time.monotonic()
                 if delay > 0:
@@ -223,13 +231,11 @@ def run_demo(
                 if live_view and tick % refresh_every == 0:
                     live.update(view.render())
                 tick += 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        publish(engine.release_all("shutdown"))
-        if live_view:
-            live.update(view.render())
-            live.stop()
+        finally:
+            publish(engine.release_all("shutdown"))
+            if live_view:
+                live.update(view.render())
+                live.stop()
     late_note = f", {late} late frames" if late else ""
     print(
         f"demo stopped: {view.call_count} calls patched; every transmitter released{late_note}",

@@ -186,9 +186,7 @@ class PatchEngine:
         # has a handful of distinct delays, so this loops over groups, not ports).
         self._ring_len = int(-(-(int(delay.max(initial=0)) + frame) // frame) * frame)
         self._ring = np.zeros((n, self._ring_len), dtype=np.float32)
-        self._delay_groups = [
-            (int(d), np.flatnonzero(delay == d)) for d in np.unique(delay) if (delay == d).any()
-        ]
+        self._delay_groups = [(int(d), np.flatnonzero(delay == d)) for d in np.unique(delay)]
 
         # Membership of enabled patches.
         self._patch_of = np.full(n, -1, dtype=np.int64)
@@ -204,6 +202,8 @@ class PatchEngine:
         self._seg_starts = np.zeros(0, dtype=np.int64)
         self._seg_patch = np.zeros(0, dtype=np.int64)
         self._seg_priority = np.zeros(0, dtype=bool)
+        self._pid_pad = np.full(n, len(self._patch_ids), dtype=np.int64)
+        self._floor_memo: tuple[BoolArray, BoolArray, BoolArray] | None = None
 
         # Per-port runtime state.
         self._carrier = np.zeros(n, dtype=bool)
@@ -328,6 +328,7 @@ class PatchEngine:
         self._end_reason[idx] = _EndReason.NONE
         self._ring[idx] = 0.0
         self._gain[idx] = 1.0
+        self._floor_memo = None
         return events
 
     def _rebuild_segments(self) -> None:
@@ -345,6 +346,9 @@ class PatchEngine:
         self._seg_patch = pids[starts] if order.size else np.zeros(0, dtype=np.int64)
         floors = [self.patches[self._patch_name(int(p))].floor for p in self._seg_patch]
         self._seg_priority = np.array([f == Floor.PRIORITY for f in floors], dtype=bool)
+        # Patch id per port, with ports in no enabled patch pointing at an always-empty last row.
+        self._pid_pad = np.where(self._patch_of >= 0, self._patch_of, len(self._patch_ids))
+        self._floor_memo = None
         self._segments_dirty = False
 
     # ------------------------------------------------------------------ the tick
@@ -373,7 +377,12 @@ class PatchEngine:
 
         # 2. Floors.
         cand = eff & self._talk & ~self._src_lock
-        src = self._floors(cand, ptt_prev)
+        memo = self._floor_memo
+        if memo is not None and np.array_equal(memo[0], cand) and np.array_equal(memo[1], ptt_prev):
+            src = memo[2].copy()  # same talkers, same keyed ports: the floors cannot have moved
+        else:
+            src = self._floors(cand, ptt_prev)
+            self._floor_memo = (cand, ptt_prev, src.copy())
 
         # 3. Calls that ended and began.
         src_prev = self._src
@@ -387,7 +396,7 @@ class PatchEngine:
         self._src = src
 
         # 4. Who is sent audio, and PTT.
-        pid_pad = np.where(self._patch_of >= 0, self._patch_of, len(self._patch_ids))
+        pid_pad = self._pid_pad
         talkers = np.bincount(self._patch_of[src], minlength=len(self._patch_ids) + 1)
         others = talkers[pid_pad] - src
         wanted_raw = self._listen & (others > 0) & ~(src & ~self._full)
@@ -414,8 +423,7 @@ class PatchEngine:
         self._ptt = ptt
 
         # 6. Audio: mix-minus, limiter, delay line, silence where unkeyed.
-        tx = self._mix(rx, src, wanted, pid_pad)
-        tx[~ptt] = 0.0
+        tx = self._mix(rx, src, wanted, pid_pad, ptt)
         self.tick_index = t + 1
         return TickResult(tx=tx, ptt=ptt.copy(), events=events)
 
@@ -428,6 +436,7 @@ class PatchEngine:
             self._holder[:] = -1
             self._tx_lock[:] = False
             self._src_lock[:] = False
+            self._floor_memo = None
             self._quiet = True
         self.tick_index += 1
         return TickResult(
@@ -490,7 +499,7 @@ class PatchEngine:
             )
         # A talker none of whose destinations may transmit any more has lost the floor.
         npatch = len(self._patch_ids) + 1
-        pid_pad = np.where(self._patch_of >= 0, self._patch_of, npatch - 1)
+        pid_pad = self._pid_pad
         wants = np.bincount(pid_pad[wanted_raw], minlength=npatch)
         locked = np.bincount(pid_pad[wanted_raw & self._tx_lock], minlength=npatch)
         dead = (wants > 0) & (wants == locked)
@@ -511,7 +520,12 @@ class PatchEngine:
         return events
 
     def _mix(
-        self, rx: FloatFrames, src: BoolArray, wanted: BoolArray, pid_pad: IntArray
+        self,
+        rx: FloatFrames,
+        src: BoolArray,
+        wanted: BoolArray,
+        pid_pad: IntArray,
+        ptt: BoolArray,
     ) -> FloatFrames:
         n, frame = len(self.ports), self.frame_samples
         out = np.zeros((n, frame), dtype=np.float32)
@@ -535,7 +549,7 @@ class PatchEngine:
             talkers = np.flatnonzero(src)
             peaks = np.abs(rx[talkers]).max(axis=1)
             self._call_peak[talkers] = np.maximum(self._call_peak[talkers], peaks)
-        return self._delay(out)
+        return self._delay(out, ptt)
 
     def _limit(self, mixed: FloatFrames, rows: IntArray) -> FloatFrames:
         # Instant attack (the whole frame at the new, lower gain), smooth release (a ramp that
@@ -553,20 +567,21 @@ class PatchEngine:
         limited: FloatFrames = (mixed * gains).astype(np.float32)
         return limited
 
-    def _delay(self, out: FloatFrames) -> FloatFrames:
+    def _delay(self, out: FloatFrames, ptt: BoolArray) -> FloatFrames:
+        """Writes this frame into the delay line; returns what each keyed port sends now
+        (its audio of `tx_delay_ms` ago) and silence on every unkeyed port."""
         frame, length = self.frame_samples, self._ring_len
         write = (self.tick_index * frame) % length
         self._ring[:, write : write + frame] = out
-        tx = np.empty_like(out)
-        for delay, rows in self._delay_groups:
-            if delay == 0:
-                tx[rows] = out[rows]
+        tx = np.zeros_like(out)
+        for delay, group in self._delay_groups:
+            rows = group[ptt[group]]
+            if not rows.size:
                 continue
             start = (write - delay) % length
-            stop = start + frame
-            if stop <= length:
-                tx[rows] = self._ring[rows, start:stop]
-            else:
+            if start + frame <= length:
+                tx[rows] = self._ring[rows, start : start + frame]
+            else:  # the delayed frame wraps around the end of the ring
                 split = length - start
                 tx[rows, :split] = self._ring[rows, start:]
                 tx[rows, split:] = self._ring[rows, : frame - split]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import wave
 from pathlib import Path
 
@@ -82,10 +83,16 @@ def speech_like(seconds: float, level_dbfs: float, rng: np.random.Generator) -> 
 def read_wav(path: Path, level_dbfs: float | None = None) -> Samples:
     """A WAV file as mono float32 at the engine's rate (mixed down and resampled as needed);
     scaled so its peak is `level_dbfs` when given."""
-    try:
-        rate, data = wavfile.read(path)
-    except (OSError, ValueError) as exc:
-        raise AudioFileError(f"{path}: cannot read WAV file: {exc}") from None
+    with warnings.catch_warnings():
+        # scipy only warns of a truncated file and returns what it found; a dry run must not
+        # silently play half a recording, so that is an error here.
+        warnings.simplefilter("error", wavfile.WavFileWarning)
+        try:
+            rate, data = wavfile.read(path)
+        except wavfile.WavFileWarning as exc:
+            raise AudioFileError(f"{path}: damaged WAV file: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise AudioFileError(f"{path}: cannot read WAV file: {exc}") from None
     if data.ndim == 2:
         data = data.mean(axis=1)
     if data.dtype.kind == "i":

@@ -236,3 +236,33 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "taken").write_text("x")
     assert run(["simulate", str(config), str(scenario_file), "--out", str(tmp_path / "taken")]) == 1
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_unwritable_out_dir_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, scenario_file = write_case(tmp_path)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a directory is needed")
+    out = blocked / "out"
+    assert run(["simulate", str(config), str(scenario_file), "--out", str(out)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("crosspatch simulate: ") and "blocked" in line
+
+
+def test_truncated_wav_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scipy.io import wavfile
+
+    wavfile.write(tmp_path / "voice.wav", 8000, np.zeros(8000, dtype=np.int16))
+    data = (tmp_path / "voice.wav").read_bytes()
+    (tmp_path / "voice.wav").write_bytes(data[:60])  # header claims more data than there is
+    scenario = SCENARIO.replace(
+        "receive: {tone_hz: 1000, level_dbfs: -12, seconds: 2}", "receive: {wav: voice.wav}"
+    )
+    config, scenario_file = write_case(tmp_path, scenario)
+    code = run(["simulate", str(config), str(scenario_file), "--out", str(tmp_path / "o")])
+    assert code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "voice.wav" in line and "damaged WAV file" in line

@@ -1,0 +1,136 @@
+"""`crosspatch demo`: runs the built-in site in real time, ends cleanly on --seconds and Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from gateway.config import load_config
+from gateway.demo import DemoView, demo_config_path
+from gateway.events import EventStamper, TickClock
+from gateway.simulate import add_configured_traffic
+from gateway.simulated import SimulatedRadios
+from gateway.site import build_site
+
+CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
+
+
+def test_demo_site_has_two_canadian_and_two_us_agencies_and_a_cross_border_patch() -> None:
+    cfg = load_config(demo_config_path())
+    countries = [a.country for a in cfg.agencies.values()]
+    assert countries.count("CA") >= 2 and countries.count("US") >= 2
+    assert all(r.simulated is not None and r.simulated.traffic for r in cfg.radios.values())
+    cross_border = [
+        name
+        for name, patch in cfg.patches.items()
+        if patch.enabled
+        and {cfg.agencies[m.talkgroup.split("/")[0]].country for m in patch.members} == {"CA", "US"}
+    ]
+    assert cross_border
+
+
+def test_demo_runs_for_the_given_seconds_and_patches_traffic() -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [*CROSSPATCH, "demo", "--seconds", "12"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert 11.5 < elapsed < 30  # real time, not as fast as possible
+    lines = result.stdout.splitlines()
+    assert any(" PATCH " in line and "enabled" in line for line in lines)
+    calls = [line for line in lines if " CALL " in line]
+    assert calls, result.stdout
+    assert "->" in calls[0]
+    assert "every transmitter released" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_ends_the_demo_cleanly_and_releases_every_transmitter() -> None:
+    proc = subprocess.Popen(
+        [*CROSSPATCH, "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        # Wait until the demo is running (the config's patches are enabled first thing).
+        first = proc.stdout.readline()
+        assert " PATCH " in first
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "every transmitter released" in err
+    assert "Traceback" not in err + out
+
+
+def test_sigterm_ends_the_demo_cleanly() -> None:
+    proc = subprocess.Popen(
+        [*CROSSPATCH, "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "every transmitter released" in err
+
+
+def test_demo_refuses_a_config_with_hardware_radios() -> None:
+    example = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
+    result = subprocess.run(
+        [*CROSSPATCH, "demo", "--config", str(example), "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "simulated ports only" in line and "crosspatch simulate" in line
+
+
+def test_live_view_shows_ports_patches_and_calls() -> None:
+    cfg = load_config(demo_config_path())
+    site = build_site(cfg)
+    engine, control = site.build(TickClock(datetime(2026, 1, 1, tzinfo=UTC), site.frame_ms))
+    radios = SimulatedRadios([p.name for p in site.ports], engine.frame_samples)
+    add_configured_traffic(cfg, radios)
+    view = DemoView(site, engine, control)
+    stamper = EventStamper(site.gateway_id)
+    for event in control.enable_from_config(site.patches_enabled_in_config()):
+        view.note(stamper.stamp(event))
+    for _ in range(40 * 50):  # 40 s of traffic
+        rx, carrier = radios.frame()
+        result = engine.tick(rx, carrier)
+        for event in result.events:
+            view.note(stamper.stamp(event))
+
+    console = Console(file=io.StringIO(), width=140, force_terminal=False, color_system=None)
+    console.print(view.render())
+    screen = console.file.getvalue()  # type: ignore[attr-defined]
+    for port in cfg.radios:
+        assert port in screen
+    for patch in cfg.patches:
+        assert patch in screen
+    assert "Last calls" in screen and "carrier_drop" in screen
+    assert view.call_count > 0
