@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from gateway.scenario import load_scenario
 
 from gateway.config import load_config
 from gateway.engine import (
@@ -32,6 +31,7 @@ from gateway.engine import (
     PortTiming,
 )
 from gateway.events import TickClock
+from gateway.scenario import load_scenario
 from gateway.simulate import run_simulation
 
 ROOT = Path(__file__).resolve().parent.parent
