@@ -12,28 +12,45 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
 from gateway.config import ConfigError, config_json_schema, config_summary, load_config
-from gateway.engine import EngineError
-from gateway.scenario import ScenarioError, load_scenario
-from gateway.signals import AudioFileError
-from gateway.simulate import SimulationError, run_simulation
+
+# Commands import what they need when they run: `unkey-all` runs in systemd's ExecStopPost after
+# a crash and must not spend seconds loading the signal-processing stack it does not use.
+
+DEFAULT_CONFIG = "/etc/crosspatch/crosspatch.yaml"
 
 
 class UsageError(Exception):
     """A command line that cannot be acted on; the message says why."""
 
 
-# Errors that are the user's to fix: reported in their own words, never as a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    ScenarioError,
-    SimulationError,
-    AudioFileError,
-    EngineError,
-    UsageError,
+class DaemonRefused(Exception):
+    """The daemon answered, and refused; its reason is the message."""
+
+
+# Errors that are the user's to fix, reported in their own words, never as a traceback: (module,
+# class). Looked up only in modules already loaded: an unloaded module cannot have raised.
+USER_ERRORS = (
+    ("gateway.scenario", "ScenarioError"),
+    ("gateway.simulate", "SimulationError"),
+    ("gateway.signals", "AudioFileError"),
+    ("gateway.engine", "EngineError"),
+    ("gateway.control_socket", "ControlError"),
+    ("gateway.state_store", "StateStoreError"),
 )
+
+
+def is_user_error(exc: BaseException) -> bool:
+    if isinstance(exc, UsageError | DaemonRefused):
+        return True
+    for module, name in USER_ERRORS:
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -48,6 +65,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.scenario import load_scenario
+    from gateway.simulate import run_simulation
+
     cfg = load_config(Path(args.config))
     scenario = load_scenario(Path(args.scenario), cfg)
     out_dir = Path(args.out)
@@ -64,6 +84,110 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError("--seconds must be a positive number of seconds")
     return run_demo(Path(args.config) if args.config else None, args.seconds)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.daemon import run_daemon
+    from gateway.logs import setup_logging
+
+    setup_logging(args.verbose)
+    return run_daemon(Path(args.config))
+
+
+def cmd_unkey_all(args: argparse.Namespace) -> int:
+    from gateway.unkey import unkey_all
+
+    report = unkey_all(load_config(Path(args.config)))
+    for line in report.lines():
+        print(line)
+    return report.exit_code
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    from gateway.daemon import control_socket_path
+
+    if args.socket:
+        return Path(args.socket)
+    return control_socket_path(load_config(Path(args.config or DEFAULT_CONFIG)))
+
+
+def _ask(args: argparse.Namespace, command: str, **fields: Any) -> dict[str, Any]:
+    from gateway.control_socket import request
+
+    reply = request(_socket(args), command, fields or None, timeout=args.timeout)
+    if not reply.get("ok"):
+        raise DaemonRefused(str(reply.get("error", "the daemon refused without a reason")))
+    result: dict[str, Any] = reply.get("result", {})
+    return result
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _ask(args, "status")
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(format_status(status))
+    return 0
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        patches = _ask(args, "patch.list")["patches"]
+        if args.json:
+            print(json.dumps(patches, indent=2))
+            return 0
+        for p in patches:
+            members = ", ".join(m["port"] for m in p["members"])
+            approved = f"  approved by {', '.join(p['approved_by'])}" if p["approved_by"] else ""
+            print(f"{p['patch']:<20} {p['state']:<9} {p['floor']:<9} {members}{approved}")
+        return 0
+    if not args.name:
+        raise UsageError(f"patch {args.action} needs the name of a patch")
+    result = _ask(args, f"patch.{args.action}", patch=args.name)
+    print(result.get("message", result))
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    result = _ask(args, "reload")
+    print(
+        f"reloaded {result['reloaded']}; enabled patches: {', '.join(result['enabled']) or 'none'}"
+    )
+    return 0
+
+
+def format_status(status: dict[str, Any]) -> str:
+    ticks = status["ticks"]
+    lines = [
+        f"{status['gateway']}  up {status['uptime_s']:.0f} s  config {status['config']}",
+        f"engine: {ticks['ticks']} ticks, {ticks['overruns']} overruns, lateness median "
+        f"{ticks['lateness_ms']['median']} ms p99 {ticks['lateness_ms']['p99']} ms",
+        "",
+        "ports:",
+    ]
+    for port in status["ports"]:
+        flags = " ".join(
+            flag
+            for flag, on in (
+                ("CARRIER", port["carrier"]),
+                ("PTT", port["ptt"]),
+                ("OFFLINE", not port["online"]),
+            )
+            if on
+        )
+        lines.append(
+            f"  {port['port']:<16} {port['talkgroup']:<20} {port['patch'] or '-':<16} {flags}"
+        )
+    lines.append("patches:")
+    for patch in status["patches"]:
+        lines.append(f"  {patch['patch']:<20} {patch['state']:<9} {patch['floor']}")
+    lines.append("calls:")
+    for call in status["calls"]:
+        to = ", ".join(d["port"] for d in call["destinations"]) or "nobody"
+        lines.append(f"  {call['patch']}: {call['source']['port']} -> {to} since {call['start']}")
+    if not status["calls"]:
+        lines.append("  none")
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,6 +212,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="where events.jsonl and tx/ go")
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
+    p.add_argument("config", metavar="CONFIG")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("unkey-all", help="release every transmitter the config names")
+    p.add_argument("config", metavar="CONFIG")
+    p.set_defaults(func=cmd_unkey_all)
+
+    daemon = argparse.ArgumentParser(add_help=False)
+    daemon.add_argument("--config", metavar="FILE", help=f"the daemon's config ({DEFAULT_CONFIG})")
+    daemon.add_argument("--socket", metavar="PATH", help="the daemon's control socket")
+    daemon.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply")
+
+    p = sub.add_parser("status", parents=[daemon], help="the running daemon's state")
+    p.add_argument("--json", action="store_true", help="the full status as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("patch", parents=[daemon], help="list, enable, disable or approve patches")
+    p.add_argument("action", choices=["list", "enable", "disable", "approve", "deny"])
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="patch list as JSON")
+    p.set_defaults(func=cmd_patch)
+
+    p = sub.add_parser("reload", parents=[daemon], help="re-read the daemon's config file")
+    p.set_defaults(func=cmd_reload)
+
     p = sub.add_parser("demo", help="run the built-in simulated site with a live view")
     p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
     p.add_argument("--config", metavar="CONFIG", help="an all-simulated config instead of the demo")
@@ -104,11 +254,6 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    except USER_ERRORS as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"crosspatch {args.command}: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:  # a file or directory the command cannot read or write
         if args.verbose:
             traceback.print_exc()
@@ -117,6 +262,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"crosspatch {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main() -> None:

@@ -39,6 +39,8 @@ class Principal:
 # Who acts when a scenario names nobody, and what the config's own `enabled: true` is recorded as.
 DEFAULT_TECHNICIAN = Principal("technician", Role.TECHNICIAN)
 CONFIG_PRINCIPAL = Principal("config", Role.TECHNICIAN)
+RELOAD_PRINCIPAL = Principal("reload", Role.TECHNICIAN)
+RESTORE_PRINCIPAL = Principal("restore", Role.TECHNICIAN)
 
 
 class PatchState(StrEnum):
@@ -133,6 +135,71 @@ class PatchControl:
         for name in names:
             events.extend(self.execute(CONFIG_PRINCIPAL, Command.ENABLE, name).events)
         return events
+
+    def successor(
+        self,
+        engine: PatchEngine,
+        policies: Mapping[str, PatchPolicy],
+        principals: Mapping[str, Principal],
+        enabled_in_config: Sequence[str],
+    ) -> tuple[PatchControl, list[Event]]:
+        """The command layer for a reloaded patch table, on `engine` (from
+        `PatchEngine.successor`), keeping every patch's state where it still holds:
+        - a patch the engine kept running stays enabled with its approvals;
+        - a patch that changed comes back enabled only if the approvals it had still cover the
+          consent it now needs (a technician's enable covers all); otherwise it is pending for
+          the agencies that have not agreed to the new membership;
+        - a pending patch stays pending; a patch gone from the config is disabled;
+        - a new patch marked `enabled: true` in the config is enabled (its first start).
+        """
+        new = PatchControl(engine, policies, principals)
+        events: list[Event] = []
+        for name, status in self.status.items():
+            if status.state is PatchState.DISABLED:
+                continue
+            if name not in new.policies:
+                events.append(new._patch_event(name, RELOAD_PRINCIPAL, PatchState.DISABLED))
+                continue
+            target = new.status[name]
+            target.approved_by = dict(status.approved_by)
+            if name in engine.enabled_patches:
+                target.state = PatchState.ENABLED
+                continue
+            consent = new.policies[name].consent
+            covered = "*" in status.approved_by or all(a in status.approved_by for a in consent)
+            if status.state is PatchState.ENABLED and covered:
+                try:
+                    new._activate(RELOAD_PRINCIPAL, name, events)
+                except _Refused:
+                    target.state = PatchState.DISABLED
+                    target.approved_by = {}
+                    events.append(new._patch_event(name, RELOAD_PRINCIPAL))
+                continue
+            target.approved_by = {a: who for a, who in status.approved_by.items() if a in consent}
+            target.state = PatchState.PENDING
+            events.append(new._patch_event(name, RELOAD_PRINCIPAL))
+        fresh = [n for n in enabled_in_config if n not in self.status and n in new.policies]
+        events.extend(new.enable_from_config(fresh))
+        return new, events
+
+    def restore(
+        self, name: str, state: PatchState, approved_by: Mapping[str, str]
+    ) -> tuple[list[Event], str | None]:
+        """Puts a patch back as the persisted state had it (after a restart); returns its
+        events and, if it could not be restored, why."""
+        status = self.status[name]
+        status.approved_by = dict(approved_by)
+        events: list[Event] = []
+        if state is PatchState.ENABLED:
+            try:
+                self._activate(RESTORE_PRINCIPAL, name, events)
+            except _Refused as refusal:
+                status.approved_by = {}
+                return events, str(refusal)
+        elif state is PatchState.PENDING:
+            status.state = PatchState.PENDING
+            events.append(self._patch_event(name, RESTORE_PRINCIPAL))
+        return events, None
 
     # ------------------------------------------------------------------ the commands
     def _policy(self, patch: str) -> PatchPolicy:
@@ -249,12 +316,12 @@ class PatchControl:
     def _now(self) -> str:
         return self.engine.clock.iso(self.engine.tick_index)
 
-    def _patch_event(self, patch: str, who: Principal) -> Event:
+    def _patch_event(self, patch: str, who: Principal, state: PatchState | None = None) -> Event:
         return {
             "type": "patch",
             "time": self._now(),
             "patch": patch,
-            "state": str(self.status[patch].state),
+            "state": str(state or self.status[patch].state),
             "by": who.name,
         }
 

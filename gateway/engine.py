@@ -639,6 +639,72 @@ class PatchEngine:
             recording=None,
         )
 
+    # ------------------------------------------------------------------ reload
+    _PORT_STATE = (
+        "_carrier",
+        "_carrier_since",
+        "_inhibit_until",
+        "_src",
+        "_src_lock",
+        "_end_reason",
+        "_tx_lock",
+        "_ptt",
+        "_keyed_since",
+        "_last_wanted",
+        "_gain",
+        "_call_peak",
+    )
+
+    def successor(
+        self, ports: Sequence[PortSpec], patches: Sequence[PatchSpec]
+    ) -> tuple[PatchEngine, list[Event]]:
+        """An engine for a new patch table that carries on where this one is.
+
+        Reconciles wanted against current (as SvxLink's link manager does) instead of starting
+        over: a patch whose spec and member ports are unchanged stays enabled, and its calls,
+        floors, PTT hang, timers and delayed audio carry on without a glitch. An enabled patch
+        that changed or went away is disabled first (its calls end with `patch_disabled`); the
+        command layer decides whether it comes back. Call this between ticks.
+        """
+        new = PatchEngine(ports, patches, clock=self.clock, gateway_id=self.gateway_id)
+        new.tick_index = self.tick_index
+        unchanged = {
+            p.name
+            for p in new.ports
+            if p.name in self.port_index and self.ports[self.port_index[p.name]] == p
+        }
+        kept = sorted(
+            name
+            for name in self._enabled
+            if new.patches.get(name) == self.patches[name]
+            and all(m.port in unchanged for m in self.patches[name].members)
+        )
+        events: list[Event] = []
+        for name in sorted(self._enabled - set(kept)):
+            events.extend(self.disable_patch(name))
+        for name in kept:
+            new.enable_patch(name)
+
+        old_rows = np.array([self.port_index[n] for n in sorted(unchanged)], dtype=np.int64)
+        new_rows = np.array([new.port_index[n] for n in sorted(unchanged)], dtype=np.int64)
+        if old_rows.size:
+            for attr in self._PORT_STATE:
+                getattr(new, attr)[new_rows] = getattr(self, attr)[old_rows]
+            # Delayed audio: the last samples of each kept port move to the same place relative
+            # to the write position of the next tick, whatever the new ring's length.
+            frame = self.frame_samples
+            back = np.arange(1, min(self._ring_len, new._ring_len) + 1)
+            old_cols = (self.tick_index * frame - back) % self._ring_len
+            new_cols = (new.tick_index * frame - back) % new._ring_len
+            new._ring[np.ix_(new_rows, new_cols)] = self._ring[np.ix_(old_rows, old_cols)]
+        for i, call in self._calls.items():
+            new._calls[new.port_index[self.ports[i].name]] = call
+        for name in kept:
+            holder = int(self._holder[self._patch_ids[name]])
+            if holder >= 0:
+                new._holder[new._patch_ids[name]] = new.port_index[self.ports[holder].name]
+        return new, events
+
     # ------------------------------------------------------------------ read-only views
     @property
     def carrier(self) -> BoolArray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -96,13 +96,38 @@ class SimulatedRadios:
         start, length = round(at_s * SAMPLE_RATE), round(seconds * SAMPLE_RATE)
         heapq.heappush(self._pending, _Feed(start, self._port(port), length, None))
 
-    def add_traffic(self, port: str, pattern: TrafficPattern) -> None:
-        """Generated speech-like traffic on `port`, repeatable from the pattern's seed (by
-        default derived from the port's name)."""
+    def add_traffic(self, port: str, pattern: TrafficPattern | None) -> None:
+        """Generated speech-like traffic on `port` (replacing any it had; None for none),
+        repeatable from the pattern's seed (by default derived from the port's name)."""
+        i = self._port(port)
+        current = [t for t in self._traffic if t.port == i]
+        if current and current[0].pattern == pattern:
+            return
+        self._traffic = [t for t in self._traffic if t.port != i]
+        if pattern is None:
+            return
         seed = pattern.seed if pattern.seed is not None else zlib.crc32(port.encode())
         rng = np.random.default_rng(seed)
-        first = round(rng.uniform(0.0, pattern.every_s) * SAMPLE_RATE)
-        self._traffic.append(_Traffic(self._port(port), pattern, rng, first))
+        first = self._sample + round(rng.uniform(0.0, pattern.every_s) * SAMPLE_RATE)
+        self._traffic.append(_Traffic(i, pattern, rng, first))
+
+    def successor(self, names: Sequence[str]) -> SimulatedRadios:
+        """The bank for a reloaded site: a port that stays keeps what it is hearing, its
+        traffic and its counters, so a reload does not cut a call short."""
+        new = SimulatedRadios(names, self.frame_samples)
+        new._sample = self._sample
+        new.sink = self.sink
+        moved = {i: new.index[name] for i, name in enumerate(self.names) if name in new.index}
+        for feed in self._pending:
+            if feed.port in moved:
+                heapq.heappush(new._pending, replace(feed, port=moved[feed.port]))
+        new._active = [replace(f, port=moved[f.port]) for f in self._active if f.port in moved]
+        new._traffic = [replace(t, port=moved[t.port]) for t in self._traffic if t.port in moved]
+        old_rows = np.array(list(moved), dtype=np.int64)
+        new_rows = np.array(list(moved.values()), dtype=np.int64)
+        for attr in ("_keyed", "_keyed_frames", "_received_frames", "_transmissions"):
+            getattr(new, attr)[new_rows] = getattr(self, attr)[old_rows]
+        return new
 
     # ------------------------------------------------------------------ one frame
     def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:

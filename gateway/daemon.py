@@ -1,0 +1,357 @@
+"""`crosspatch run CONFIG`: the daemon.
+
+Two threads meet here. The engine thread (`gateway.runtime`) ticks the engine in real time and
+never waits on I/O. The asyncio loop of this module owns everything else: the control socket,
+reload on SIGHUP, the persisted patch state, logs, and systemd's notify/watchdog protocol. They
+meet through `EngineRuntime.submit` (work run between two ticks) and the event callback.
+
+Safety: every exit path unkeys (the engine thread's last act is `release_all`), a second daemon on
+the same state directory is refused, and a bad config at reload leaves the running one in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.commands import Command, PatchControl, PatchState, Principal, Role
+from gateway.config import Config, ConfigError, load_config
+from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
+from gateway.events import Event, EventStamper, TickClock, to_json_line
+from gateway.runtime import EngineRuntime
+from gateway.sdnotify import SystemdNotifier
+from gateway.simulate import SimulationError, add_configured_traffic
+from gateway.simulated import SimulatedRadios, TrafficPattern
+from gateway.site import Site, build_site
+from gateway.state_store import PatchRecord, StateStore, acquire_lock
+
+log = logging.getLogger("gateway.daemon")
+event_log = logging.getLogger("gateway.events")
+
+T = TypeVar("T")
+
+STATE_FILE = "patches.json"
+RECENT_CALLS = 20
+STOP_TIMEOUT_S = 2.0
+_PATCH_COMMANDS = {c.value: c for c in Command}
+
+
+def control_socket_path(cfg: Config) -> Path:
+    return cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
+
+
+def require_simulated_ports(cfg: Config) -> None:
+    """This build drives simulated ports only: say so plainly for a port that needs hardware."""
+    hardware = [n for n, r in cfg.radios.items() if r.simulated is None]
+    hardware += [n for n, link in cfg.links.items() if link.simulated is None]
+    if hardware:
+        raise SimulationError(
+            f"{', '.join(hardware)}: hardware radios and links need the sound-card, CAT and link "
+            "drivers, which this build does not have yet; mark them `simulated: {}` to run"
+        )
+
+
+def traffic_patterns(cfg: Config) -> dict[str, TrafficPattern | None]:
+    patterns: dict[str, TrafficPattern | None] = {}
+    for name, port in [*cfg.radios.items(), *cfg.links.items()]:
+        t = port.simulated.traffic if port.simulated is not None else None
+        patterns[name] = (
+            TrafficPattern(t.every_s, t.talk_s, t.level_dbfs, t.seed) if t is not None else None
+        )
+    return patterns
+
+
+def patch_records(control: PatchControl) -> dict[str, PatchRecord]:
+    return {
+        name: PatchRecord(state=str(status.state), approved_by=dict(status.approved_by))
+        for name, status in control.status.items()
+        if status.state is not PatchState.DISABLED
+    }
+
+
+@dataclass
+class _Restart(Exception):
+    """A reload that changes what only a restart can (gateway id, frame size, state dir)."""
+
+    what: str
+
+
+class Daemon:
+    def __init__(self, config_path: Path, cfg: Config) -> None:
+        self.config_path = config_path
+        self.cfg = cfg
+        self.site: Site = build_site(cfg)
+        self.state_dir = cfg.gateway.state_dir
+        self.store = StateStore(self.state_dir, cfg.gateway.id)
+        self.notifier = SystemdNotifier()
+        self.recent_calls: deque[Event] = deque(maxlen=RECENT_CALLS)
+        self.started = time.monotonic()
+        self.exit_code = 0
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._save_lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+        self.runtime = self._build_runtime()
+
+    # ------------------------------------------------------------------ start-up
+    def _build_runtime(self) -> EngineRuntime:
+        clock = TickClock(datetime.now(UTC), self.site.frame_ms)
+        engine, control = self.site.build(clock)
+        radios = SimulatedRadios([p.name for p in self.site.ports], engine.frame_samples)
+        add_configured_traffic(self.cfg, radios)
+        stamper = EventStamper(self.site.gateway_id)
+
+        def publish(events: list[Event]) -> None:  # engine thread: hand over, never block
+            self._loop.call_soon_threadsafe(self._on_events, events)
+
+        return EngineRuntime(engine, control, radios, stamper, publish)
+
+    def _restore(self) -> None:
+        """Patches as they were before the restart, or, at first start, as the config says."""
+        state_file = self.state_dir / STATE_FILE
+        existed = state_file.exists()
+        loaded = self.store.load(list(self.site.config.patches))
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        control = self.runtime.control
+        if existed and state_file.exists():  # present and not set aside as corrupt
+            for name, record in loaded.patches.items():
+                events, error = control.restore(name, PatchState(record.state), record.approved_by)
+                self.runtime.emit(events)
+                if error:
+                    log.warning("patch %s not restored: %s", name, error)
+        else:
+            self.runtime.emit(control.enable_from_config(self.site.patches_enabled_in_config()))
+
+    async def serve(self) -> int:
+        self._restore()
+        await self._save(patch_records(self.runtime.control))
+        self.runtime.start()
+        server = ControlServer(control_socket_path(self.cfg), self._handle)
+        await server.start()
+        loop = self._loop
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        watchdog = asyncio.create_task(self._watch_engine())
+        ports = len(self.site.ports)
+        log.info(
+            "running %s: %d ports, %d patches, control socket %s",
+            self.site.gateway_id,
+            ports,
+            len(self.site.patches),
+            control_socket_path(self.cfg),
+        )
+        self.notifier.ready(f"{ports} ports, {len(self.runtime.engine.enabled_patches)} patches on")
+        try:
+            await self._stop.wait()
+        finally:
+            self.notifier.stopping()
+            log.info("stopping: ending calls and releasing every transmitter")
+            watchdog.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await server.close()
+            stopped = await asyncio.to_thread(self.runtime.stop, STOP_TIMEOUT_S)
+            if not stopped:
+                log.error("the engine did not stop within %.0f s", STOP_TIMEOUT_S)
+                self.exit_code = 1
+            await asyncio.sleep(0)  # let the engine's last events through
+            log.info("stopped")
+        return self.exit_code
+
+    # ------------------------------------------------------------------ events
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            event_log.info("%s", to_json_line(event))
+            if event["type"] == "call_end":
+                self.recent_calls.appendleft(event)
+
+    # ------------------------------------------------------------------ engine health
+    async def _watch_engine(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        period = min(interval / 2, 1.0) if interval else 1.0
+        while True:
+            await asyncio.sleep(period)
+            if self.runtime.healthy():
+                self.notifier.watchdog()
+            elif not self.runtime.engine_alive():
+                log.critical("the engine thread has died; stopping so the service restarts")
+                self.exit_code = 1
+                self._stop.set()
+                return
+
+    # ------------------------------------------------------------------ commands
+    async def _on_engine(self, job: Callable[[EngineRuntime], T]) -> T:
+        return await asyncio.wrap_future(self.runtime.submit(job))
+
+    async def _save(self, records: dict[str, PatchRecord]) -> None:
+        async with self._save_lock:
+            try:
+                await asyncio.to_thread(self.store.save, records)
+            except Exception as exc:  # a full or read-only disk must not stop the gateway
+                log.error("patch state not saved: %s", exc)
+
+    async def _handle(self, request: ControlRequest) -> dict[str, Any]:
+        who = Principal(request.user, Role.TECHNICIAN)
+        if request.command == "status":
+            return await self.status()
+        if request.command == "patch.list":
+            return {"patches": await self._on_engine(_patch_list)}
+        if request.command == "reload":
+            return await self.reload(request.user)
+        command = _PATCH_COMMANDS.get(request.command)
+        if command is None:
+            raise ControlRefused(f"unknown command '{request.command}'")
+        patch = request.args.get("patch")
+        if not isinstance(patch, str) or not patch:
+            raise ControlRefused(f'{request.command} needs a patch name: {{"patch": "NAME"}}')
+
+        def execute(rt: EngineRuntime) -> tuple[bool, str, str | None, dict[str, PatchRecord]]:
+            result = rt.control.execute(who, command, patch)
+            rt.emit(result.events)
+            state = str(result.state) if result.state is not None else None
+            return result.ok, result.message, state, patch_records(rt.control)
+
+        ok, message, state, records = await self._on_engine(execute)
+        if not ok:
+            raise ControlRefused(message)
+        await self._save(records)
+        return {"patch": patch, "state": state, "message": message}
+
+    async def status(self) -> dict[str, Any]:
+        snapshot = await self._on_engine(_status_snapshot)
+        snapshot.update(
+            {
+                "gateway": self.site.gateway_id,
+                "config": str(self.config_path),
+                "uptime_s": round(time.monotonic() - self.started, 1),
+                "recent_calls": list(self.recent_calls),
+                "ticks": self.runtime.stats.summary(),
+            }
+        )
+        return snapshot
+
+    # ------------------------------------------------------------------ reload
+    def _reload_on_signal(self) -> None:
+        async def run() -> None:
+            try:
+                await self.reload("SIGHUP")
+            except ControlRefused as refusal:
+                log.error("reload refused: %s", refusal)
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)  # keep a reference until it is done (asyncio holds only weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self, by: str) -> dict[str, Any]:
+        """Validates the config file again and, if it is good, applies only what changed."""
+        async with self._reload_lock:
+            log.info("reload requested by %s", by)
+            self.notifier.reloading()
+            try:
+                return await self._reload(by)
+            finally:
+                self.notifier.ready()
+
+    async def _reload(self, by: str) -> dict[str, Any]:
+        try:
+            cfg = await asyncio.to_thread(load_config, self.config_path)
+            require_simulated_ports(cfg)
+            self._check_restart_only(cfg)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("reload: %s", issue)
+            first = exc.issues[0] if exc.issues else exc
+            raise ControlRefused(
+                f"the new config has {len(exc.issues)} error(s); still running the previous "
+                f"one. First: {first}"
+            ) from None
+        except (SimulationError, _Restart) as exc:
+            text = exc.what if isinstance(exc, _Restart) else str(exc)
+            raise ControlRefused(f"{text}; still running the previous config") from None
+        site = build_site(cfg)
+        patterns = traffic_patterns(cfg)
+
+        def swap(rt: EngineRuntime) -> tuple[list[str], dict[str, PatchRecord]]:
+            engine, events = rt.engine.successor(site.ports, site.patches)
+            control, more = rt.control.successor(
+                engine, site.policies, site.principals, site.patches_enabled_in_config()
+            )
+            assert isinstance(rt.ports, SimulatedRadios)
+            radios = rt.ports.successor([p.name for p in site.ports])
+            for port, pattern in patterns.items():
+                radios.add_traffic(port, pattern)
+            rt.engine, rt.control, rt.ports = engine, control, radios
+            rt.emit(events + more)
+            return sorted(engine.enabled_patches), patch_records(control)
+
+        enabled, records = await self._on_engine(swap)
+        self.cfg, self.site = cfg, site
+        await self._save(records)
+        log.info("reloaded %s: enabled patches: %s", self.config_path, ", ".join(enabled))
+        return {"reloaded": str(self.config_path), "enabled": enabled}
+
+    def _check_restart_only(self, cfg: Config) -> None:
+        old, new = self.cfg.gateway, cfg.gateway
+        for key in ("id", "frame_ms", "state_dir", "control_socket"):
+            if getattr(old, key) != getattr(new, key):
+                raise _Restart(f"gateway.{key} changed: restart the daemon to apply it")
+
+
+def _patch_list(rt: EngineRuntime) -> list[dict[str, Any]]:
+    engine, control = rt.engine, rt.control
+    return [
+        {
+            "patch": name,
+            "state": str(control.state(name)),
+            "floor": str(spec.floor),
+            "members": [
+                {"port": m.port, "mode": str(m.mode), "priority": m.priority} for m in spec.members
+            ],
+            "approved_by": control.approved_by(name),
+        }
+        for name, spec in engine.patches.items()
+    ]
+
+
+def _status_snapshot(rt: EngineRuntime) -> dict[str, Any]:
+    engine = rt.engine
+    carrier, ptt = engine.carrier, engine.ptt
+    ports = [
+        {
+            "port": spec.name,
+            "kind": "simulated",
+            "online": True,
+            "talkgroup": spec.talkgroup,
+            "agency": spec.agency,
+            "carrier": bool(carrier[i]),
+            "ptt": bool(ptt[i]),
+            "patch": engine.patch_of_port(spec.name),
+        }
+        for i, spec in enumerate(engine.ports)
+    ]
+    return {"ports": ports, "patches": _patch_list(rt), "calls": engine.active_calls()}
+
+
+async def _serve(config_path: Path, cfg: Config) -> int:
+    return await Daemon(config_path, cfg).serve()
+
+
+def run_daemon(config_path: Path) -> int:
+    cfg = load_config(config_path)
+    require_simulated_ports(cfg)
+    lock = acquire_lock(cfg.gateway.state_dir)
+    try:
+        return asyncio.run(_serve(config_path, cfg))
+    finally:
+        lock.release()

@@ -1,0 +1,326 @@
+"""`crosspatch run` as a real subprocess: readiness, control socket, reload, restart, safe stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
+
+# Two independent patches. rcmp-1 and usbp-1 talk long bursts so a call is nearly always on the
+# air in border-tac; county's members change in the reload test.
+SITE = """\
+gateway: {{id: test-gw, frame_ms: 20, state_dir: {state_dir}}}
+agencies:
+  rcmp:
+    name: Royal Canadian Mounted Police
+    country: CA
+    talkgroups:
+      tac2: {{rx_mhz: 142.470, ctcss_hz: 131.8}}
+  usbp:
+    name: U.S. Border Patrol
+    country: US
+    talkgroups:
+      ch4: {{rx_mhz: 163.100, ctcss_hz: 100.0}}
+  wcso:
+    name: Whatcom County Sheriff
+    country: US
+    talkgroups:
+      main: {{rx_mhz: 155.550}}
+      tac: {{rx_mhz: 155.610}}
+radios:
+  rcmp-1:
+    talkgroup: rcmp/tac2
+    simulated: {{traffic: {{every_s: 9, talk_s: 8, seed: 1}}}}
+    timing: {{tx_delay_ms: 100, hang_ms: 300}}
+  usbp-1:
+    talkgroup: usbp/ch4
+    simulated: {{}}
+  wcso-1:
+    talkgroup: wcso/main
+    simulated: {{traffic: {{every_s: 3, talk_s: 1, seed: 2}}}}
+  wcso-2:
+    talkgroup: wcso/tac
+    simulated: {{}}
+patches:
+  border-tac:
+    members: [rcmp/tac2, usbp/ch4]
+    enabled: {border_enabled}
+  county:
+    members: [wcso/main, {county_second}]
+access:
+  dispatchers: {{alice: {{agency: rcmp}}}}
+  technicians: [tech1]
+"""
+
+
+class Daemon:
+    """A `crosspatch run` subprocess whose log lines (and the events in them) are collected."""
+
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.config = config
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [*CROSSPATCH, "run", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        found = []
+        for line in list(self.lines):
+            if " events: " in line:
+                event = json.loads(line.split(" events: ", 1)[1])
+                if kind is None or event["type"] == kind:
+                    found.append(event)
+        return found
+
+    def wait_for(self, what: Callable[[], Any], timeout: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = what()
+            if value:
+                return value
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n" + self.log())
+            time.sleep(0.05)
+        raise AssertionError("timed out; daemon log:\n" + self.log())
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+
+class Site:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.state_dir = tmp_path / "state"
+        self.config = tmp_path / "crosspatch.yaml"
+        self.socket = self.state_dir / "control.sock"
+        self.write()
+        self.notify_path = str(tmp_path / "notify.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.settimeout(0.2)
+        self.daemons: list[Daemon] = []
+
+    def write(self, border_enabled: bool = True, county_second: str = "wcso/tac") -> None:
+        self.config.write_text(
+            SITE.format(
+                state_dir=self.state_dir,
+                border_enabled=str(border_enabled).lower(),
+                county_second=county_second,
+            )
+        )
+
+    def start(self) -> Daemon:
+        env = {**os.environ, "NOTIFY_SOCKET": self.notify_path}
+        env.pop("JOURNAL_STREAM", None)
+        daemon = Daemon(self.config, env)
+        self.daemons.append(daemon)
+        return daemon
+
+    def wait_ready(self, daemon: Daemon, timeout: float = 20.0) -> list[str]:
+        """The sd_notify messages up to READY=1."""
+        messages: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                messages.append(self.notify.recv(4096).decode())
+            except TimeoutError:
+                if daemon.proc.poll() is not None:
+                    raise AssertionError("daemon exited:\n" + daemon.log()) from None
+                continue
+            if any(line == "READY=1" for line in messages[-1].splitlines()):
+                return messages
+        raise AssertionError(f"no READY=1 (got {messages}):\n" + daemon.log())
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CROSSPATCH, *args, "--socket", str(self.socket)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    def status(self) -> dict[str, Any]:
+        result = self.cli("status", "--json")
+        assert result.returncode == 0, result.stderr
+        status: dict[str, Any] = json.loads(result.stdout)
+        return status
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path)
+    yield s
+    for daemon in s.daemons:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(5)
+    s.notify.close()
+
+
+def active_call(status: dict[str, Any], patch: str) -> dict[str, Any] | None:
+    return next((c for c in status["calls"] if c["patch"] == patch), None)
+
+
+def test_ready_enable_over_socket_and_traffic_is_routed(site: Site) -> None:
+    site.write(border_enabled=False)
+    daemon = site.start()
+    site.wait_ready(daemon)
+    assert site.socket.exists() and (site.socket.stat().st_mode & 0o777) == 0o660
+
+    listed = site.cli("patch", "list")
+    assert listed.returncode == 0 and "border-tac" in listed.stdout and "disabled" in listed.stdout
+
+    enabled = site.cli("patch", "enable", "border-tac")
+    assert enabled.returncode == 0, enabled.stderr
+    assert "enabled" in enabled.stdout
+
+    # Generated traffic on rcmp-1 is patched to usbp-1: a call and usbp-1's transmitter keyed.
+    call = daemon.wait_for(lambda: active_call(site.status(), "border-tac"), timeout=20)
+    assert call["source"]["port"] == "rcmp-1"
+    assert [d["port"] for d in call["destinations"]] == ["usbp-1"]
+    assert daemon.wait_for(
+        lambda: [e for e in daemon.events("ptt") if e["port"] == "usbp-1" and e["on"]]
+    )
+    audit = daemon.wait_for(lambda: daemon.events("audit"))
+    assert audit[0]["command"] == "patch.enable" and audit[0]["result"] == "accepted"
+    assert audit[0]["principal"]  # the local user, from the socket's peer credentials
+
+    status = site.status()
+    assert status["gateway"] == "test-gw" and status["ticks"]["ticks"] > 0
+    assert {p["port"] for p in status["ports"]} == {"rcmp-1", "usbp-1", "wcso-1", "wcso-2"}
+    assert daemon.stop() == 0
+
+
+def test_unknown_patch_is_a_clear_error_and_the_daemon_carries_on(site: Site) -> None:
+    daemon = site.start()
+    site.wait_ready(daemon)
+    result = site.cli("patch", "enable", "no-such-patch")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "no-such-patch" in line and "border-tac" in line
+    # Garbage on the socket does not hurt either.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.connect(str(site.socket))
+        raw.sendall(b"this is not json\n")
+        reply = json.loads(raw.makefile().readline())
+        assert reply["ok"] is False
+    assert site.status()["gateway"] == "test-gw"
+    assert daemon.stop() == 0
+
+
+def test_second_daemon_on_the_same_state_dir_is_refused(site: Site) -> None:
+    first = site.start()
+    site.wait_ready(first)
+    second = subprocess.run(
+        [*CROSSPATCH, "run", str(site.config)], capture_output=True, text=True, timeout=30
+    )
+    assert second.returncode == 1
+    assert "another crosspatch daemon" in second.stderr and "Traceback" not in second.stderr
+    assert first.proc.poll() is None
+    assert first.stop() == 0
+
+
+def test_reload_keeps_untouched_calls_and_applies_the_change(site: Site) -> None:
+    daemon = site.start()
+    site.wait_ready(daemon)
+    assert site.cli("patch", "enable", "county").returncode == 0
+    call = daemon.wait_for(lambda: active_call(site.status(), "border-tac"), timeout=20)
+
+    # county changes its floor; border-tac is untouched.
+    text = site.config.read_text().replace(
+        "  county:\n    members: [wcso/main, wcso/tac]",
+        "  county:\n    members: [wcso/main, wcso/tac]\n    floor: mix",
+    )
+    site.config.write_text(text)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for(lambda: any("reloaded" in line for line in daemon.lines))
+
+    after = site.status()
+    still = active_call(after, "border-tac")
+    assert still is not None and still["call_id"] == call["call_id"]  # no glitch, same call
+    ended = [e for e in daemon.events("call_end") if e["call_id"] == call["call_id"]]
+    assert ended == []
+    county = next(p for p in after["patches"] if p["patch"] == "county")
+    assert county["floor"] == "mix" and county["state"] == "enabled"
+    assert site.cli("reload").returncode == 0  # the CLI way works too
+    assert daemon.stop() == 0
+
+
+def test_reload_with_a_broken_config_changes_nothing(site: Site) -> None:
+    daemon = site.start()
+    site.wait_ready(daemon)
+    before = site.status()
+    site.config.write_text(site.config.read_text().replace("floor", "flor") + "\nbogus: [")
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for(lambda: any("reload refused" in line for line in daemon.lines))
+    result = site.cli("reload")
+    assert result.returncode == 1 and "still running the previous" in result.stderr
+    after = site.status()
+    assert [(p["patch"], p["state"]) for p in after["patches"]] == [
+        (p["patch"], p["state"]) for p in before["patches"]
+    ]
+    assert daemon.proc.poll() is None
+    assert daemon.stop() == 0
+
+
+def test_kill_9_and_restart_restores_enabled_patches(site: Site) -> None:
+    site.write(border_enabled=False)
+    daemon = site.start()
+    site.wait_ready(daemon)
+    assert site.cli("patch", "enable", "county").returncode == 0
+    daemon.stop(signal.SIGKILL)
+
+    again = site.start()
+    site.wait_ready(again)
+    states = {p["patch"]: p["state"] for p in site.status()["patches"]}
+    assert states == {"border-tac": "disabled", "county": "enabled"}
+    restored = again.wait_for(lambda: again.events("patch"))
+    assert restored[0]["by"] == "restore"
+    assert again.stop() == 0
+
+
+def test_sigterm_ends_calls_unkeys_every_port_and_exits_0(site: Site) -> None:
+    daemon = site.start()
+    site.wait_ready(daemon)
+    daemon.wait_for(lambda: active_call(site.status(), "border-tac"), timeout=20)
+    started = time.monotonic()
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 2.5
+    ends = [e for e in daemon.events("call_end") if e["reason"] == "shutdown"]
+    assert ends and ends[0]["patch"] == "border-tac"
+    keyed: dict[str, bool] = {}
+    for event in daemon.events("ptt"):
+        keyed[event["port"]] = event["on"]
+    assert keyed and not any(keyed.values())
+    assert not site.socket.exists()
