@@ -190,6 +190,9 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
+_NAME_CACHE_S = 60.0
+
+
 def _user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -235,6 +238,7 @@ class ControlServer:
         # User names may come through NSS from LDAP or similar: look them up off the loop, in a
         # thread of our own, so clients blocking the loop's shared executor cannot starve us.
         self._lookups: ThreadPoolExecutor | None = None
+        self._names: dict[int, tuple[str, float]] = {}  # uid -> (user name, when looked up)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -411,8 +415,15 @@ class ControlServer:
         sock = writer.get_extra_info("socket")
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
         pid, uid, gid = _PEERCRED.unpack(raw)
-        loop = asyncio.get_running_loop()
-        user = await loop.run_in_executor(self._lookups, _user_name, uid)
+        cached = self._names.get(uid)
+        if cached is not None and time.monotonic() - cached[1] < _NAME_CACHE_S:
+            user = cached[0]
+        else:
+            # One lookup per user a minute, not one thread hop per connection: a dashboard
+            # polling status must not add work that competes with the engine thread.
+            loop = asyncio.get_running_loop()
+            user = await loop.run_in_executor(self._lookups, _user_name, uid)
+            self._names[uid] = (user, time.monotonic())
         return _Peer(uid=uid, gid=gid, pid=pid, user=user)
 
     async def _converse(

@@ -12,6 +12,7 @@ the same state directory is refused, and a bad config at reload leaves the runni
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -134,6 +135,11 @@ class Daemon:
 
     async def serve(self) -> int:
         self._restore()
+        # Everything loaded so far (numpy, scipy, pydantic, the config) lives for the whole run:
+        # take it out of the cyclic collector's reach, so a full collection, which holds the GIL
+        # and so stalls the engine thread, scans only what came after (tens of ms otherwise).
+        gc.collect()
+        gc.freeze()
         await self._save(patch_records(self.runtime.control))
         self.runtime.start()
         server = ControlServer(control_socket_path(self.cfg), self._handle)

@@ -324,3 +324,66 @@ def test_sigterm_ends_calls_unkeys_every_port_and_exits_0(site: Site) -> None:
         keyed[event["port"]] = event["on"]
     assert keyed and not any(keyed.values())
     assert not site.socket.exists()
+
+
+def test_sd_notify_ready_watchdog_and_stopping(site: Site) -> None:
+    env = {**os.environ, "NOTIFY_SOCKET": site.notify_path, "WATCHDOG_USEC": "1000000"}
+    env.pop("WATCHDOG_PID", None)
+    daemon = Daemon(site.config, env)
+    site.daemons.append(daemon)
+    messages = site.wait_ready(daemon)
+    assert any(m.startswith("READY=1") or "\nREADY=1" in m for m in messages)
+    pings = 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and pings < 3:
+        try:
+            if "WATCHDOG=1" in site.notify.recv(4096).decode():
+                pings += 1
+        except TimeoutError:
+            continue
+    assert pings >= 3  # the engine is alive, so the watchdog is fed (every 0.5 s here)
+    daemon.proc.send_signal(signal.SIGTERM)
+    rest: list[str] = []
+    while True:
+        try:
+            rest.append(site.notify.recv(4096).decode())
+        except TimeoutError:
+            if daemon.proc.poll() is not None:
+                break
+    assert any("STOPPING=1" in m for m in rest)
+    assert daemon.stop() == 0
+
+
+def test_state_naming_removed_patches_is_dropped_with_a_warning(site: Site) -> None:
+    site.state_dir.mkdir(parents=True)
+    (site.state_dir / "patches.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "gateway": "test-gw",
+                "saved": "2026-01-01T00:00:00.000Z",
+                "patches": {
+                    "county": {"state": "enabled", "approved_by": {"*": "tech1"}},
+                    "old-patch": {"state": "enabled", "approved_by": {"*": "tech1"}},
+                },
+            }
+        )
+    )
+    daemon = site.start()
+    site.wait_ready(daemon)
+    states = {p["patch"]: p["state"] for p in site.status()["patches"]}
+    # The persisted state wins over the config's `enabled: true` on border-tac.
+    assert states == {"border-tac": "disabled", "county": "enabled"}
+    assert any("old-patch" in line and "WARNING" in line for line in daemon.lines)
+    assert daemon.stop() == 0
+
+
+def test_corrupt_state_file_is_set_aside_and_the_daemon_starts(site: Site) -> None:
+    site.state_dir.mkdir(parents=True)
+    (site.state_dir / "patches.json").write_text("{ this is not json")
+    daemon = site.start()
+    site.wait_ready(daemon)
+    assert list(site.state_dir.glob("patches.json.corrupt-*"))
+    states = {p["patch"]: p["state"] for p in site.status()["patches"]}
+    assert states["border-tac"] == "enabled"  # back to the config's first-start flags
+    assert daemon.stop() == 0

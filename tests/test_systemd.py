@@ -206,7 +206,9 @@ def test_hardening() -> None:
         "RestrictSUIDSGID": "yes",
         "SystemCallArchitectures": "native",
         "SystemCallFilter": "@system-service",
-        "CapabilityBoundingSet": "",
+        # The one capability: the engine thread's priority above the control plane.
+        "CapabilityBoundingSet": "CAP_SYS_NICE",
+        "AmbientCapabilities": "CAP_SYS_NICE",
     }
     assert {key: value(service, key) for key in expected} == expected
     families = set(value(service, "RestrictAddressFamilies").split())
