@@ -1,0 +1,1 @@
+"""CAT drivers: one module per radio family, each tested against an emulator of its protocol."""

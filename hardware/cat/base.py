@@ -1,0 +1,203 @@
+"""What every CAT driver offers, and the layers they share.
+
+Three layers, one job each (as zigpy-znp's uart / api / application):
+- `FramedProtocol` (an asyncio.Protocol) owns the byte buffer and framing only: a pure framer
+  function cuts whole frames out of the buffer and skips noise; whole frames are handed up.
+- `CatDriver` owns request/response matching, the one-request-at-a-time lock, timeouts and
+  bounded retries, and the link state.
+- The rig API (`probe`, `set_tuning`, `read_tuning`, `set_ptt`, `read_busy`) never sees bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from gateway.hardware.cat.errors import CatLinkLost, CatTimeout
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["fm", "nfm", "am"]
+
+# A framer takes the receive buffer and returns (bytes consumed, frame or None). Consumed 0 with
+# no frame means "wait for more bytes"; consumed > 0 with no frame means noise was skipped.
+Framer = Callable[[bytes], tuple[int, bytes | None]]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A channel as a radio is tuned to it. `tx_hz` differs from `rx_hz` for a repeater or split
+    channel. Tones: CTCSS in Hz, or a DCS code like "023N" (N normal, I inverted); None = off."""
+
+    rx_hz: int
+    tx_hz: int
+    mode: Mode = "nfm"
+    ctcss_hz: float | None = None
+    dcs: str | None = None
+
+
+@dataclass(frozen=True)
+class RigIdentity:
+    model: str  # what the radio says it is, e.g. "TS-2000" or "IC-7300 (CI-V 0x94)"
+    detail: str = ""
+
+
+class FramedProtocol(asyncio.Protocol):
+    """Buffers received bytes and hands whole frames to `on_frame`."""
+
+    def __init__(self, framer: Framer, on_frame: Callable[[bytes], None]) -> None:
+        self._framer = framer
+        self._on_frame = on_frame
+        self._buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while self._buffer:
+            consumed, frame = self._framer(self._buffer)
+            if consumed == 0:
+                return
+            self._buffer = self._buffer[consumed:]
+            if frame is not None:
+                self._on_frame(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise CatLinkLost("the radio's line is closed")
+        self.transport.write(data)
+
+
+class CatDriver(ABC):
+    """A radio family's CAT protocol behind the rig API. Subclasses give the framer and the
+    protocol; every public method raises only `CatError` subclasses, each one clear sentence.
+
+    `url` is a serial device (`/dev/ttyUSB0`) or a pyserial URL (`socket://host:port`); RTS and
+    DTR are held at `rts` / `dtr` from before the port opens (see `serial_link`).
+    """
+
+    name: ClassVar[str]
+    timeout_s: ClassVar[float] = 1.0
+    retries: ClassVar[int] = 2
+
+    def __init__(self, url: str, baudrate: int, *, rts: bool = False, dtr: bool = False) -> None:
+        self.url = url
+        self.baudrate = baudrate
+        self._rts = rts
+        self._dtr = dtr
+        self._lock = asyncio.Lock()
+        self._protocol: FramedProtocol | None = None
+        self._transport: asyncio.BaseTransport | None = None
+        self._match: Callable[[bytes], bool] | None = None
+        self._reply: asyncio.Future[bytes] | None = None
+
+    # ------------------------------------------------------------------ protocol hooks
+    @staticmethod
+    @abstractmethod
+    def framer(buffer: bytes) -> tuple[int, bytes | None]:
+        """Cuts one frame from the front of `buffer` (see `Framer`)."""
+
+    def unsolicited(self, frame: bytes) -> None:
+        """A frame nobody asked for (auto-information, another controller's traffic)."""
+        log.debug("%s: unsolicited %r", self.name, frame)
+
+    # ------------------------------------------------------------------ link
+    async def _connect(self) -> tuple[asyncio.BaseTransport, FramedProtocol]:
+        from gateway.hardware.serial_link import open_serial
+
+        return await open_serial(
+            self.url,
+            self.baudrate,
+            lambda: FramedProtocol(self.framer, self._on_frame),
+            rts=self._rts,
+            dtr=self._dtr,
+        )
+
+    async def open(self) -> None:
+        self._transport, self._protocol = await self._connect()
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
+        self._protocol = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._protocol is not None and self._protocol.transport is not None
+
+    def _on_frame(self, frame: bytes) -> None:
+        reply, match = self._reply, self._match
+        if reply is not None and not reply.done() and match is not None and match(frame):
+            reply.set_result(frame)
+        else:
+            self.unsolicited(frame)
+
+    async def request(
+        self, payload: bytes, match: Callable[[bytes], bool] | None, what: str
+    ) -> bytes:
+        """Sends `payload` and waits for the first frame that `match` accepts, one request at
+        a time, with the driver's timeout and bounded retries. With `match` None, nothing is
+        awaited (commands the protocol does not answer) and b"" is returned."""
+        async with self._lock:
+            protocol = self._protocol
+            if protocol is None or protocol.transport is None:
+                raise CatLinkLost(f"{self.name}: {self.url} is not open")
+            loop = asyncio.get_running_loop()
+            try:
+                for _ in range(self.retries + 1):
+                    reply: asyncio.Future[bytes] = loop.create_future()
+                    self._match, self._reply = match, reply
+                    protocol.write(payload)
+                    if match is None:
+                        return b""
+                    waiters: set[asyncio.Future[bytes] | asyncio.Future[None]] = {
+                        reply,
+                        protocol.lost,
+                    }
+                    await asyncio.wait(
+                        waiters, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if reply.done():
+                        return reply.result()
+                    if protocol.lost.done():
+                        raise CatLinkLost(f"{self.name}: {self.url} went away during {what}")
+            finally:
+                self._match, self._reply = None, None
+            raise CatTimeout(
+                f"{self.name}: no answer to {what} after {self.retries + 1} tries of "
+                f"{self.timeout_s:g} s"
+            )
+
+    # ------------------------------------------------------------------ the rig API
+    @abstractmethod
+    async def probe(self) -> RigIdentity:
+        """Asks the radio what it is (and fails clearly if nothing or something else answers)."""
+
+    @abstractmethod
+    async def set_tuning(self, tuning: Tuning) -> None:
+        """Tunes receive and transmit frequency (split or repeater offset), mode and tones."""
+
+    @abstractmethod
+    async def read_tuning(self) -> Tuning:
+        """What the radio reports it is tuned to, for verification after `set_tuning`."""
+
+    @abstractmethod
+    async def set_ptt(self, on: bool) -> None: ...
+
+    @abstractmethod
+    async def read_busy(self) -> bool:
+        """True while the radio's squelch is open (someone is transmitting to it)."""
