@@ -40,6 +40,7 @@ USER_ERRORS = (
     ("gateway.engine", "EngineError"),
     ("gateway.control_socket", "ControlError"),
     ("gateway.state_store", "StateStoreError"),
+    ("gateway.hardware.cat.errors", "CatError"),
 )
 
 
@@ -101,6 +102,81 @@ def cmd_unkey_all(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     return report.exit_code
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from gateway.radio_tools import describe_devices
+
+    print("\n".join(describe_devices()))
+    return 0
+
+
+def _radio_settings(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The radio to act on, and (for `tune` without frequencies) its talkgroup's channel."""
+    from gateway.hardware.cat.base import Tuning
+    from gateway.hardware.cat.registry import DriverSettings
+
+    if args.radio:
+        if not args.config:
+            raise UsageError("--radio needs --config FILE")
+        cfg = load_config(Path(args.config))
+        radio = cfg.radios.get(args.radio)
+        if radio is None:
+            raise UsageError(f"no radio named '{args.radio}' in {args.config}")
+        if radio.control is None:
+            raise UsageError(f"radio '{args.radio}' has no CAT control (control: ...)")
+        c = radio.control
+        settings = DriverSettings(c.driver, c.port, c.baud, c.civ_address, c.host, c.tcp_port)
+        tg = cfg.talkgroup(radio.talkgroup)
+        channel = None
+        if tg.rx_mhz is not None:
+            channel = Tuning(
+                rx_hz=round(tg.rx_mhz * 1e6),
+                tx_hz=round((tg.tx_mhz or tg.rx_mhz) * 1e6),
+                mode=tg.mode or "nfm",
+                ctcss_hz=tg.ctcss_hz,
+                dcs=tg.dcs,
+            )
+        return settings, channel
+    if not (args.driver and args.port):
+        raise UsageError("name the radio: --radio NAME --config FILE, or --driver D --port P")
+    if args.driver == "rigctld":
+        host, _, port = args.port.rpartition(":")
+        if not port.isdigit():
+            raise UsageError("rigctld takes --port HOST:PORT (e.g. localhost:4532)")
+        return DriverSettings("rigctld", host=host or "localhost", tcp_port=int(port)), None
+    address = int(args.address, 0) if args.address else None
+    return DriverSettings(args.driver, args.port, args.baud, address), None
+
+
+def cmd_radio(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.hardware.cat.base import Tuning
+    from gateway.radio_tools import run_radio_action
+
+    settings, channel = _radio_settings(args)
+    tuning = None
+    if args.action == "tune":
+        if args.rx_mhz is not None:
+            tuning = Tuning(
+                rx_hz=round(args.rx_mhz * 1e6),
+                tx_hz=round((args.tx_mhz or args.rx_mhz) * 1e6),
+                mode=args.mode,
+                ctcss_hz=args.ctcss,
+                dcs=args.dcs,
+            )
+        elif channel is not None:
+            tuning = channel
+        else:
+            raise UsageError("radio tune needs --rx-mhz (or --radio with a tuned talkgroup)")
+    if args.action == "key" and not 0 < args.seconds <= 60:
+        raise UsageError("--seconds must be between 0 and 60 for a test transmission")
+    lines = asyncio.run(
+        run_radio_action(settings, args.action, tuning=tuning, seconds=args.seconds)
+    )
+    print("\n".join(lines))
+    return 0
 
 
 def _socket(args: argparse.Namespace) -> Path:
@@ -237,6 +313,27 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reload", parents=[daemon], help="re-read the daemon's config file")
     p.set_defaults(func=cmd_reload)
+
+    p = sub.add_parser("devices", help="serial ports (with USB ids) and sound cards")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("radio", help="probe, tune, key or watch one radio")
+    p.add_argument("action", choices=["probe", "tune", "key", "watch"])
+    p.add_argument("--radio", metavar="NAME", help="a radio of --config")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument(
+        "--driver", help="ad hoc: kenwood, kenwood-tm, yaesu-legacy, yaesu, icom, rigctld"
+    )
+    p.add_argument("--port", help="ad hoc: serial device, or HOST:PORT for rigctld")
+    p.add_argument("--baud", type=int)
+    p.add_argument("--address", help="Icom CI-V address, e.g. 0x94")
+    p.add_argument("--rx-mhz", type=float, dest="rx_mhz")
+    p.add_argument("--tx-mhz", type=float, dest="tx_mhz")
+    p.add_argument("--mode", choices=["nfm", "fm", "am"], default="nfm")
+    p.add_argument("--ctcss", type=float, help="CTCSS tone in Hz")
+    p.add_argument("--dcs", help='DCS code, e.g. "023N"')
+    p.add_argument("--seconds", type=float, default=1.0, help="key: how long to transmit")
+    p.set_defaults(func=cmd_radio)
 
     p = sub.add_parser("demo", help="run the built-in simulated site with a live view")
     p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
