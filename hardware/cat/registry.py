@@ -53,7 +53,7 @@ def make_driver(settings: DriverSettings) -> CatDriver:
     """A driver instance for `settings`, not yet open; RTS and DTR are held inactive."""
     cls = driver_class(settings.driver)
     if settings.driver == "rigctld":
-        return cls(settings.host or "localhost", settings.tcp_port or 4532)  # type: ignore[call-arg]
+        return cls(settings.host or "localhost", settings.tcp_port or 4532)
     if not settings.port:
         raise CatError(f"driver {settings.driver} needs a serial port (--port or control.port)")
     kwargs: dict[str, object] = {}
