@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import termios
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,8 @@ import serial  # type: ignore[import-untyped, unused-ignore]
 
 from gateway.config import Config, Radio
 from gateway.config.models import DEFAULT_CM108_GPIO
+from gateway.hardware.cm108 import cm108_report
+from gateway.hardware.serial_lines import keep_lines_after_close
 
 Method = Literal["rts", "dtr", "cm108", "cat", "none", "simulated", "link"]
 
@@ -131,17 +132,6 @@ class _Cm108Job:
     mask: int = 0  # GPIOs made outputs: bit n-1 for GPIO n
     data: int = 0  # their levels: only inverted PTTs are driven high
     radios: list[tuple[str, Method]] = field(default_factory=list)
-
-
-def cm108_report(mask: int, data: int) -> bytes:
-    """The CM108/CM119 HID output report, as written to Linux hidraw.
-
-    Byte 0 is the report id (0); then HID_OR0 (0: the next two bytes are GPIO), HID_OR1 (GPIO
-    data, 1 = high), HID_OR2 (GPIO direction, 1 = output), HID_OR3 (SPDIF, unused). Same layout
-    as Dire Wolf's cm108.c after its issue 210 fix (data before direction). The kernel needs all
-    5 bytes: 4 fail with EPIPE.
-    """
-    return bytes((0x00, 0x00, data & 0xFF, mask & 0xFF, 0x00))
 
 
 def _serial_detail(job: _SerialJob, method: Method) -> str:
@@ -249,7 +239,7 @@ def _release_serial(job: _SerialJob, factory: SerialFactory) -> list[UnkeyResult
         return _all(job.radios, False, f"cannot open {job.device}: {_reason(exc)}")
     try:
         if any(job.levels.values()):
-            _keep_lines_after_close(line)
+            keep_lines_after_close(line)
     except Exception as exc:
         return _all(
             job.radios,
@@ -263,18 +253,6 @@ def _release_serial(job: _SerialJob, factory: SerialFactory) -> list[UnkeyResult
     return [
         UnkeyResult(name, method, True, _serial_detail(job, method)) for name, method in job.radios
     ]
-
-
-def _keep_lines_after_close(line: SerialLine) -> None:
-    """Clear HUPCL so closing does not drop RTS/DTR (which would key an inverted PTT)."""
-    try:
-        fd = line.fileno()
-    except (OSError, ValueError):
-        return  # a pyserial URL (rfc2217://, loop://) has no tty to hang up
-    attributes = termios.tcgetattr(fd)
-    if attributes[2] & termios.HUPCL:
-        attributes[2] &= ~termios.HUPCL
-        termios.tcsetattr(fd, termios.TCSANOW, attributes)
 
 
 def _release_cm108(job: _Cm108Job) -> list[UnkeyResult]:

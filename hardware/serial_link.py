@@ -21,10 +21,17 @@ P = TypeVar("P", bound=asyncio.Protocol)
 
 
 def unopened_serial(
-    url: str, baudrate: int, *, rts: bool = False, dtr: bool = False
+    url: str,
+    baudrate: int,
+    *,
+    rts: bool = False,
+    dtr: bool = False,
+    stopbits: float = serial.STOPBITS_ONE,
 ) -> serial.Serial:
     """A serial port object with its modem lines preset, not yet open."""
-    port = serial.serial_for_url(url, do_not_open=True, baudrate=baudrate, timeout=0)
+    port = serial.serial_for_url(
+        url, do_not_open=True, baudrate=baudrate, timeout=0, stopbits=stopbits
+    )
     port.rts = rts
     port.dtr = dtr
     return port
@@ -37,10 +44,11 @@ async def open_serial(
     *,
     rts: bool = False,
     dtr: bool = False,
+    stopbits: float = serial.STOPBITS_ONE,
 ) -> tuple[asyncio.Transport, P]:
     """Opens `url` with RTS and DTR at the given levels from the first instant, and connects
     it to an asyncio protocol. Raises `CatLinkLost` with the reason if the port cannot open."""
-    port = unopened_serial(url, baudrate, rts=rts, dtr=dtr)
+    port = unopened_serial(url, baudrate, rts=rts, dtr=dtr, stopbits=stopbits)
     try:
         await asyncio.to_thread(port.open)
     except (serial.SerialException, OSError, ValueError) as exc:

@@ -128,6 +128,12 @@ class CatDriver(ABC):
 
     async def open(self) -> None:
         self._transport, self._protocol = await self._connect()
+        # Transports announce themselves with call_soon: let connection_made run before the
+        # first request, or it would find the line "not open".
+        for _ in range(10):
+            if self._protocol.transport is not None:
+                return
+            await asyncio.sleep(0)
 
     async def close(self) -> None:
         if self._transport is not None:

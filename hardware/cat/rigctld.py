@@ -1,0 +1,294 @@
+"""Hamlib's rigctld over TCP: any radio Hamlib drives, through its network daemon.
+
+The link is a TCP connection to rigctld (default port 4532, PROTOCOLS.md section 5); the framer
+cuts `\\n`-terminated lines. Every command uses the extended protocol (`+\\set_freq 145500000`),
+so each reply is a header line naming the command (`set_freq: 145500000`), `Key: value` lines
+for a get, and `RPRT n`: unambiguous, even after a stray or late reply (a reply is only taken
+when its header names the command awaiting it). `RPRT -n` is CatRejected with Hamlib's error
+name.
+
+Choices (say so if a rig differs):
+- **Transmit offset: repeater shift, not split.** `tx_hz` is set with `\\set_rptr_shift +/-/0`
+  and `\\set_rptr_offs <Hz>` (what an LMR repeater channel is), as the Icom driver does.
+- **Mode:** `FM` / `FMN` / `AM` with passband 0 (the rig's default for the mode).
+- **Tones:** CTCSS sets `\\set_ctcss_tone` and `\\set_ctcss_sql` (tenths of Hz), DCS sets
+  `\\set_dcs_code` and `\\set_dcs_sql` (the octal digits as a number, `023` -> 23); the unused
+  ones are set to 0, Hamlib's "off". Hamlib's DCS calls carry no polarity, so an inverted code
+  ("023I") is refused before sending. Turning off something the rig lacks (ENIMPL/ENAVAIL) is
+  not an error, nor is a missing repeater shift on a simplex channel.
+- **No resend on timeout** (`retries = 0`): TCP does not lose lines, and rigctld does its own
+  retries towards the radio; a resend would only queue a duplicate. `timeout_s` is 3 s since
+  rigctld's own serial retries take time.
+- **Probe:** `\\dump_caps` (model and maker) then `\\get_freq` (the radio itself answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from typing import ClassVar
+
+from gateway.hardware.cat.base import CatDriver, FramedProtocol, Mode, RigIdentity, Tuning
+from gateway.hardware.cat.errors import CatError, CatLinkLost, CatProtocolError, CatRejected
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 4096  # a line longer than this is garbage, not rigctld
+
+# Hamlib's `RPRT -n` codes (rig.h `rig_errcode_e`), PROTOCOLS.md section 5.
+HAMLIB_ERRORS: dict[int, tuple[str, str]] = {
+    1: ("EINVAL", "invalid parameter"),
+    2: ("ECONF", "invalid configuration"),
+    3: ("ENOMEM", "out of memory"),
+    4: ("ENIMPL", "function not implemented"),
+    5: ("ETIMEOUT", "communication timed out"),
+    6: ("EIO", "I/O error"),
+    7: ("EINTERNAL", "internal Hamlib error"),
+    8: ("EPROTO", "protocol error"),
+    9: ("ERJCTED", "command rejected by the rig"),
+    10: ("ETRUNC", "argument truncated"),
+    11: ("ENAVAIL", "function not available"),
+    12: ("ENTARGET", "VFO not targetable"),
+    13: ("BUSERROR", "error talking on the bus"),
+    14: ("BUSBUSY", "collision on the bus"),
+    15: ("EARG", "invalid argument"),
+    16: ("EVFO", "invalid VFO"),
+    17: ("EDOM", "argument out of domain"),
+    18: ("EDEPRECATED", "function deprecated"),
+    19: ("ESECURITY", "security error"),
+    20: ("EPOWER", "rig not powered on"),
+    21: ("ELIMIT", "limit exceeded"),
+    22: ("EACCESS", "access denied"),
+}
+ENIMPL, ENAVAIL = -4, -11
+
+CTCSS_TONES: tuple[float, ...] = (
+    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
+    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
+    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
+    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
+)  # fmt: skip
+_DCS_TEXT = """
+    023 025 026 031 032 036 043 047 051 053 054 065 071 072 073 074 114 115 116 122 125 131
+    132 134 143 145 152 155 156 162 165 172 174 205 212 223 225 226 243 244 245 246 251 252 255
+    261 263 265 266 271 274 306 311 315 325 331 332 343 346 351 356 364 365 371 411 412 413 423
+    431 432 445 446 452 454 455 462 464 465 466 503 506 516 523 526 532 546 565 606 612 624 627
+    631 632 654 662 664 703 712 723 731 732 734 743 754"""
+DCS_CODES: frozenset[str] = frozenset(_DCS_TEXT.split())
+MODES: dict[Mode, str] = {"fm": "FM", "nfm": "FMN", "am": "AM"}
+RPRT = re.compile(rb"RPRT (-?\d+)")
+
+
+class RigctldDriver(CatDriver):
+    name = "rigctld"
+    timeout_s: ClassVar[float] = 3.0
+    retries: ClassVar[int] = 0
+
+    def __init__(self, host: str = "localhost", port: int = 4532) -> None:
+        super().__init__(f"{host}:{port}", 0)
+        self.host = host
+        self.port = port
+        self._expect: str | None = None  # the command whose reply is being collected
+        self._header_seen = False
+        self._lines: list[str] = []
+
+    # ------------------------------------------------------------------ link
+    async def _connect(self) -> tuple[asyncio.BaseTransport, FramedProtocol]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: FramedProtocol(self.framer, self._on_frame), self.host, self.port
+                ),
+                self.timeout_s,
+            )
+        except TimeoutError:
+            raise CatLinkLost(
+                f"rigctld: no connection to {self.url} within {self.timeout_s:g} s"
+            ) from None
+        except OSError as exc:
+            # asyncio's own text ("Connect call failed (...)") hides the reason; errno has it
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise CatLinkLost(
+                f"rigctld: cannot connect to {self.url}: {reason} (is rigctld running?)"
+            ) from None
+
+    @staticmethod
+    def framer(buffer: bytes) -> tuple[int, bytes | None]:
+        """One `\\n`-terminated line (without `\\r\\n`); blank lines and over-long junk skipped."""
+        end = buffer.find(b"\n")
+        if end < 0:
+            return (len(buffer), None) if len(buffer) > MAX_LINE else (0, None)
+        line = buffer[:end].rstrip(b"\r")
+        return end + 1, (line if line.strip() else None)
+
+    # ------------------------------------------------------------------ replies
+    def unsolicited(self, frame: bytes) -> None:
+        # Lines before `RPRT`: a header naming the awaited command starts a fresh reply; lines
+        # of any other reply (late, stray, garbage) are dropped.
+        text = frame.decode("utf-8", errors="replace")
+        if self._expect is not None and text.startswith(f"{self._expect}:"):
+            self._header_seen = True
+            self._lines = []
+        elif self._header_seen:
+            self._lines.append(text)
+        else:
+            log.debug("rigctld: dropped %r", text)
+
+    def _is_end(self, frame: bytes) -> bool:
+        return self._header_seen and RPRT.fullmatch(frame) is not None
+
+    async def _command(
+        self, cmd: str, *args: str | int, optional: bool = False
+    ) -> dict[str, str] | None:
+        """Runs `+\\cmd args`; returns the reply's `Key: value` lines as a dict, or None when
+        `optional` and the rig lacks the function (ENIMPL/ENAVAIL)."""
+        what = " ".join((cmd, *map(str, args)))
+        self._expect, self._header_seen, self._lines = cmd, False, []
+        try:
+            end = await self.request(f"+\\{what}\n".encode(), self._is_end, what)
+            lines = self._lines
+        finally:
+            self._expect, self._header_seen, self._lines = None, False, []
+        match = RPRT.fullmatch(end)
+        assert match is not None  # _is_end accepted it
+        code = int(match.group(1))
+        if code == 0:
+            values: dict[str, str] = {}
+            for line in lines:
+                key, _, value = line.partition(":")
+                values[key.strip()] = value.strip()
+            return values
+        if optional and code in (ENIMPL, ENAVAIL):
+            return None
+        name, meaning = HAMLIB_ERRORS.get(-code, (f"error {code}", "unknown Hamlib error"))
+        if code > 0:
+            raise CatProtocolError(f"rigctld: unexpected RPRT {code} to {what}")
+        raise CatRejected(f"rigctld: the rig refused {what}: {name} ({meaning})")
+
+    async def _get(self, cmd: str, key: str, *, optional: bool = False) -> str | None:
+        values = await self._command(cmd, optional=optional)
+        if values is None:
+            return None
+        if key not in values:
+            raise CatProtocolError(f"rigctld: the answer to {cmd} has no {key!r} line")
+        return values[key]
+
+    async def _get_int(self, cmd: str, key: str, *, optional: bool = False) -> int | None:
+        text = await self._get(cmd, key, optional=optional)
+        if text is None:
+            return None
+        try:
+            return int(float(text))  # Hamlib prints some numbers as floats
+        except ValueError:
+            raise CatProtocolError(f"rigctld: {key} {text!r} from {cmd} is not a number") from None
+
+    # ------------------------------------------------------------------ rig API
+    async def probe(self) -> RigIdentity:
+        caps = await self._command("dump_caps")
+        assert caps is not None
+        model = caps.get("Model name")
+        if model is None:
+            raise CatProtocolError("rigctld: dump_caps did not name a model")
+        maker = caps.get("Mfg name", "")
+        hz = await self._get_int("get_freq", "Frequency")
+        return RigIdentity(
+            model=f"{maker} {model}".strip(), detail=f"rigctld at {self.url}, on {hz} Hz"
+        )
+
+    async def set_tuning(self, tuning: Tuning) -> None:
+        # Everything is checked before the first line goes out.
+        for hz in (tuning.rx_hz, tuning.tx_hz):
+            if not 0 < hz < 10**12:
+                raise CatError(f"rigctld: {hz} Hz is not a frequency a rig can be tuned to")
+        offset = tuning.tx_hz - tuning.rx_hz
+        ctcss = dcs = 0
+        if tuning.ctcss_hz is not None:
+            if not any(abs(tuning.ctcss_hz - t) < 0.05 for t in CTCSS_TONES):
+                raise CatError(f"rigctld: {tuning.ctcss_hz:g} Hz is not a standard CTCSS tone")
+            ctcss = round(tuning.ctcss_hz * 10)
+        if tuning.dcs is not None:
+            if tuning.dcs[:3] not in DCS_CODES or tuning.dcs[3:] not in ("", "N"):
+                raise CatError(
+                    f"rigctld: {tuning.dcs!r} is not a DCS code Hamlib can set "
+                    "(standard code, normal polarity, like 023N)"
+                )
+            dcs = int(tuning.dcs[:3])
+        if ctcss and dcs:
+            raise CatError("rigctld: a channel has CTCSS or DCS, not both")
+
+        await self._command("set_freq", tuning.rx_hz)
+        await self._command("set_mode", MODES[tuning.mode], 0)
+        shift = "+" if offset > 0 else "-" if offset < 0 else "0"
+        await self._command("set_rptr_shift", shift, optional=offset == 0)
+        if offset:
+            await self._command("set_rptr_offs", abs(offset))
+        # Off first, so the rig never has both tone kinds on.
+        for cmd, value in (
+            ("set_ctcss_tone", ctcss),
+            ("set_ctcss_sql", ctcss),
+            ("set_dcs_code", dcs),
+            ("set_dcs_sql", dcs),
+        ):
+            if value == 0:
+                await self._command(cmd, 0, optional=True)
+        for cmd, value in (
+            ("set_ctcss_tone", ctcss),
+            ("set_ctcss_sql", ctcss),
+            ("set_dcs_code", dcs),
+            ("set_dcs_sql", dcs),
+        ):
+            if value:
+                await self._command(cmd, value)
+
+    async def read_tuning(self) -> Tuning:
+        rx_hz = await self._get_int("get_freq", "Frequency")
+        assert rx_hz is not None
+        mode_name = await self._get("get_mode", "Mode")
+        mode = next((m for m, token in MODES.items() if token == mode_name), None)
+        if mode is None:
+            raise CatProtocolError(f"rigctld: the rig is in mode {mode_name}, not FM/FMN/AM")
+        shift = await self._get("get_rptr_shift", "Rptr Shift", optional=True)
+        offset = 0
+        if shift in ("+", "-"):
+            offs = await self._get_int("get_rptr_offs", "Rptr Offset")
+            assert offs is not None
+            offset = offs if shift == "+" else -offs
+        elif shift not in (None, "None"):
+            raise CatProtocolError(f"rigctld: unknown repeater shift {shift!r}")
+        tone = await self._get_int("get_ctcss_tone", "CTCSS Tone", optional=True)
+        code = await self._get_int("get_dcs_code", "DCS Code", optional=True)
+        return Tuning(
+            rx_hz,
+            rx_hz + offset,
+            mode,
+            ctcss_hz=tone / 10 if tone else None,
+            dcs=f"{code:03d}N" if code else None,
+        )
+
+    async def set_ptt(self, on: bool) -> None:
+        try:
+            await self._command("set_ptt", int(on))
+        except BaseException:
+            if on:
+                self._unkey_best_effort()
+            raise
+
+    def _unkey_best_effort(self) -> None:
+        """After a failed or cancelled key-up the rig may be keyed anyway: send PTT off without
+        waiting (the link may be gone; its reply is dropped, as no command awaits it)."""
+        protocol = self._protocol
+        if protocol is None:
+            return
+        with contextlib.suppress(Exception):
+            protocol.write(b"+\\set_ptt 0\n")
+            log.warning("rigctld: key-up failed; sent PTT off best-effort")
+
+    async def read_busy(self) -> bool:
+        dcd = await self._get_int("get_dcd", "DCD")
+        if dcd not in (0, 1):
+            raise CatProtocolError(f"rigctld: DCD {dcd} is neither 0 nor 1")
+        return dcd == 1

@@ -1,0 +1,310 @@
+"""Yaesu ASCII "newcat" CAT (FT-991/991A, FT-710, FTDX10): PROTOCOLS.md section 3 [HL newcat.c].
+
+A command is a 2-letter name, parameters and `;`; a read is the name (plus its selector) and `;`,
+answered in the set command's form. Set commands are not answered unless refused: the radio
+then says `?;` (also its "busy" answer).
+
+Choices where the sources leave room:
+- **Set, then read in the same write.** Every set is sent together with its read (`FA...;FA;`),
+  as HL's newcat_set_cmd checks a set: a refusal comes back as `?;` ahead of the read's answer,
+  and the answer is compared with what was asked. `?;` is retried `reject_retries` times,
+  `reject_pause_s` apart (the late answer to the refused exchange is dropped meanwhile), then
+  raised as `CatRejected` naming the command. A read-back that differs from what was set is a
+  `CatProtocolError` naming the command and both values.
+- **FA width:** `fa_digits` (9 on the FT-991 per its CAT manual; HL picks 8 for rigs whose IF
+  answer is 27/30 characters). FB uses the same width.
+- **Repeater or split channel:** `tx_hz` goes to VFO-B (`FB`) and `FT3;` transmits on it (split
+  on); `FT2;` transmits on VFO-A (simplex). `FT;` answers `FT0;`/`FT1;`. This expresses any
+  offset; the radio's own repeater-shift menu (`OS`) is not used.
+- **Mode:** FM `MD04;`, FM-N `MD0B;`, AM `MD05;`.
+- **Tones (FT-991 CAT manual format, as read in AB3GY's PyRigCat_ft991 and HL's FTX-1 notes):**
+  `CN0` + `0` (CTCSS) or `1` (DCS) + 3-digit index into the 50-tone / 104-code tables
+  (`CN00008;` = 88.5 Hz, `CN01000;` = DCS 023), read with `CN00;`/`CN01;`. `CT0` + mode: 0 off,
+  1 CTCSS encode+decode, 2 CTCSS encode, 3 DCS encode+decode. A CTCSS channel uses tone squelch
+  (1), a DCS channel 3. DCS polarity is not settable here: only normal codes.
+- **Busy: UNVERIFIED.** HL implements no DCD for these rigs; `BY;` is decoded as community code
+  does: `BY1x;` busy (squelch open), `BY0x;` idle.
+- **PTT:** `TX1;` keys (CAT), `TX0;` unkeys; `TX;` answers 0 off, 1/2/3 on. After any failure
+  while keying, `TX0;` is sent best-effort.
+- **Probe:** `ID;` → FT-991/991A `ID0570;`, FTDX10 `ID0761;`, FT-710 `ID0800;`; any other ID is
+  refused as a radio this driver was not written for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import replace
+from typing import ClassVar
+
+from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning
+from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected
+
+log = logging.getLogger(__name__)
+
+TERMINATOR = ord(";")
+REJECT = b"?;"
+MAX_FRAME = 64  # longer than any answer used here: a run without `;` is noise
+
+MODELS: dict[str, str] = {"0570": "FT-991/991A", "0761": "FTDX10", "0800": "FT-710"}
+MODE_CODES: dict[Mode, str] = {"fm": "4", "nfm": "B", "am": "5"}
+MODE_NAMES: dict[str, str] = {
+    "1": "LSB", "2": "USB", "3": "CW", "4": "FM", "5": "AM", "6": "RTTY", "7": "CW-R",
+    "8": "DATA-L", "9": "RTTY-R", "A": "DATA-FM", "B": "FM-N", "C": "DATA-U", "D": "AM-N",
+    "E": "C4FM", "F": "DATA-FM-N",
+}  # fmt: skip
+CT_OFF, CT_CTCSS_TSQL, CT_CTCSS_ENC, CT_DCS = "0", "1", "2", "3"
+
+CTCSS_TONES: tuple[float, ...] = (
+    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
+    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
+    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
+    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
+)  # fmt: skip
+_DCS_TEXT = """
+    023 025 026 031 032 036 043 047 051 053 054 065 071 072 073 074 114 115 116 122 125 131
+    132 134 143 145 152 155 156 162 165 172 174 205 212 223 225 226 243 244 245 246 251 252 255
+    261 263 265 266 271 274 306 311 315 325 331 332 343 346 351 356 364 365 371 411 412 413 423
+    431 432 445 446 452 454 455 462 464 465 466 503 506 516 523 526 532 546 565 606 612 624 627
+    631 632 654 662 664 703 712 723 731 732 734 743 754"""
+DCS_CODES: tuple[str, ...] = tuple(_DCS_TEXT.split())
+_DCS_RE = re.compile(r"(\d{3})([NI]?)")
+_FRAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-?")
+_UPPER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class YaesuNewcatDriver(CatDriver):
+    name = "yaesu"
+    timeout_s: ClassVar[float] = 1.0
+    retries: ClassVar[int] = 2
+    reject_retries: ClassVar[int] = 2  # `?;` is also "busy": HL retries it
+    reject_pause_s: ClassVar[float] = 0.1
+
+    def __init__(
+        self,
+        url: str,
+        baudrate: int = 38400,
+        *,
+        fa_digits: int = 9,
+        rts: bool = False,
+        dtr: bool = False,
+    ) -> None:
+        super().__init__(url, baudrate, rts=rts, dtr=dtr)
+        if fa_digits not in (8, 9):
+            raise CatError(f"{self.name}: fa_digits must be 8 or 9, not {fa_digits}")
+        self.fa_digits = fa_digits
+
+    async def open(self) -> None:
+        await super().open()
+        # The serial transport calls connection_made on the next loop turn; until then the
+        # base's request() would see the line closed.
+        for _ in range(10):
+            if self.is_open:
+                return
+            await asyncio.sleep(0)
+
+    # ------------------------------------------------------------------ framing
+    @staticmethod
+    def framer(buffer: bytes) -> tuple[int, bytes | None]:
+        """Cuts `NAME params;` or `?;`. Before the `;`, the frame is the run of frame
+        characters starting at the last 2-letter name; anything ahead of it is noise."""
+        end = buffer.find(b";")
+        if end < 0:
+            if len(buffer) > MAX_FRAME:
+                return len(buffer), None
+            return 0, None
+        body = buffer[:end]
+        start = end
+        while start > 0 and body[start - 1] in _FRAME_CHARS:
+            start -= 1
+        run = body[start:]
+        if run.endswith(b"?"):
+            return end + 1, REJECT
+        # A truncated answer followed by a whole one ("FA0142FA014250000"): the last name wins.
+        for i in range(len(run) - 2, -1, -1):
+            if run[i] in _UPPER and run[i + 1] in _UPPER:
+                return end + 1, run[i:] + b";"
+        return end + 1, None
+
+    # ------------------------------------------------------------------ exchanges
+    async def _exchange(self, payload: str, answer: str, what: str) -> re.Match[str]:
+        """Sends `payload` and returns the answer matching the regex `answer`; `?;` is
+        retried, then raised as CatRejected."""
+        pattern = re.compile(answer)
+
+        def match(frame: bytes) -> bool:
+            text = frame.decode("ascii", "replace")
+            return frame == REJECT or pattern.fullmatch(text) is not None
+
+        for attempt in range(self.reject_retries + 1):
+            frame = await self.request(payload.encode("ascii"), match, what)
+            if frame != REJECT:
+                found = pattern.fullmatch(frame.decode("ascii"))
+                assert found is not None
+                return found
+            if attempt < self.reject_retries:
+                await asyncio.sleep(self.reject_pause_s)
+        raise CatRejected(
+            f"{self.name}: the radio refused {what} ({payload}), answering ?; "
+            f"{self.reject_retries + 1} times"
+        )
+
+    async def _set(self, command: str, read: str, answer: str, what: str) -> str:
+        """A set command sent with its read; returns the read-back value."""
+        return (await self._exchange(command + read, answer, what)).group(1)
+
+    def _fa(self, hz: int) -> str:
+        return f"{hz:0{self.fa_digits}d}"
+
+    def _freq_re(self, name: str) -> str:
+        return name + r"(\d{" + str(self.fa_digits) + r"});"
+
+    # ------------------------------------------------------------------ the rig API
+    async def probe(self) -> RigIdentity:
+        rig_id = (await self._exchange("ID;", r"ID(\d{4});", "probe (ID)")).group(1)
+        model = MODELS.get(rig_id)
+        if model is None:
+            raise CatProtocolError(
+                f"{self.name}: the radio answers ID{rig_id}, not a FT-991, FT-710 or FTDX10"
+            )
+        return RigIdentity(model, f"newcat ID{rig_id}")
+
+    async def set_tuning(self, tuning: Tuning) -> None:
+        self._check(tuning)  # every check before the first byte goes out
+        rx, tx = self._fa(tuning.rx_hz), self._fa(tuning.tx_hz)
+        self._verify("set rx frequency (FA)", rx, await self._set(
+            f"FA{rx};", "FA;", self._freq_re("FA"), "set rx frequency (FA)"
+        ))  # fmt: skip
+        if tuning.tx_hz != tuning.rx_hz:
+            self._verify("set tx frequency (FB)", tx, await self._set(
+                f"FB{tx};", "FB;", self._freq_re("FB"), "set tx frequency (FB)"
+            ))  # fmt: skip
+            split = await self._set("FT3;", "FT;", r"FT([01]);", "split on (FT3)")
+            self._verify("split on (FT3)", "1", split)
+        else:
+            split = await self._set("FT2;", "FT;", r"FT([01]);", "split off (FT2)")
+            self._verify("split off (FT2)", "0", split)
+        code = MODE_CODES[tuning.mode]
+        self._verify("set mode (MD0)", code, await self._set(
+            f"MD0{code};", "MD0;", r"MD0([0-9A-F]);", "set mode (MD0)"
+        ))  # fmt: skip
+        if tuning.ctcss_hz is not None:
+            index = f"{_ctcss_index(tuning.ctcss_hz):03d}"
+            tone = await self._set(f"CN00{index};", "CN00;", r"CN00(\d{3});", "CTCSS tone (CN00)")
+            self._verify("CTCSS tone (CN00)", index, tone)
+            ct = CT_CTCSS_TSQL
+        elif tuning.dcs is not None:
+            index = f"{DCS_CODES.index(_dcs_code(tuning.dcs)):03d}"
+            code_read = await self._set(f"CN01{index};", "CN01;", r"CN01(\d{3});", "DCS (CN01)")
+            self._verify("DCS code (CN01)", index, code_read)
+            ct = CT_DCS
+        else:
+            ct = CT_OFF
+        self._verify("tone mode (CT0)", ct, await self._set(
+            f"CT0{ct};", "CT0;", r"CT0([0-4]);", "tone mode (CT0)"
+        ))  # fmt: skip
+
+    async def tune_and_verify(self, tuning: Tuning) -> Tuning:
+        """`set_tuning` (each set already read back), then a full `read_tuning` that must equal
+        `tuning`; returns it."""
+        await self.set_tuning(tuning)
+        read = await self.read_tuning()
+        if tuning.dcs is not None:  # "023" and "023N" are the same code
+            tuning = replace(tuning, dcs=_dcs_code(tuning.dcs) + "N")
+        if read != tuning:
+            raise CatProtocolError(f"{self.name}: the radio reads {read} after setting {tuning}")
+        return read
+
+    async def read_tuning(self) -> Tuning:
+        rx = int((await self._exchange("FA;", self._freq_re("FA"), "read rx frequency")).group(1))
+        split = (await self._exchange("FT;", r"FT([01]);", "read split (FT)")).group(1)
+        tx = rx
+        if split == "1":
+            found = await self._exchange("FB;", self._freq_re("FB"), "read tx frequency (FB)")
+            tx = int(found.group(1))
+        code = (await self._exchange("MD0;", r"MD0([0-9A-F]);", "read mode (MD0)")).group(1)
+        modes = {value: key for key, value in MODE_CODES.items()}
+        if code not in modes:
+            raise CatProtocolError(
+                f"{self.name}: the radio is in mode {MODE_NAMES.get(code, code)}, "
+                "not FM, FM-N or AM"
+            )
+        ct = (await self._exchange("CT0;", r"CT0([0-4]);", "read tone mode (CT0)")).group(1)
+        ctcss: float | None = None
+        dcs: str | None = None
+        if ct in (CT_CTCSS_TSQL, CT_CTCSS_ENC):
+            index = int((await self._exchange("CN00;", r"CN00(\d{3});", "read CTCSS")).group(1))
+            if index >= len(CTCSS_TONES):
+                raise CatProtocolError(f"{self.name}: the radio reports CTCSS index {index}")
+            ctcss = CTCSS_TONES[index]
+        elif ct != CT_OFF:
+            index = int((await self._exchange("CN01;", r"CN01(\d{3});", "read DCS")).group(1))
+            if index >= len(DCS_CODES):
+                raise CatProtocolError(f"{self.name}: the radio reports DCS index {index}")
+            dcs = DCS_CODES[index] + "N"
+        return Tuning(rx, tx, modes[code], ctcss_hz=ctcss, dcs=dcs)
+
+    async def set_ptt(self, on: bool) -> None:
+        if not on:
+            state = await self._set("TX0;", "TX;", r"TX([0-3]);", "PTT off (TX0)")
+            if state != "0":
+                raise CatRejected(
+                    f"{self.name}: the radio is still transmitting after PTT off (TX0), TX{state}"
+                )
+            return
+        try:
+            state = await self._set("TX1;", "TX;", r"TX([0-3]);", "PTT on (TX1)")
+            if state == "0":
+                raise CatRejected(f"{self.name}: the radio did not key on PTT on (TX1)")
+        except BaseException:
+            # Whatever went wrong, the transmitter must not stay keyed.
+            with contextlib.suppress(CatError):
+                await self.request(b"TX0;", None, "PTT off (TX0) after a failed key")
+            raise
+
+    async def read_busy(self) -> bool:
+        # UNVERIFIED decoding (community code): BY1x = busy, BY0x = idle.
+        found = await self._exchange("BY;", r"BY([01])(\d);", "read busy (BY)")
+        return found.group(1) == "1"
+
+    # ------------------------------------------------------------------ checks
+    def _verify(self, what: str, asked: str, read: str) -> None:
+        if read != asked:
+            raise CatProtocolError(
+                f"{self.name}: {what} did not take: asked {asked}, the radio reads {read}"
+            )
+
+    def _check(self, tuning: Tuning) -> None:
+        limit = 10**self.fa_digits
+        for what, hz in (("receive", tuning.rx_hz), ("transmit", tuning.tx_hz)):
+            if not 0 < hz < limit:
+                raise CatError(
+                    f"{self.name}: {what} frequency {hz} Hz does not fit FA/FB's "
+                    f"{self.fa_digits} digits"
+                )
+        if tuning.mode not in MODE_CODES:
+            raise CatError(f"{self.name}: mode {tuning.mode!r} is not one of fm, nfm, am")
+        if tuning.ctcss_hz is not None and tuning.dcs is not None:
+            raise CatError(f"{self.name}: a channel has CTCSS or DCS, not both")
+        if tuning.ctcss_hz is not None:
+            _ctcss_index(tuning.ctcss_hz)
+        if tuning.dcs is not None:
+            _dcs_code(tuning.dcs)
+
+
+def _ctcss_index(hz: float) -> int:
+    for index, tone in enumerate(CTCSS_TONES):
+        if abs(tone - hz) < 1e-6:
+            return index
+    raise CatError(f"yaesu: CTCSS {hz:g} Hz is not in the radio's tone table")
+
+
+def _dcs_code(dcs: str) -> str:
+    match = _DCS_RE.fullmatch(dcs.upper())
+    if match is None or match.group(1) not in DCS_CODES:
+        raise CatError(f"yaesu: DCS code {dcs!r} is not in the radio's code table")
+    if match.group(2) == "I":
+        raise CatError(f"yaesu: DCS {dcs} is inverted; CN sets normal polarity only")
+    return match.group(1)

@@ -1,0 +1,224 @@
+"""A TS-2000-like radio behind a pty, written from PROTOCOLS.md section 1 (the radio's side).
+
+It keeps VFO A and B (frequency, mode, tone settings each), the receive and transmit VFO, PTT
+and the squelch; set commands are silent, reads answer in the set form, and anything malformed
+or unknown is answered `?;`. Faults for tests: `fault(pattern, reply)` answers a command (matched
+as a whole, without its `;`) with `reply` instead of running it; `PtyRadio.silent`, `inject`,
+`unplug`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from emulators.pty_radio import PtyRadio
+
+# The TS-2000's bands (Hz): a frequency outside them is refused with `?;`.
+BANDS = (
+    (30_000, 60_000_000),
+    (142_000_000, 152_000_000),
+    (420_000_000, 450_000_000),
+    (1_240_000_000, 1_300_000_000),
+)
+MODES = frozenset("12345679")  # MD codes the radio accepts (8 is not a mode)
+
+
+@dataclass
+class Vfo:
+    hz: int = 14_074_000
+    mode: str = "2"
+    tn: int = 1
+    cn: int = 1
+    to: bool = False
+    ct: bool = False
+
+
+@dataclass
+class _Fault:
+    pattern: re.Pattern[str]
+    reply: bytes
+    times: int
+    after: int
+
+
+class KenwoodRadio(PtyRadio):
+    def __init__(self, *, model_id: str = "019", tone_index_base: int = 1) -> None:
+        super().__init__()
+        self.model_id = model_id
+        self.tone_index_base = tone_index_base
+        self.tone_count = 39 if tone_index_base == 1 else 38  # TS-2000 adds 1750 Hz
+        self.vfos = [Vfo(), Vfo(hz=14_074_500)]
+        self.rx_vfo = 0
+        self.tx_vfo = 0
+        self.ptt = False
+        self.squelch_open = False
+        self.commands: list[str] = []  # every whole command received, without `;`
+        self._buffer = b""
+        self._faults: list[_Fault] = []
+
+    # ------------------------------------------------------------------ test controls
+    def fault(self, pattern: str, reply: bytes, *, times: int = 1, after: int = 0) -> None:
+        """The next `times` commands fully matching `pattern` (after skipping `after` of them)
+        are answered with `reply` and not executed."""
+        self._faults.append(_Fault(re.compile(pattern), reply, times, after))
+
+    @property
+    def vfo_a(self) -> Vfo:
+        return self.vfos[0]
+
+    @property
+    def vfo_b(self) -> Vfo:
+        return self.vfos[1]
+
+    # ------------------------------------------------------------------ the radio
+    def receive(self, data: bytes) -> bytes:
+        self._buffer += data
+        out = b""
+        while b";" in self._buffer:
+            raw, self._buffer = self._buffer.split(b";", 1)
+            command = raw.decode("ascii", "replace")
+            self.commands.append(command)
+            faulted = self._faulted(command)
+            out += faulted if faulted is not None else self._run(command)
+        return out
+
+    def _faulted(self, command: str) -> bytes | None:
+        for fault in self._faults:
+            if fault.times > 0 and fault.pattern.fullmatch(command):
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
+                fault.times -= 1
+                return fault.reply
+        return None
+
+    def _run(self, command: str) -> bytes:
+        name, arg = command[:2], command[2:]
+        handler = getattr(self, f"_cmd_{name.lower()}", None)
+        if not name.isupper() or handler is None or not (arg == "" or arg.isdigit()):
+            return b"?;"
+        reply: str | None = handler(arg)
+        return b"?;" if reply is None else reply.encode()
+
+    @property
+    def _rx(self) -> Vfo:
+        return self.vfos[self.rx_vfo]
+
+    # Each handler gets the digits after the name; it returns the answer ("" for a silent set)
+    # or None for `?;`.
+    def _cmd_id(self, arg: str) -> str | None:
+        return f"ID{self.model_id};" if arg == "" else None
+
+    def _freq(self, vfo: Vfo, name: str, arg: str) -> str | None:
+        if arg == "":
+            return f"{name}{vfo.hz:011d};"
+        if len(arg) != 11:
+            return None
+        hz = int(arg)
+        if not any(lo <= hz <= hi for lo, hi in BANDS):
+            return None
+        vfo.hz = hz
+        return ""
+
+    def _cmd_fa(self, arg: str) -> str | None:
+        return self._freq(self.vfos[0], "FA", arg)
+
+    def _cmd_fb(self, arg: str) -> str | None:
+        return self._freq(self.vfos[1], "FB", arg)
+
+    def _cmd_fr(self, arg: str) -> str | None:
+        if arg == "":
+            return f"FR{self.rx_vfo};"
+        if arg not in ("0", "1"):
+            return None
+        self.rx_vfo = self.tx_vfo = int(arg)  # FR moves the transmit VFO too (TS-2000)
+        return ""
+
+    def _cmd_ft(self, arg: str) -> str | None:
+        if arg == "":
+            return f"FT{self.tx_vfo};"
+        if arg not in ("0", "1"):
+            return None
+        self.tx_vfo = int(arg)
+        return ""
+
+    def _cmd_md(self, arg: str) -> str | None:
+        if arg == "":
+            return f"MD{self._rx.mode};"
+        if arg not in MODES:
+            return None
+        self._rx.mode = arg
+        return ""
+
+    def _tone(self, name: str, arg: str) -> str | None:
+        if arg == "":
+            return f"{name}{getattr(self._rx, name.lower()):02d};"
+        index = int(arg)
+        first = self.tone_index_base
+        if len(arg) != 2 or not first <= index < first + self.tone_count:
+            return None
+        setattr(self._rx, name.lower(), index)
+        return ""
+
+    def _cmd_tn(self, arg: str) -> str | None:
+        return self._tone("TN", arg)
+
+    def _cmd_cn(self, arg: str) -> str | None:
+        return self._tone("CN", arg)
+
+    def _switch(self, name: str, arg: str) -> str | None:
+        if arg == "":
+            return f"{name}{int(getattr(self._rx, name.lower()))};"
+        if arg not in ("0", "1"):
+            return None
+        on = arg == "1"
+        setattr(self._rx, name.lower(), on)
+        if on:  # tone (encode only) and CTCSS (tone squelch) exclude each other
+            setattr(self._rx, "ct" if name == "TO" else "to", False)
+        return ""
+
+    def _cmd_to(self, arg: str) -> str | None:
+        return self._switch("TO", arg)
+
+    def _cmd_ct(self, arg: str) -> str | None:
+        return self._switch("CT", arg)
+
+    def _cmd_tx(self, arg: str) -> str | None:
+        if arg not in ("", "0", "1", "2"):
+            return None
+        self.ptt = True
+        return ""
+
+    def _cmd_rx(self, arg: str) -> str | None:
+        if arg != "":
+            return None
+        self.ptt = False
+        return ""
+
+    def _cmd_by(self, arg: str) -> str | None:
+        return f"BY{int(self.squelch_open)}0;" if arg == "" else None
+
+    def _cmd_if(self, arg: str) -> str | None:
+        if arg != "":
+            return None
+        vfo = self.vfos[self.tx_vfo if self.ptt else self.rx_vfo]
+        tone = vfo.to or vfo.ct
+        body = (
+            f"{vfo.hz:011d}"  # 2-12
+            "     "  # 13-17
+            "+0000"  # 18-22 RIT/XIT offset
+            "00"  # 23 RIT, 24 XIT
+            "0"  # 25
+            "00"  # 26-27 memory channel
+            f"{int(self.ptt)}"  # 28 RX/TX
+            f"{vfo.mode}"  # 29
+            f"{self.rx_vfo}"  # 30
+            "0"  # 31 scan
+            f"{int(self.tx_vfo != self.rx_vfo)}"  # 32 split
+            f"{int(tone)}"  # 33
+            f"{vfo.tn:02d}"  # 34-35
+            "0"  # 36
+        )
+        assert len(body) == 35
+        return f"IF{body};"

@@ -1,0 +1,270 @@
+"""The yaesu (newcat ASCII) driver against its FT-991 emulator over a real pty."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import ClassVar, TypeVar
+
+import pytest
+from emulators.yaesu_newcat import YaesuNewcatRadio
+
+from gateway.hardware.cat.base import Tuning
+from gateway.hardware.cat.errors import (
+    CatError,
+    CatLinkLost,
+    CatProtocolError,
+    CatRejected,
+    CatTimeout,
+)
+from gateway.hardware.cat.yaesu_newcat import YaesuNewcatDriver
+
+T = TypeVar("T")
+
+
+class FastDriver(YaesuNewcatDriver):
+    timeout_s: ClassVar[float] = 0.15
+    retries: ClassVar[int] = 2
+    reject_pause_s: ClassVar[float] = 0.02
+
+
+@pytest.fixture
+def radio() -> Iterator[YaesuNewcatRadio]:
+    with YaesuNewcatRadio() as emulator:
+        yield emulator
+
+
+def run(
+    radio: YaesuNewcatRadio, body: Callable[[FastDriver], Awaitable[T]], fa_digits: int = 9
+) -> T:
+    async def main() -> T:
+        driver = FastDriver(radio.path, fa_digits=fa_digits)
+        await driver.open()
+        try:
+            return await body(driver)
+        finally:
+            await driver.close()
+
+    return asyncio.run(main())
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 1.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return check()
+
+
+# ---------------------------------------------------------------------- golden frames
+@pytest.mark.parametrize(
+    ("buffer", "expected"),
+    [
+        (b"FA014250000;", (12, b"FA014250000;")),
+        (b"ID0570;", (7, b"ID0570;")),
+        (b"MD0B;", (5, b"MD0B;")),
+        (b"?;", (2, b"?;")),
+        (b"FA0142", (0, None)),  # wait for more
+        (b"\xff\x00FA014250000;", (14, b"FA014250000;")),  # garbage ahead
+        (b"FA0142\xff50000;", (13, None)),  # garbage inside: noise
+        (b"FA0142FA014250000;", (18, b"FA014250000;")),  # truncated then whole
+        (b"\x13\x37?;", (4, b"?;")),
+        (b"\xff" * 80, (80, None)),  # a long run without ; is noise
+        (b"FA014250000;FA;", (12, b"FA014250000;")),  # one frame at a time
+    ],
+)
+def test_framer_golden(buffer: bytes, expected: tuple[int, bytes | None]) -> None:
+    assert YaesuNewcatDriver.framer(buffer) == expected
+
+
+# ---------------------------------------------------------------------- the rig API
+@pytest.mark.parametrize(
+    ("rig_id", "model"), [("0570", "FT-991/991A"), ("0761", "FTDX10"), ("0800", "FT-710")]
+)
+def test_probe(rig_id: str, model: str) -> None:
+    with YaesuNewcatRadio(rig_id=rig_id) as radio:
+        assert run(radio, lambda d: d.probe()).model == model
+
+
+def test_probe_unknown_radio(radio: YaesuNewcatRadio) -> None:
+    radio.rig_id = "0241"
+    with pytest.raises(CatProtocolError, match="answers ID0241"):
+        run(radio, lambda d: d.probe())
+
+
+def test_simplex_fm_ctcss(radio: YaesuNewcatRadio) -> None:
+    tuning = Tuning(146_520_000, 146_520_000, "fm", ctcss_hz=100.0)
+    assert run(radio, lambda d: d.tune_and_verify(tuning)) == tuning
+    assert radio.fa == 146_520_000 and not radio.tx_on_b and radio.mode == "4"
+    assert radio.tone_mode == "1" and radio.ctcss_index == 12
+    assert "CN00012;" in radio.commands and "FA146520000;" in radio.commands
+
+
+def test_repeater_split_narrow_dcs(radio: YaesuNewcatRadio) -> None:
+    tuning = Tuning(442_100_000, 447_100_000, "nfm", dcs="023")
+    read = run(radio, lambda d: d.tune_and_verify(tuning))
+    assert read == Tuning(442_100_000, 447_100_000, "nfm", dcs="023N")
+    assert radio.fa == 442_100_000 and radio.fb == 447_100_000 and radio.tx_on_b
+    assert radio.mode == "B" and radio.tone_mode == "3" and radio.dcs_index == 0
+
+
+def test_back_to_simplex_no_tone(radio: YaesuNewcatRadio) -> None:
+    radio.tx_on_b, radio.tone_mode = True, "1"
+    tuning = Tuning(145_500_000, 145_500_000, "am")
+    assert run(radio, lambda d: d.tune_and_verify(tuning)) == tuning
+    assert not radio.tx_on_b and radio.tone_mode == "0" and radio.mode == "5"
+
+
+def test_eight_digit_fa() -> None:
+    with YaesuNewcatRadio(fa_digits=8) as radio:
+        tuning = Tuning(14_250_000, 14_250_000, "fm")
+        assert run(radio, lambda d: d.tune_and_verify(tuning), fa_digits=8) == tuning
+        assert "FA14250000;" in radio.commands
+
+
+def test_read_tuning_in_usb_is_a_clear_error(radio: YaesuNewcatRadio) -> None:
+    radio.mode = "2"
+    with pytest.raises(CatProtocolError, match="mode USB"):
+        run(radio, lambda d: d.read_tuning())
+
+
+def test_key_and_unkey(radio: YaesuNewcatRadio) -> None:
+    async def body(driver: FastDriver) -> list[str]:
+        await driver.set_ptt(True)
+        keyed = radio.ptt
+        await driver.set_ptt(False)
+        return [keyed, radio.ptt]
+
+    assert run(radio, body) == ["1", "0"]
+
+
+def test_busy_follows_squelch(radio: YaesuNewcatRadio) -> None:
+    async def body(driver: FastDriver) -> list[bool]:
+        idle = await driver.read_busy()
+        radio.squelch_open = True
+        return [idle, await driver.read_busy()]
+
+    assert run(radio, body) == [False, True]
+
+
+# ---------------------------------------------------------------------- bad replies
+def test_garbage_before_reply(radio: YaesuNewcatRadio) -> None:
+    radio.garbage_before = b"\xff\x00\x7f"
+    assert run(radio, lambda d: d.read_tuning()).rx_hz == 145_500_000
+
+
+def test_garbage_inside_reply_is_retried(radio: YaesuNewcatRadio) -> None:
+    radio.corrupt_next = True
+    assert run(radio, lambda d: d.probe()).model == "FT-991/991A"
+    assert radio.commands.count("ID;") == 2
+
+
+def test_truncated_reply_is_retried(radio: YaesuNewcatRadio) -> None:
+    radio.truncate_replies = 1
+    assert run(radio, lambda d: d.read_tuning()).rx_hz == 145_500_000
+
+
+def test_busy_reject_is_retried(radio: YaesuNewcatRadio) -> None:
+    radio.reject_next = 1  # the FA set is refused once, its read answered
+    tuning = Tuning(146_520_000, 146_520_000, "fm")
+    assert run(radio, lambda d: d.tune_and_verify(tuning)) == tuning
+    assert radio.commands.count("FA146520000;") == 2
+
+
+def test_reject_names_the_command(radio: YaesuNewcatRadio) -> None:
+    radio.reject_names = {"CN"}
+    with pytest.raises(CatRejected, match=r"refused CTCSS tone \(CN00\) \(CN00008;CN00;\)"):
+        run(radio, lambda d: d.set_tuning(Tuning(145_500_000, 145_500_000, "fm", ctcss_hz=88.5)))
+
+
+def test_out_of_range_frequency_is_rejected(radio: YaesuNewcatRadio) -> None:
+    with pytest.raises(CatRejected, match=r"set rx frequency \(FA\)"):
+        run(radio, lambda d: d.set_tuning(Tuning(900_000_000, 900_000_000, "fm")))
+
+
+def test_silence_times_out_bounded(radio: YaesuNewcatRadio) -> None:
+    radio.silent = True
+    started = time.monotonic()
+    with pytest.raises(CatTimeout, match=r"no answer to probe \(ID\) after 3 tries"):
+        run(radio, lambda d: d.probe())
+    assert time.monotonic() - started < 2.0
+
+
+def test_unplug_mid_command(radio: YaesuNewcatRadio) -> None:
+    radio.silent = True
+
+    async def body(driver: FastDriver) -> Tuning:
+        task = asyncio.create_task(driver.read_tuning())
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(radio.unplug)
+        return await task
+
+    with pytest.raises(CatLinkLost, match="went away during read rx frequency"):
+        run(radio, body)
+
+
+def test_wrong_frequency_read_back(radio: YaesuNewcatRadio) -> None:
+    radio.freq_error_hz = 5_000
+    with pytest.raises(CatProtocolError, match="asked 146520000, the radio reads 146525000"):
+        run(radio, lambda d: d.tune_and_verify(Tuning(146_520_000, 146_520_000, "fm")))
+
+
+def test_radio_that_does_not_key_is_rejected_and_unkeyed(radio: YaesuNewcatRadio) -> None:
+    radio.ignore_ptt = True
+    with pytest.raises(CatRejected, match=r"did not key on PTT on \(TX1\)"):
+        run(radio, lambda d: d.set_ptt(True))
+    assert wait_until(lambda: radio.commands[-1:] == ["TX0;"])
+
+
+def test_failed_key_confirmation_unkeys(radio: YaesuNewcatRadio) -> None:
+    radio.truncate_replies = 99  # keys, but the TX answer never arrives whole
+    with pytest.raises(CatTimeout, match=r"PTT on \(TX1\)"):
+        run(radio, lambda d: d.set_ptt(True))
+    assert wait_until(lambda: radio.commands[-1:] == ["TX0;"])
+    assert wait_until(lambda: radio.ptt == "0")
+
+
+def test_unplug_while_keying(radio: YaesuNewcatRadio) -> None:
+    radio.silent = True
+
+    async def body(driver: FastDriver) -> None:
+        task = asyncio.create_task(driver.set_ptt(True))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(radio.unplug)
+        await task
+
+    with pytest.raises(CatLinkLost):
+        run(radio, body)
+
+
+def test_unkey_still_keyed_is_reported(radio: YaesuNewcatRadio) -> None:
+    radio.ptt, radio.ignore_unkey = "2", True  # keyed from the radio's microphone
+    with pytest.raises(CatRejected, match=r"still transmitting after PTT off \(TX0\), TX2"):
+        run(radio, lambda d: d.set_ptt(False))
+
+
+# ---------------------------------------------------------------------- refused before sending
+@pytest.mark.parametrize(
+    ("tuning", "message"),
+    [
+        (Tuning(1_000_000_000, 1_000_000_000, "fm"), "9 digits"),
+        (Tuning(145_500_000, 145_500_000, "fm", ctcss_hz=88.4), "CTCSS 88.4 Hz"),
+        (Tuning(145_500_000, 145_500_000, "fm", dcs="024N"), "DCS code '024N'"),
+        (Tuning(145_500_000, 145_500_000, "fm", dcs="023I"), "inverted"),
+        (Tuning(145_500_000, 0, "fm"), "transmit frequency 0 Hz"),
+    ],
+)
+def test_unrepresentable_is_refused_before_sending(
+    radio: YaesuNewcatRadio, tuning: Tuning, message: str
+) -> None:
+    with pytest.raises(CatError, match=message):
+        run(radio, lambda d: d.set_tuning(tuning))
+    time.sleep(0.05)
+    assert radio.commands == []
+
+
+def test_eight_digit_limit() -> None:
+    with YaesuNewcatRadio(fa_digits=8) as radio, pytest.raises(CatError, match="8 digits"):
+        run(radio, lambda d: d.set_tuning(Tuning(145_500_000, 145_500_000, "fm")), fa_digits=8)
