@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.hardware.cat.base import CatDriver, Tuning
-from gateway.hardware.cat.errors import CatError
+from gateway.hardware.cat.errors import CatError, CatLinkLost, CatRejected, CatTimeout
 from gateway.hardware.cat.registry import DriverSettings, make_driver
 
 UNKEY_TRIES = 3
@@ -99,12 +99,17 @@ def tuning_matches(asked: Tuning, got: Tuning) -> list[str]:
 
 async def probe(driver: CatDriver) -> list[str]:
     identity = await driver.probe()
-    tuning = await driver.read_tuning()
-    busy = await driver.read_busy()
     detail = f" ({identity.detail})" if identity.detail else ""
+    try:
+        tuned = describe_tuning(await driver.read_tuning())
+    except (CatRejected, CatTimeout, CatLinkLost):
+        raise
+    except CatError as exc:  # e.g. an HF rig left in SSB: say so, the probe itself worked
+        tuned = f"not on an FM/AM channel the gateway can use ({exc})"
+    busy = await driver.read_busy()
     return [
         f"radio: {identity.model}{detail}",
-        f"tuned: {describe_tuning(tuning)}",
+        f"tuned: {tuned}",
         f"squelch: {'open (busy)' if busy else 'closed'}",
     ]
 
