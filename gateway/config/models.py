@@ -27,6 +27,11 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+# The 50 standard CTCSS tones and 104 DCS codes, shared with the CAT drivers (re-exported).
+from gateway.tones import CTCSS_TONES_HZ as CTCSS_TONES_HZ
+from gateway.tones import DCS_CODES as DCS_CODES
+from gateway.tones import nearest_ctcss_tone as nearest_ctcss_tone
+
 # The engine runs at one fixed rate; devices at other rates are resampled at the edge.
 SAMPLE_RATE_HZ = 8000
 
@@ -40,27 +45,6 @@ _NAME_RULE = (
     "(names appear in MQTT topics and file names)"
 )
 
-# The 50 EIA/TIA-603 CTCSS tones, in Hz.
-CTCSS_TONES_HZ: tuple[float, ...] = (
-    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5,
-    94.8, 97.4, 100.0, 103.5, 107.2, 110.9, 114.8, 118.8, 123.0, 127.3,
-    131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8, 162.2, 165.5, 167.9,
-    171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
-    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
-)  # fmt: skip
-
-# The 104 standard DCS codes (octal), each usable normal (N) or inverted (I).
-DCS_CODES: tuple[str, ...] = (
-    "023", "025", "026", "031", "032", "036", "043", "047", "051", "053", "054", "065",
-    "071", "072", "073", "074", "114", "115", "116", "122", "125", "131", "132", "134",
-    "143", "145", "152", "155", "156", "162", "165", "172", "174", "205", "212", "223",
-    "225", "226", "243", "244", "245", "246", "251", "252", "255", "261", "263", "265",
-    "266", "271", "274", "306", "311", "315", "325", "331", "332", "343", "346", "351",
-    "356", "364", "365", "371", "411", "412", "413", "423", "431", "432", "445", "446",
-    "452", "454", "455", "462", "464", "465", "466", "503", "506", "516", "523", "526",
-    "532", "546", "565", "606", "612", "624", "627", "631", "632", "654", "662", "664",
-    "703", "712", "723", "731", "732", "734", "743", "754",
-)  # fmt: skip
 _DCS_RE = re.compile(r"^([0-7]{3})([NI])$")
 
 STANDARD_BAUDS: tuple[int, ...] = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
@@ -156,10 +140,6 @@ HostPort = Annotated[
 
 
 # --- tones and frequencies ---------------------------------------------------------------------
-
-
-def nearest_ctcss_tone(hz: float) -> float:
-    return min(CTCSS_TONES_HZ, key=lambda tone: abs(tone - hz))
 
 
 def _check_ctcss(value: float | None) -> float | None:

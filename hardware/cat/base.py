@@ -14,10 +14,10 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar, Literal
 
-from gateway.hardware.cat.errors import CatLinkLost, CatTimeout
+from gateway.hardware.cat.errors import CatLinkLost, CatTimeout, CatVerifyError
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,20 @@ class CatDriver(ABC):
     def is_open(self) -> bool:
         return self._protocol is not None and self._protocol.transport is not None
 
+    def _write_now(self, payload: bytes) -> bool:
+        """Best effort: writes `payload` straight to the line, outside the request lock and
+        without awaiting, so it goes out even when the request in flight was cancelled (the
+        unkey after a failed key-up; any answer is dropped as unsolicited). Never raises: the
+        link may be gone. True when the bytes were handed to the transport."""
+        protocol = self._protocol
+        if protocol is None:
+            return False
+        try:
+            protocol.write(payload)
+        except Exception:
+            return False
+        return True
+
     def _on_frame(self, frame: bytes) -> None:
         reply, match = self._reply, self._match
         if reply is not None and not reply.done() and match is not None and match(frame):
@@ -200,6 +214,26 @@ class CatDriver(ABC):
     @abstractmethod
     async def read_tuning(self) -> Tuning:
         """What the radio reports it is tuned to, for verification after `set_tuning`."""
+
+    def expected(self, tuning: Tuning) -> Tuning:
+        """What `read_tuning` reports once `tuning` is set: `tuning` itself unless the driver
+        reads some field back in another form (narrow FM as FM, "023" as "023N", ...)."""
+        return tuning
+
+    async def tune_and_verify(self, tuning: Tuning) -> Tuning:
+        """Tunes, reads everything back, and raises `CatVerifyError` naming every field that
+        differs from `expected(tuning)`; returns what the radio reports."""
+        await self.set_tuning(tuning)
+        got = await self.read_tuning()
+        want = self.expected(tuning)
+        if got != want:
+            diffs = [
+                f"{field.name} {getattr(got, field.name)!r} (wanted {getattr(want, field.name)!r})"
+                for field in fields(Tuning)
+                if getattr(got, field.name) != getattr(want, field.name)
+            ]
+            raise CatVerifyError(f"{self.name}: after tuning the radio reports {', '.join(diffs)}")
+        return got
 
     @abstractmethod
     async def set_ptt(self, on: bool) -> None: ...

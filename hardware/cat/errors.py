@@ -21,3 +21,8 @@ class CatProtocolError(CatError):
 
 class CatLinkLost(CatError):
     """The serial line or socket is gone (USB unplugged, EIO/ENODEV, connection closed)."""
+
+
+class CatVerifyError(CatProtocolError):
+    """After tuning, the radio reads back something other than what was set (a `CatError`; also
+    a `CatProtocolError`, which is what the drivers raised for this before)."""

@@ -29,13 +29,13 @@ Choices where the sources leave room (say so if a radio differs):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import ClassVar
 
 from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning
 from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected, CatTimeout
+from gateway.hardware.cat.tones import ctcss_index, dcs_code
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,6 @@ MAX_FRAME = 64  # longest frame we accept before resynchronising
 
 # Known CI-V default addresses (PROTOCOLS.md section 4), for naming what answered a probe.
 MODELS: dict[int, str] = {0x94: "IC-7300", 0xB6: "IC-7300MK2", 0x8C: "ID-5100", 0x90: "IC-2730"}
-
-CTCSS_TONES: tuple[float, ...] = (
-    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
-    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
-    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
-    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
-)  # fmt: skip
-_DCS_TEXT = """
-    023 025 026 031 032 036 043 047 051 053 054 065 071 072 073 074 114 115 116 122 125 131
-    132 134 143 145 152 155 156 162 165 172 174 205 212 223 225 226 243 244 245 246 251 252 255
-    261 263 265 266 271 274 306 311 315 325 331 332 343 346 351 356 364 365 371 411 412 413 423
-    431 432 445 446 452 454 455 462 464 465 466 503 506 516 523 526 532 546 565 606 612 624 627
-    631 632 654 662 664 703 712 723 731 732 734 743 754"""
-DCS_CODES: frozenset[str] = frozenset(_DCS_TEXT.split())
 
 MODE_FM, MODE_AM = 0x05, 0x02
 FILTER_WIDE = 0x01
@@ -124,15 +110,6 @@ class IcomDriver(CatDriver):
         self.controller = controller
         self.echo = echo
         self.echo_seen: bool | None = None  # learnt from traffic when echo is None
-
-    async def open(self) -> None:
-        await super().open()
-        # The serial transport calls connection_made on the next loop turn; until then the
-        # base's request() would think the line closed.
-        for _ in range(10):
-            if self.is_open:
-                return
-            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ framing
     @staticmethod
@@ -250,16 +227,13 @@ class IcomDriver(CatDriver):
 
     @staticmethod
     def _ctcss_bytes(hz: float) -> bytes:
-        if not any(abs(hz - t) < 0.05 for t in CTCSS_TONES):
-            raise CatError(f"icom: {hz:g} Hz is not a CTCSS tone of the radio's table")
+        ctcss_index(hz, f"icom: {hz:g} Hz is not a CTCSS tone of the radio's table")
         return to_bcd_be(round(hz * 10), 3)
 
     @staticmethod
     def _dcs_bytes(code: str) -> bytes:
-        digits, polarity = code[:3], code[3:] or "N"
-        if digits not in DCS_CODES or polarity not in ("N", "I"):
-            raise CatError(f"icom: {code!r} is not a DCS code of the radio's table (like 023N)")
-        return bytes((0x00 if polarity == "N" else 0x11,)) + to_bcd_be(int(digits), 2)
+        dcs = dcs_code(code, f"icom: {code!r} is not a DCS code of the radio's table (like 023N)")
+        return bytes((0x11 if dcs.inverted else 0x00,)) + to_bcd_be(int(dcs.digits), 2)
 
     # ------------------------------------------------------------------ rig API
     async def probe(self) -> RigIdentity:
@@ -359,12 +333,8 @@ class IcomDriver(CatDriver):
 
     def _unkey_best_effort(self) -> None:
         """After a failed or cancelled key-up the radio may be keyed anyway: send the unkey frame
-        without waiting (the link may be gone; a late answer is dropped as unsolicited)."""
-        protocol = self._protocol
-        if protocol is None:
-            return
-        with contextlib.suppress(Exception):
-            protocol.write(frame(self.address, self.controller, 0x1C, b"\x00\x00"))
+        without waiting (see `CatDriver._write_now`)."""
+        if self._write_now(frame(self.address, self.controller, 0x1C, b"\x00\x00")):
             log.warning("icom: key-up failed; sent PTT off best-effort")
 
     async def read_busy(self) -> bool:

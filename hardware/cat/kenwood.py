@@ -30,14 +30,13 @@ Readings chosen where the sources leave a choice:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from typing import ClassVar
 
 from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning
 from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected
+from gateway.hardware.cat.tones import ctcss_at, ctcss_index
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +104,6 @@ class KenwoodDriver(CatDriver):
         if tone_index_base not in (0, 1):
             raise CatError(f"{self.name}: tone_index_base must be 0 or 1, not {tone_index_base}")
         self.tone_index_base = tone_index_base
-
-    async def open(self) -> None:
-        await super().open()
-        # The serial transport calls connection_made on the next loop turn; until then the
-        # base's request() would see a closed line.
-        await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ framing
     @staticmethod
@@ -222,16 +215,12 @@ class KenwoodDriver(CatDriver):
         ]
 
     def tone_index(self, hz: float) -> int:
-        for i, tone in enumerate(CTCSS_TONES):
-            if abs(tone - hz) < 0.05:
-                return i + self.tone_index_base
-        raise CatError(f"{self.name}: CTCSS tone {hz:g} Hz is not in the radio's tone table")
+        message = f"{self.name}: CTCSS tone {hz:g} Hz is not in the radio's tone table"
+        return ctcss_index(hz, message, table=CTCSS_TONES) + self.tone_index_base
 
     def _tone_hz(self, index: str, what: str) -> float:
-        i = int(index) - self.tone_index_base
-        if not 0 <= i < len(CTCSS_TONES):
-            raise CatProtocolError(f"{self.name}: the radio reports {what} index {index}")
-        return CTCSS_TONES[i]
+        message = f"{self.name}: the radio reports {what} index {index}"
+        return ctcss_at(int(index) - self.tone_index_base, message, table=CTCSS_TONES)
 
     async def set_tuning(self, tuning: Tuning) -> None:
         for name, value, what in self.plan(tuning):
@@ -265,22 +254,6 @@ class KenwoodDriver(CatDriver):
         mode: Mode = "fm" if tuning.mode == "nfm" else tuning.mode
         return Tuning(tuning.rx_hz, tuning.tx_hz, mode, tuning.ctcss_hz, tuning.dcs)
 
-    async def tune_and_verify(self, tuning: Tuning) -> Tuning:
-        """Tunes, reads everything back, and raises `CatProtocolError` naming what differs."""
-        await self.set_tuning(tuning)
-        got = await self.read_tuning()
-        want = self.expected(tuning)
-        if got != want:
-            diffs = [
-                f"{field} {getattr(got, field)!r} (wanted {getattr(want, field)!r})"
-                for field in ("rx_hz", "tx_hz", "mode", "ctcss_hz", "dcs")
-                if getattr(got, field) != getattr(want, field)
-            ]
-            raise CatProtocolError(
-                f"{self.name}: after tuning the radio reports {', '.join(diffs)}"
-            )
-        return got
-
     async def set_ptt(self, on: bool) -> None:
         if not on:
             await self._ptt(b"RX;IF;", keyed=False, what="RX (unkey)")
@@ -301,13 +274,8 @@ class KenwoodDriver(CatDriver):
             )
 
     def _unkey_best_effort(self) -> None:
-        # Written straight to the line, outside the request lock and without awaiting, so it
-        # goes out even when the keying request was cancelled; nothing answers RX;.
-        protocol = self._protocol
-        if protocol is None:
-            return
-        with contextlib.suppress(CatError, OSError):
-            protocol.write(b"RX;")
+        # Nothing answers RX; (see CatDriver._write_now).
+        if self._write_now(b"RX;"):
             log.warning("%s: keying failed; sent RX; to make sure the radio is unkeyed", self.name)
 
     async def read_busy(self) -> bool:

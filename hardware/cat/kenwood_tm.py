@@ -27,8 +27,6 @@ Readings chosen where the sources leave a choice:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from typing import ClassVar
 
 from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning
 from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected
+from gateway.hardware.cat.tones import DCS_CODES, ctcss_at, ctcss_index, dcs_at, dcs_code
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +47,7 @@ CTCSS_TONES: tuple[float, ...] = (
     250.3, 254.1,
 )  # fmt: skip
 
-# Hamlib `common_dcs_list`: 104 codes; the radio's DCS index is the position here.
-_DCS_TEXT = """
-    023 025 026 031 032 036 043 047 051 053 054 065 071 072 073 074 114 115 116 122 125 131
-    132 134 143 145 152 155 156 162 165 172 174 205 212 223 225 226 243 244 245 246 251 252
-    255 261 263 265 266 271 274 306 311 315 325 331 332 343 346 351 356 364 365 371 411 412
-    413 423 431 432 445 446 452 454 455 462 464 465 466 503 506 516 523 526 532 546 565 606
-    612 624 627 631 632 654 662 664 703 712 723 731 732 734 743 754
-"""
-DCS_CODES: tuple[str, ...] = tuple(_DCS_TEXT.split())
+# The radio's DCS index is the position in the standard 104-code `DCS_CODES` (tones.py).
 
 KNOWN_MODELS = ("TM-D710", "TM-D710G", "TM-V71")
 STEPS_HZ = (5000, 6250)  # FO step indexes 0 and 1
@@ -135,11 +126,6 @@ class KenwoodTmDriver(CatDriver):
             raise CatError(f"{self.name}: tone_index_base must be 0 or 1, not {tone_index_base}")
         self.band = band
         self.tone_index_base = tone_index_base
-
-    async def open(self) -> None:
-        await super().open()
-        # The serial transport calls connection_made on the next loop turn.
-        await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ framing
     @staticmethod
@@ -240,18 +226,14 @@ class KenwoodTmDriver(CatDriver):
         )
 
     def tone_index(self, hz: float) -> int:
-        for i, tone in enumerate(CTCSS_TONES):
-            if abs(tone - hz) < 0.05:
-                return i + self.tone_index_base
-        raise CatError(f"{self.name}: CTCSS tone {hz:g} Hz is not in the radio's tone table")
+        message = f"{self.name}: CTCSS tone {hz:g} Hz is not in the radio's tone table"
+        return ctcss_index(hz, message, table=CTCSS_TONES) + self.tone_index_base
 
     def dcs_index(self, code: str) -> int:
-        digits, polarity = (code[:-1], code[-1]) if code[-1:] in ("N", "I") else (code, "N")
-        if polarity == "I":
+        if code.endswith("I"):
             raise CatError(f"{self.name}: DCS {code}: inverted DCS cannot be set through FO")
-        if digits not in DCS_CODES:
-            raise CatError(f"{self.name}: DCS code {code} is not in the radio's DCS table")
-        return DCS_CODES.index(digits)
+        message = f"{self.name}: DCS code {code} is not in the radio's DCS table"
+        return DCS_CODES.index(dcs_code(code, message).digits)
 
     async def set_tuning(self, tuning: Tuning) -> None:
         line = self.fo_line(tuning)
@@ -279,36 +261,18 @@ class KenwoodTmDriver(CatDriver):
         ctcss: float | None = None
         if fo.ctcss or fo.tone:
             index = (fo.ctcss_index if fo.ctcss else fo.tone_index) - self.tone_index_base
-            if not 0 <= index < len(CTCSS_TONES):
-                raise CatProtocolError(f"{self.name}: the radio reports tone index {index}")
-            ctcss = CTCSS_TONES[index]
+            message = f"{self.name}: the radio reports tone index {index}"
+            ctcss = ctcss_at(index, message, table=CTCSS_TONES)
         dcs: str | None = None
         if fo.dcs:
-            if not 0 <= fo.dcs_index < len(DCS_CODES):
-                raise CatProtocolError(f"{self.name}: the radio reports DCS index {fo.dcs_index}")
-            dcs = DCS_CODES[fo.dcs_index] + "N"
+            message = f"{self.name}: the radio reports DCS index {fo.dcs_index}"
+            dcs = dcs_at(fo.dcs_index, message) + "N"
         return Tuning(rx, tx, mode, ctcss, dcs)
 
     def expected(self, tuning: Tuning) -> Tuning:
         """What `read_tuning` reports once `tuning` is set (DCS reads back with its "N")."""
         dcs = tuning.dcs if tuning.dcs is None or tuning.dcs.endswith("N") else tuning.dcs + "N"
         return Tuning(tuning.rx_hz, tuning.tx_hz, tuning.mode, tuning.ctcss_hz, dcs)
-
-    async def tune_and_verify(self, tuning: Tuning) -> Tuning:
-        """Tunes, reads the channel back, and raises `CatProtocolError` naming what differs."""
-        await self.set_tuning(tuning)
-        got = await self.read_tuning()
-        want = self.expected(tuning)
-        if got != want:
-            diffs = [
-                f"{field} {getattr(got, field)!r} (wanted {getattr(want, field)!r})"
-                for field in ("rx_hz", "tx_hz", "mode", "ctcss_hz", "dcs")
-                if getattr(got, field) != getattr(want, field)
-            ]
-            raise CatProtocolError(
-                f"{self.name}: after tuning the radio reports {', '.join(diffs)}"
-            )
-        return got
 
     async def set_ptt(self, on: bool) -> None:
         if not on:
@@ -322,13 +286,7 @@ class KenwoodTmDriver(CatDriver):
             raise
 
     def _unkey_best_effort(self) -> None:
-        # Straight to the line, outside the request lock and without awaiting, so it goes out
-        # even when the keying request was cancelled.
-        protocol = self._protocol
-        if protocol is None:
-            return
-        with contextlib.suppress(CatError, OSError):
-            protocol.write(b"RX\r")
+        if self._write_now(b"RX\r"):  # see CatDriver._write_now
             log.warning("%s: keying failed; sent RX to make sure the radio is unkeyed", self.name)
 
     async def read_busy(self) -> bool:

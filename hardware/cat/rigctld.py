@@ -25,7 +25,6 @@ Choices (say so if a rig differs):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from typing import ClassVar
 
 from gateway.hardware.cat.base import CatDriver, FramedProtocol, Mode, RigIdentity, Tuning
 from gateway.hardware.cat.errors import CatError, CatLinkLost, CatProtocolError, CatRejected
+from gateway.hardware.cat.tones import ctcss_index, dcs_code
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +65,6 @@ HAMLIB_ERRORS: dict[int, tuple[str, str]] = {
 }
 ENIMPL, ENAVAIL = -4, -11
 
-CTCSS_TONES: tuple[float, ...] = (
-    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
-    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
-    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
-    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
-)  # fmt: skip
-_DCS_TEXT = """
-    023 025 026 031 032 036 043 047 051 053 054 065 071 072 073 074 114 115 116 122 125 131
-    132 134 143 145 152 155 156 162 165 172 174 205 212 223 225 226 243 244 245 246 251 252 255
-    261 263 265 266 271 274 306 311 315 325 331 332 343 346 351 356 364 365 371 411 412 413 423
-    431 432 445 446 452 454 455 462 464 465 466 503 506 516 523 526 532 546 565 606 612 624 627
-    631 632 654 662 664 703 712 723 731 732 734 743 754"""
-DCS_CODES: frozenset[str] = frozenset(_DCS_TEXT.split())
 MODES: dict[Mode, str] = {"fm": "FM", "nfm": "FMN", "am": "AM"}
 RPRT = re.compile(rb"RPRT (-?\d+)")
 
@@ -207,16 +194,18 @@ class RigctldDriver(CatDriver):
         offset = tuning.tx_hz - tuning.rx_hz
         ctcss = dcs = 0
         if tuning.ctcss_hz is not None:
-            if not any(abs(tuning.ctcss_hz - t) < 0.05 for t in CTCSS_TONES):
-                raise CatError(f"rigctld: {tuning.ctcss_hz:g} Hz is not a standard CTCSS tone")
+            message = f"rigctld: {tuning.ctcss_hz:g} Hz is not a standard CTCSS tone"
+            ctcss_index(tuning.ctcss_hz, message)
             ctcss = round(tuning.ctcss_hz * 10)
         if tuning.dcs is not None:
-            if tuning.dcs[:3] not in DCS_CODES or tuning.dcs[3:] not in ("", "N"):
-                raise CatError(
-                    f"rigctld: {tuning.dcs!r} is not a DCS code Hamlib can set "
-                    "(standard code, normal polarity, like 023N)"
-                )
-            dcs = int(tuning.dcs[:3])
+            message = (
+                f"rigctld: {tuning.dcs!r} is not a DCS code Hamlib can set "
+                "(standard code, normal polarity, like 023N)"
+            )
+            code = dcs_code(tuning.dcs, message)
+            if code.inverted:
+                raise CatError(message)
+            dcs = int(code.digits)
         if ctcss and dcs:
             raise CatError("rigctld: a channel has CTCSS or DCS, not both")
 
@@ -279,12 +268,8 @@ class RigctldDriver(CatDriver):
 
     def _unkey_best_effort(self) -> None:
         """After a failed or cancelled key-up the rig may be keyed anyway: send PTT off without
-        waiting (the link may be gone; its reply is dropped, as no command awaits it)."""
-        protocol = self._protocol
-        if protocol is None:
-            return
-        with contextlib.suppress(Exception):
-            protocol.write(b"+\\set_ptt 0\n")
+        waiting (see `CatDriver._write_now`; no command awaits its reply, so it is dropped)."""
+        if self._write_now(b"+\\set_ptt 0\n"):
             log.warning("rigctld: key-up failed; sent PTT off best-effort")
 
     async def read_busy(self) -> bool:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable
 from typing import ClassVar, Literal
 
@@ -51,6 +50,7 @@ import serial
 
 from gateway.hardware.cat.base import CatDriver, FramedProtocol, Mode, RigIdentity, Tuning
 from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected
+from gateway.hardware.cat.tones import ctcss_index, dcs_code
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +83,6 @@ MODE_NAMES: dict[int, str] = {
     0x0A: "DIG",
     0x0C: "PKT",
 }
-
-CTCSS_TONES: tuple[float, ...] = (
-    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
-    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
-    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
-    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
-)  # fmt: skip
-_DCS_TEXT = """
-    023 025 026 031 032 036 043 047 051 053 054 065 071 072 073 074 114 115 116 122 125 131
-    132 134 143 145 152 155 156 162 165 172 174 205 212 223 225 226 243 244 245 246 251 252 255
-    261 263 265 266 271 274 306 311 315 325 331 332 343 346 351 356 364 365 371 411 412 413 423
-    431 432 445 446 452 454 455 462 464 465 466 503 506 516 523 526 532 546 565 606 612 624 627
-    631 632 654 662 664 703 712 723 731 732 734 743 754"""
-DCS_CODES: frozenset[str] = frozenset(_DCS_TEXT.split())
-_DCS_RE = re.compile(r"(\d{3})([NI]?)")
 
 MAX_10HZ = 10**8 - 1  # 8 BCD digits of 10 Hz
 
@@ -205,12 +190,6 @@ class YaesuLegacyDriver(CatDriver):
             # 8N2 per the manuals; open_serial has no stop-bits argument (yet).
             with contextlib.suppress(serial.SerialException, OSError, ValueError):
                 port.stopbits = serial.STOPBITS_TWO
-        # The transport calls connection_made on the next loop turn; until then the base's
-        # request() sees the port as closed.
-        for _ in range(10):
-            if protocol.transport is not None:
-                break
-            await asyncio.sleep(0)
         return transport, protocol
 
     # ------------------------------------------------------------------ exchanges
@@ -258,12 +237,6 @@ class YaesuLegacyDriver(CatDriver):
                 f"{tuning.mode.upper()}, it reads {_mode_name(mode)}"
             )
         self._last = tuning
-
-    async def tune_and_verify(self, tuning: Tuning) -> Tuning:
-        """`set_tuning` (which already checks frequency and mode with `03`), then the read-back
-        that the gateway compares; returns what the radio reports."""
-        await self.set_tuning(tuning)
-        return await self.read_tuning()
 
     async def read_tuning(self) -> Tuning:
         hz, byte = await self._read_freq_mode("read frequency and mode (03)")
@@ -356,18 +329,17 @@ class YaesuLegacyDriver(CatDriver):
         return hz // 10
 
     def _tone_tenths(self, hz: float) -> int:
-        tenths = round(hz * 10)
-        if abs(hz * 10 - tenths) > 1e-6 or tenths not in {round(t * 10) for t in CTCSS_TONES}:
-            raise CatError(f"{self.name}: CTCSS {hz:g} Hz is not in the radio's tone table")
-        return tenths
+        # Exact tones only (to 1e-6 of a tenth of a hertz): the 0B field carries tenths.
+        message = f"{self.name}: CTCSS {hz:g} Hz is not in the radio's tone table"
+        ctcss_index(hz, message, tolerance_hz=1e-7)
+        return round(hz * 10)
 
     def _dcs_code(self, dcs: str) -> str:
-        match = _DCS_RE.fullmatch(dcs.upper())
-        if match is None or match.group(1) not in DCS_CODES:
-            raise CatError(f"{self.name}: DCS code {dcs!r} is not in the radio's code table")
-        if match.group(2) == "I":
+        message = f"{self.name}: DCS code {dcs!r} is not in the radio's code table"
+        code = dcs_code(dcs.upper(), message)
+        if code.inverted:
             raise CatError(f"{self.name}: DCS {dcs} is inverted; this protocol has no polarity")
-        return match.group(1)
+        return code.digits
 
 
 def _length_is(length: int) -> Callable[[bytes], bool]:

@@ -41,6 +41,7 @@ from typing import ClassVar
 
 from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning
 from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected
+from gateway.hardware.cat.tones import DCS_CODES, ctcss_at, ctcss_index, dcs_at, dcs_code
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +58,6 @@ MODE_NAMES: dict[str, str] = {
 }  # fmt: skip
 CT_OFF, CT_CTCSS_TSQL, CT_CTCSS_ENC, CT_DCS = "0", "1", "2", "3"
 
-CTCSS_TONES: tuple[float, ...] = (
-    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
-    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
-    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
-    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
-)  # fmt: skip
-_DCS_TEXT = """
-    023 025 026 031 032 036 043 047 051 053 054 065 071 072 073 074 114 115 116 122 125 131
-    132 134 143 145 152 155 156 162 165 172 174 205 212 223 225 226 243 244 245 246 251 252 255
-    261 263 265 266 271 274 306 311 315 325 331 332 343 346 351 356 364 365 371 411 412 413 423
-    431 432 445 446 452 454 455 462 464 465 466 503 506 516 523 526 532 546 565 606 612 624 627
-    631 632 654 662 664 703 712 723 731 732 734 743 754"""
-DCS_CODES: tuple[str, ...] = tuple(_DCS_TEXT.split())
-_DCS_RE = re.compile(r"(\d{3})([NI]?)")
 _FRAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-?")
 _UPPER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -95,15 +82,6 @@ class YaesuNewcatDriver(CatDriver):
         if fa_digits not in (8, 9):
             raise CatError(f"{self.name}: fa_digits must be 8 or 9, not {fa_digits}")
         self.fa_digits = fa_digits
-
-    async def open(self) -> None:
-        await super().open()
-        # The serial transport calls connection_made on the next loop turn; until then the
-        # base's request() would see the line closed.
-        for _ in range(10):
-            if self.is_open:
-                return
-            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ framing
     @staticmethod
@@ -206,16 +184,12 @@ class YaesuNewcatDriver(CatDriver):
             f"CT0{ct};", "CT0;", r"CT0([0-4]);", "tone mode (CT0)"
         ))  # fmt: skip
 
-    async def tune_and_verify(self, tuning: Tuning) -> Tuning:
-        """`set_tuning` (each set already read back), then a full `read_tuning` that must equal
-        `tuning`; returns it."""
-        await self.set_tuning(tuning)
-        read = await self.read_tuning()
-        if tuning.dcs is not None:  # "023" and "023N" are the same code
-            tuning = replace(tuning, dcs=_dcs_code(tuning.dcs) + "N")
-        if read != tuning:
-            raise CatProtocolError(f"{self.name}: the radio reads {read} after setting {tuning}")
-        return read
+    def expected(self, tuning: Tuning) -> Tuning:
+        """What `read_tuning` reports once `tuning` is set (each set is already read back by
+        `set_tuning`): DCS reads back as its 3 digits plus "N" ("023" and "023n" are "023N")."""
+        if tuning.dcs is None:
+            return tuning
+        return replace(tuning, dcs=_dcs_code(tuning.dcs) + "N")
 
     async def read_tuning(self) -> Tuning:
         rx = int((await self._exchange("FA;", self._freq_re("FA"), "read rx frequency")).group(1))
@@ -236,14 +210,10 @@ class YaesuNewcatDriver(CatDriver):
         dcs: str | None = None
         if ct in (CT_CTCSS_TSQL, CT_CTCSS_ENC):
             index = int((await self._exchange("CN00;", r"CN00(\d{3});", "read CTCSS")).group(1))
-            if index >= len(CTCSS_TONES):
-                raise CatProtocolError(f"{self.name}: the radio reports CTCSS index {index}")
-            ctcss = CTCSS_TONES[index]
+            ctcss = ctcss_at(index, f"{self.name}: the radio reports CTCSS index {index}")
         elif ct != CT_OFF:
             index = int((await self._exchange("CN01;", r"CN01(\d{3});", "read DCS")).group(1))
-            if index >= len(DCS_CODES):
-                raise CatProtocolError(f"{self.name}: the radio reports DCS index {index}")
-            dcs = DCS_CODES[index] + "N"
+            dcs = dcs_at(index, f"{self.name}: the radio reports DCS index {index}") + "N"
         return Tuning(rx, tx, modes[code], ctcss_hz=ctcss, dcs=dcs)
 
     async def set_ptt(self, on: bool) -> None:
@@ -295,16 +265,12 @@ class YaesuNewcatDriver(CatDriver):
 
 
 def _ctcss_index(hz: float) -> int:
-    for index, tone in enumerate(CTCSS_TONES):
-        if abs(tone - hz) < 1e-6:
-            return index
-    raise CatError(f"yaesu: CTCSS {hz:g} Hz is not in the radio's tone table")
+    message = f"yaesu: CTCSS {hz:g} Hz is not in the radio's tone table"
+    return ctcss_index(hz, message, tolerance_hz=1e-6)
 
 
 def _dcs_code(dcs: str) -> str:
-    match = _DCS_RE.fullmatch(dcs.upper())
-    if match is None or match.group(1) not in DCS_CODES:
-        raise CatError(f"yaesu: DCS code {dcs!r} is not in the radio's code table")
-    if match.group(2) == "I":
+    code = dcs_code(dcs.upper(), f"yaesu: DCS code {dcs!r} is not in the radio's code table")
+    if code.inverted:
         raise CatError(f"yaesu: DCS {dcs} is inverted; CN sets normal polarity only")
-    return match.group(1)
+    return code.digits
