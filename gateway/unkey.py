@@ -11,7 +11,8 @@ Per PTT method:
   wired radio unkeyed; for an inverted PTT (inactive = asserted) the drop would KEY it, so there
   HUPCL is cleared before close and the lines stay as set.
 - cm108: one HID output report to the CM108/CM119 sets the PTT GPIO to output, inactive level.
-- cat: the CAT drivers are not in this build yet, so such a radio is reported NOT released.
+- cat: the radio's CAT driver sends its unkey (and, where the protocol can, reads back that the
+  radio is unkeyed).
 - none, simulated radios, links: no transmitter line to release.
 """
 
@@ -30,7 +31,7 @@ from typing import Literal, Protocol
 # second code (an unused ignore is itself an error under strict mypy).
 import serial  # type: ignore[import-untyped, unused-ignore]
 
-from gateway.config import Config, Radio
+from gateway.config import Config, ControlSettings, Radio
 from gateway.config.models import DEFAULT_CM108_GPIO
 from gateway.hardware.cm108 import cm108_report
 from gateway.hardware.serial_lines import keep_lines_after_close
@@ -134,6 +135,17 @@ class _Cm108Job:
     radios: list[tuple[str, Method]] = field(default_factory=list)
 
 
+@dataclass
+class _CatJob:
+    radio: str
+    control: ControlSettings
+
+    @property
+    def device(self) -> str:
+        c = self.control
+        return c.port if c.driver != "rigctld" and c.port else f"{c.host}:{c.tcp_port}"
+
+
 def _serial_detail(job: _SerialJob, method: Method) -> str:
     asserted = job.levels[method]
     level = "asserted (inverted PTT)" if asserted else "negated"
@@ -142,7 +154,9 @@ def _serial_detail(job: _SerialJob, method: Method) -> str:
 
 def _plan(
     cfg: Config,
-) -> tuple[list[UnkeyResult | None], list[_SerialJob], list[_Cm108Job], dict[str, int]]:
+) -> tuple[
+    list[UnkeyResult | None], list[_SerialJob], list[_Cm108Job], list[_CatJob], dict[str, int]
+]:
     """Results known without touching a device, and one job per device for the rest.
 
     Devices are grouped because one open sets both modem lines (and one CM108 report sets every
@@ -153,13 +167,14 @@ def _plan(
     index = {name: i for i, name in enumerate(names)}
     serial_jobs: dict[str, _SerialJob] = {}
     cm108_jobs: dict[str, _Cm108Job] = {}
+    cat_jobs: list[_CatJob] = []
     for name, radio in cfg.radios.items():
-        slots[index[name]] = _plan_radio(name, radio, serial_jobs, cm108_jobs)
+        slots[index[name]] = _plan_radio(name, radio, serial_jobs, cm108_jobs, cat_jobs)
     for name in cfg.links:
         slots[index[name]] = UnkeyResult(
             name, "link", True, "a network link keys no transmitter here", needed=False
         )
-    return slots, list(serial_jobs.values()), list(cm108_jobs.values()), index
+    return slots, list(serial_jobs.values()), list(cm108_jobs.values()), cat_jobs, index
 
 
 def _plan_radio(
@@ -167,6 +182,7 @@ def _plan_radio(
     radio: Radio,
     serial_jobs: dict[str, _SerialJob],
     cm108_jobs: dict[str, _Cm108Job],
+    cat_jobs: list[_CatJob],
 ) -> UnkeyResult | None:
     if radio.is_simulated:
         return UnkeyResult(name, "simulated", True, "a simulated radio", needed=False)
@@ -175,25 +191,22 @@ def _plan_radio(
         return UnkeyResult(name, "none", True, "no PTT line (ptt method none)", needed=False)
     control = radio.control
     if ptt.method == "cat":
-        driver = control.driver if control is not None else "CAT"
-        return UnkeyResult(
-            name,
-            "cat",
-            False,
-            f"CAT unkey needs the {driver} driver, which this build does not have yet",
-        )
+        if control is None:
+            return UnkeyResult(name, "cat", False, "ptt method cat but no control section")
+        cat_jobs.append(_CatJob(name, control))
+        return None
     if ptt.method == "cm108":
-        if ptt.port is None:
+        hidraw = ptt.port
+        if hidraw is None:
+            from gateway.hardware.cm108 import Cm108Error, find_hidraw
+
             card = radio.audio.output if radio.audio is not None else "?"
-            return UnkeyResult(
-                name,
-                "cm108",
-                False,
-                f"no ptt.port: finding the hidraw device of sound card '{card}' needs the CM108 "
-                "driver, which this build does not have yet; set ptt.port: /dev/hidrawN",
-            )
+            try:
+                hidraw = str(find_hidraw(card))
+            except Cm108Error as exc:
+                return UnkeyResult(name, "cm108", False, f"{exc}; or set ptt.port: /dev/hidrawN")
         gpio = ptt.gpio or DEFAULT_CM108_GPIO
-        cm108 = cm108_jobs.setdefault(ptt.port, _Cm108Job(ptt.port))
+        cm108 = cm108_jobs.setdefault(hidraw, _Cm108Job(hidraw))
         cm108.mask |= 1 << (gpio - 1)
         if ptt.invert:
             cm108.data |= 1 << (gpio - 1)
@@ -275,6 +288,30 @@ def _release_cm108(job: _Cm108Job) -> list[UnkeyResult]:
     return _all(job.radios, True, f"GPIO {gpios} set {levels} on {job.device}")
 
 
+def _release_cat(job: _CatJob) -> list[UnkeyResult]:
+    import asyncio
+
+    from gateway.hardware.cat.errors import CatError
+    from gateway.hardware.cat.registry import DriverSettings, make_driver
+
+    c = job.control
+    settings = DriverSettings(c.driver, c.port, c.baud, c.civ_address, c.host, c.tcp_port)
+
+    async def release() -> None:
+        driver = make_driver(settings)
+        await driver.open()
+        try:
+            await driver.set_ptt(False)
+        finally:
+            await driver.close()
+
+    try:
+        asyncio.run(release())
+    except CatError as exc:
+        return [UnkeyResult(job.radio, "cat", False, str(exc))]
+    return [UnkeyResult(job.radio, "cat", True, f"{c.driver} unkey sent on {job.device}")]
+
+
 def _all(radios: Sequence[tuple[str, Method]], ok: bool, detail: str) -> list[UnkeyResult]:
     return [UnkeyResult(name, method, ok, detail) for name, method in radios]
 
@@ -333,13 +370,14 @@ def unkey_all(
     `serial_factory` makes an unopened pyserial port for a device (tests pass one that records
     the levels set before open).
     """
-    slots, serial_jobs, cm108_jobs, index = _plan(cfg)
+    slots, serial_jobs, cm108_jobs, cat_jobs, index = _plan(cfg)
     work = [
         *(
             _Work(j.radios, j.device, partial(_release_serial, j, serial_factory))
             for j in serial_jobs
         ),
         *(_Work(j.radios, j.device, partial(_release_cm108, j)) for j in cm108_jobs),
+        *(_Work([(j.radio, "cat")], j.device, partial(_release_cat, j)) for j in cat_jobs),
     ]
     for result in _run_bounded(work, timeout_s):
         slots[index[result.port]] = result

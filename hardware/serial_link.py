@@ -9,6 +9,7 @@ over TCP, `loop://` for tests) go through the same call.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -63,4 +64,5 @@ def _reason(exc: BaseException) -> str:
     # pyserial wraps OSError text as "[Errno 2] could not open port X: [Errno 2] No such file...":
     # keep the innermost reason.
     text = str(exc)
-    return text.rsplit("] ", 1)[-1] if "] " in text else text
+    text = text.rsplit("] ", 1)[-1] if "] " in text else text
+    return re.sub(r": '[^']*'$", "", text)  # the path is named already

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from emulators.kenwood import KenwoodRadio
 from serial.urlhandler.protocol_loop import Serial as LoopSerial  # type: ignore[import-untyped, unused-ignore]
 
 from gateway.config import Config, parse_config_text
@@ -294,28 +295,48 @@ def test_missing_hidraw_is_reported_and_not_created() -> None:
     assert not Path(MISSING).exists()
 
 
-def test_cm108_found_by_sound_card_is_not_supported_yet() -> None:
+def test_cm108_without_port_looks_for_the_sound_cards_hidraw() -> None:
+    # This machine has no such USB sound card: one clear line, and the fix.
     [result] = unkey_all(site({"r1": {"ptt": {"method": "cm108"}}})).results
     assert not result.ok
     assert "set ptt.port: /dev/hidrawN" in result.detail
+    assert "\n" not in result.detail
 
 
 # --- CAT, nothing to release, and the mix ---------------------------------------------------------
 
 
-def test_cat_ptt_is_reported_not_released() -> None:
+def test_cat_ptt_is_released_through_the_driver() -> None:
+    with KenwoodRadio() as radio:
+        radio.ptt = True  # left keyed by a crashed daemon
+        cfg = site({"r1": {"control": {"driver": "kenwood", "port": radio.path}}})
+        report = unkey_all(cfg)
+        assert not radio.ptt
+    assert report.exit_code == 0
+    [result] = report.results
+    assert (result.port, result.method, result.ok) == ("r1", "cat", True)
+    assert "kenwood unkey sent" in result.detail
+
+
+def test_cat_radio_that_cannot_be_reached_is_not_released() -> None:
     cfg = site({"r1": {"control": {"driver": "kenwood", "port": MISSING}}})
     report = unkey_all(cfg)
     assert report.exit_code == 1
-    assert report.results == (
-        UnkeyResult(
-            "r1",
-            "cat",
-            False,
-            "CAT unkey needs the kenwood driver, which this build does not have yet",
-        ),
-    )
-    assert report.lines()[0].startswith("r1: cat: NOT RELEASED: CAT unkey needs the kenwood")
+    [result] = report.results
+    assert (result.method, result.ok) == ("cat", False)
+    assert f"cannot open {MISSING}" in result.detail
+    assert report.lines()[0].startswith("r1: cat: NOT RELEASED: ")
+
+
+def test_silent_cat_radio_is_not_released_within_the_deadline() -> None:
+    with KenwoodRadio() as radio:
+        radio.silent = True
+        cfg = site({"r1": {"control": {"driver": "kenwood", "port": radio.path}}})
+        started = time.monotonic()
+        report = unkey_all(cfg, timeout_s=3.0)
+        assert time.monotonic() - started < 4.0
+    [result] = report.results
+    assert not result.ok and report.exit_code == 1
 
 
 def test_nothing_to_release() -> None:
