@@ -50,10 +50,11 @@ DEFAULT_POLL_S = 0.005
 # Debounce: a level must hold this long before it counts. It rejects contact bounce of relay
 # COS outputs and spikes that RF or a keying transmitter induce on long unshielded COS wires,
 # each of which would otherwise start a call (and key every transmitter in the patch). The
-# price is latency: a real change is reported debounce_s (+ up to one poll) late. 10 ms is half
-# a frame and small beside a radio's own squelch opening time (tens of ms), and the report
-# carries the time the change was first seen, so the engine's timing is not skewed by it.
-DEFAULT_DEBOUNCE_S = 0.010
+# price is latency: a real change is reported debounce_s (+ up to one poll) late. 5 ms rejects
+# relay bounce (1-3 ms) and keeps COS-to-PTT through the engine within 30 ms at the 95th
+# percentile (bench/lines.py: 10 ms gave 33 ms); the report carries the time the change was
+# first seen, so the engine's timing is not skewed by it.
+DEFAULT_DEBOUNCE_S = 0.005
 DEFAULT_BAUD = 9600
 
 _log = logging.getLogger(__name__)
