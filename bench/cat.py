@@ -49,9 +49,8 @@ EMULATED: list[tuple[str, Callable[[], PtyRadio], dict[str, object]]] = [
 
 
 async def measure(driver: CatDriver, rounds: int) -> tuple[list[float], list[float]]:
-    await driver.open()
     tune_ms, poll_ms = [], []
-    try:
+    async with driver:
         for k in range(rounds):
             started = time.perf_counter()
             await driver.set_tuning(CHANNELS[k % 2])
@@ -59,8 +58,6 @@ async def measure(driver: CatDriver, rounds: int) -> tuple[list[float], list[flo
             started = time.perf_counter()
             await driver.read_busy()
             poll_ms.append((time.perf_counter() - started) * 1000)
-    finally:
-        await driver.close()
     return tune_ms, poll_ms
 
 

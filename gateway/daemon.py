@@ -30,8 +30,8 @@ from gateway.events import Event, EventStamper, TickClock, to_json_line
 from gateway.runtime import EngineRuntime
 from gateway.sdnotify import SystemdNotifier
 from gateway.simulate import SimulationError, add_configured_traffic
-from gateway.simulated import SimulatedRadios, TrafficPattern
-from gateway.site import Site, build_site
+from gateway.simulated import SimulatedRadios
+from gateway.site import Site, build_site, hardware_ports, traffic_patterns
 from gateway.state_store import PatchRecord, StateStore, acquire_lock
 
 log = logging.getLogger("gateway.daemon")
@@ -51,23 +51,12 @@ def control_socket_path(cfg: Config) -> Path:
 
 def require_simulated_ports(cfg: Config) -> None:
     """This build drives simulated ports only: say so plainly for a port that needs hardware."""
-    hardware = [n for n, r in cfg.radios.items() if r.simulated is None]
-    hardware += [n for n, link in cfg.links.items() if link.simulated is None]
+    hardware = hardware_ports(cfg)
     if hardware:
         raise SimulationError(
             f"{', '.join(hardware)}: hardware radios and links need the sound-card, CAT and link "
             "drivers, which this build does not have yet; mark them `simulated: {}` to run"
         )
-
-
-def traffic_patterns(cfg: Config) -> dict[str, TrafficPattern | None]:
-    patterns: dict[str, TrafficPattern | None] = {}
-    for name, port in [*cfg.radios.items(), *cfg.links.items()]:
-        t = port.simulated.traffic if port.simulated is not None else None
-        patterns[name] = (
-            TrafficPattern(t.every_s, t.talk_s, t.level_dbfs, t.seed) if t is not None else None
-        )
-    return patterns
 
 
 def patch_records(control: PatchControl) -> dict[str, PatchRecord]:

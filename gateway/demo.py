@@ -29,7 +29,7 @@ from gateway.engine import PatchEngine
 from gateway.events import Event, EventStamper, TickClock
 from gateway.simulate import SimulationError, add_configured_traffic
 from gateway.simulated import SimulatedRadios
-from gateway.site import Site, build_site
+from gateway.site import Site, build_site, hardware_ports
 
 _LAST_CALLS = 8
 _REFRESH_HZ = 5
@@ -181,8 +181,7 @@ def run_demo(
     config_path: Path | None, seconds: float | None, console: Console | None = None
 ) -> int:
     cfg = load_config(config_path or demo_config_path())
-    hardware = [n for n, r in cfg.radios.items() if r.simulated is None]
-    hardware += [n for n, link in cfg.links.items() if link.simulated is None]
+    hardware = hardware_ports(cfg)
     if hardware:
         raise SimulationError(
             f"the demo runs simulated ports only; {', '.join(hardware)} "

@@ -81,22 +81,6 @@ def describe_tuning(tuning: Tuning) -> str:
     return f"{freq} {tuning.mode.upper()}{tone}"
 
 
-def tuning_matches(asked: Tuning, got: Tuning) -> list[str]:
-    """What differs between what was asked and what the radio reports (empty: all agree)."""
-    problems = []
-    if got.rx_hz != asked.rx_hz:
-        problems.append(f"receive {got.rx_hz} Hz instead of {asked.rx_hz} Hz")
-    if got.tx_hz != asked.tx_hz:
-        problems.append(f"transmit {got.tx_hz} Hz instead of {asked.tx_hz} Hz")
-    if got.mode != asked.mode:
-        problems.append(f"mode {got.mode} instead of {asked.mode}")
-    if asked.ctcss_hz is not None and got.ctcss_hz != asked.ctcss_hz:
-        problems.append(f"CTCSS {got.ctcss_hz} instead of {asked.ctcss_hz}")
-    if asked.dcs is not None and got.dcs != asked.dcs:
-        problems.append(f"DCS {got.dcs} instead of {asked.dcs}")
-    return problems
-
-
 async def probe(driver: CatDriver) -> list[str]:
     identity = await driver.probe()
     detail = f" ({identity.detail})" if identity.detail else ""
@@ -115,11 +99,7 @@ async def probe(driver: CatDriver) -> list[str]:
 
 
 async def tune(driver: CatDriver, tuning: Tuning) -> list[str]:
-    await driver.set_tuning(tuning)
-    got = await driver.read_tuning()
-    problems = tuning_matches(tuning, got)
-    if problems:
-        raise CatError("the radio did not take the channel: " + "; ".join(problems))
+    got = await driver.tune_and_verify(tuning)
     return [f"tuned and verified: {describe_tuning(got)}"]
 
 
@@ -179,8 +159,7 @@ async def run_radio_action(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await driver.open()
-        try:
+        async with driver:
             if action == "probe":
                 return await probe(driver)
             if action == "tune":
@@ -191,8 +170,6 @@ async def run_radio_action(
             if action == "watch":
                 return await watch(driver, stop, show)
             raise CatError(f"unknown radio action '{action}'")
-        finally:
-            await driver.close()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -22,8 +22,8 @@ from gateway.config import Config
 from gateway.events import Event, EventStamper, TickClock, to_json_line
 from gateway.scenario import CarrierEvent, CommandEvent, ReceiveEvent, Scenario
 from gateway.signals import WavWriter, read_wav
-from gateway.simulated import SimulatedRadios, TrafficPattern
-from gateway.site import Site, build_site
+from gateway.simulated import SimulatedRadios
+from gateway.site import Site, build_site, traffic_patterns
 
 _COMMANDS = {
     "enable": Command.ENABLE,
@@ -62,10 +62,9 @@ class SimulationSummary:
 
 def add_configured_traffic(cfg: Config, radios: SimulatedRadios) -> None:
     """Generated traffic for every port whose config asks for it (`simulated: {traffic: ...}`)."""
-    for name, port in [*cfg.radios.items(), *cfg.links.items()]:
-        if port.simulated is not None and port.simulated.traffic is not None:
-            t = port.simulated.traffic
-            radios.add_traffic(name, TrafficPattern(t.every_s, t.talk_s, t.level_dbfs, t.seed))
+    for port, pattern in traffic_patterns(cfg).items():
+        if pattern is not None:
+            radios.add_traffic(port, pattern)
 
 
 def _schedule_signals(scenario: Scenario, radios: SimulatedRadios) -> None:

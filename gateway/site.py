@@ -17,6 +17,7 @@ from gateway.engine import (
     PortTiming,
 )
 from gateway.events import TickClock
+from gateway.simulated import TrafficPattern
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,23 @@ class Site:
     def build(self, clock: TickClock) -> tuple[PatchEngine, PatchControl]:
         engine = PatchEngine(self.ports, self.patches, clock=clock, gateway_id=self.gateway_id)
         return engine, PatchControl(engine, self.policies, self.principals)
+
+
+def hardware_ports(cfg: Config) -> list[str]:
+    """The radios and links that need real hardware (everything not `simulated:`)."""
+    ports = [*cfg.radios.items(), *cfg.links.items()]
+    return [name for name, port in ports if port.simulated is None]
+
+
+def traffic_patterns(cfg: Config) -> dict[str, TrafficPattern | None]:
+    """Generated traffic per port, as its `simulated: {traffic: ...}` asks (None: none)."""
+    patterns: dict[str, TrafficPattern | None] = {}
+    for name, port in [*cfg.radios.items(), *cfg.links.items()]:
+        t = port.simulated.traffic if port.simulated is not None else None
+        patterns[name] = (
+            TrafficPattern(t.every_s, t.talk_s, t.level_dbfs, t.seed) if t is not None else None
+        )
+    return patterns
 
 
 def build_site(cfg: Config) -> Site:

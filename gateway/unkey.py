@@ -298,12 +298,8 @@ def _release_cat(job: _CatJob) -> list[UnkeyResult]:
     settings = DriverSettings(c.driver, c.port, c.baud, c.civ_address, c.host, c.tcp_port)
 
     async def release() -> None:
-        driver = make_driver(settings)
-        await driver.open()
-        try:
+        async with make_driver(settings) as driver:
             await driver.set_ptt(False)
-        finally:
-            await driver.close()
 
     try:
         asyncio.run(release())

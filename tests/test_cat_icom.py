@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from emulators.drive import drive
 from emulators.icom import IcomRadio
 
 from gateway.hardware.cat.base import Tuning
@@ -37,15 +38,7 @@ def radio(request: pytest.FixtureRequest) -> Iterator[IcomRadio]:
 
 
 def run(radio: IcomRadio, body: Callable[[FastIcom], Awaitable[T]], **kw: object) -> T:
-    async def main() -> T:
-        driver = FastIcom(radio.path, address=radio.address, **kw)  # type: ignore[arg-type]
-        await driver.open()
-        try:
-            return await body(driver)
-        finally:
-            await driver.close()
-
-    return asyncio.run(main())
+    return drive(lambda: FastIcom(radio.path, address=radio.address, **kw), body)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------- framer golden table

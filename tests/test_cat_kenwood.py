@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from emulators.drive import drive
 from emulators.kenwood import KenwoodRadio
 
 from gateway.hardware.cat.base import RigIdentity, Tuning
@@ -41,15 +42,7 @@ def run(
     body: Callable[[FastKenwood], Awaitable[T]],
     **options: int,
 ) -> T:
-    async def main() -> T:
-        driver = FastKenwood(radio.path, **options)
-        await driver.open()
-        try:
-            return await body(driver)
-        finally:
-            await driver.close()
-
-    return asyncio.run(main())
+    return drive(lambda: FastKenwood(radio.path, **options), body)
 
 
 def unkeyed(radio: KenwoodRadio) -> bool:

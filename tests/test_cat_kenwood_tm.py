@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from emulators.drive import drive
 from emulators.kenwood_tm import KenwoodTmRadio
 
 from gateway.hardware.cat.base import RigIdentity, Tuning
@@ -37,15 +38,7 @@ def radio() -> Iterator[KenwoodTmRadio]:
 
 
 def run(radio: KenwoodTmRadio, body: Callable[[FastTm], Awaitable[T]], **options: int) -> T:
-    async def main() -> T:
-        driver = FastTm(radio.path, **options)
-        await driver.open()
-        try:
-            return await body(driver)
-        finally:
-            await driver.close()
-
-    return asyncio.run(main())
+    return drive(lambda: FastTm(radio.path, **options), body)
 
 
 def unkeyed(radio: KenwoodTmRadio) -> bool:

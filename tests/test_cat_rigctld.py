@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from emulators.drive import drive
 
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.errors import (
@@ -82,15 +83,7 @@ def rigctld_no_ptt() -> Iterator[int]:
 
 
 def run(port: int, body: Callable[[FastRigctld], Awaitable[T]]) -> T:
-    async def main() -> T:
-        driver = FastRigctld("127.0.0.1", port)
-        await driver.open()
-        try:
-            return await body(driver)
-        finally:
-            await driver.close()
-
-    return asyncio.run(main())
+    return drive(lambda: FastRigctld("127.0.0.1", port), body)
 
 
 # ---------------------------------------------------------------------- framer

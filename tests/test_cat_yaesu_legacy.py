@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import pytest
+from emulators.drive import drive
 from emulators.yaesu_legacy import YaesuLegacyRadio
 
 from gateway.hardware.cat.base import Tuning
@@ -39,15 +40,7 @@ def run(
     body: Callable[[FastDriver], Awaitable[T]],
     **options: bool | str,
 ) -> T:
-    async def main() -> T:
-        driver = FastDriver(radio.path, **options)  # type: ignore[arg-type]
-        await driver.open()
-        try:
-            return await body(driver)
-        finally:
-            await driver.close()
-
-    return asyncio.run(main())
+    return drive(lambda: FastDriver(radio.path, **options), body)  # type: ignore[arg-type]
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 1.0) -> bool:

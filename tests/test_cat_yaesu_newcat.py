@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import pytest
+from emulators.drive import drive
 from emulators.yaesu_newcat import YaesuNewcatRadio
 
 from gateway.hardware.cat.base import Tuning
@@ -38,15 +39,7 @@ def radio() -> Iterator[YaesuNewcatRadio]:
 def run(
     radio: YaesuNewcatRadio, body: Callable[[FastDriver], Awaitable[T]], fa_digits: int = 9
 ) -> T:
-    async def main() -> T:
-        driver = FastDriver(radio.path, fa_digits=fa_digits)
-        await driver.open()
-        try:
-            return await body(driver)
-        finally:
-            await driver.close()
-
-    return asyncio.run(main())
+    return drive(lambda: FastDriver(radio.path, fa_digits=fa_digits), body)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 1.0) -> bool:

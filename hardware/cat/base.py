@@ -15,7 +15,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 from gateway.hardware.cat.errors import CatLinkLost, CatTimeout, CatVerifyError
 
@@ -140,6 +140,13 @@ class CatDriver(ABC):
             self._transport.close()
         self._transport = None
         self._protocol = None
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     @property
     def is_open(self) -> bool:
