@@ -113,8 +113,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def _radio_settings(args: argparse.Namespace) -> tuple[Any, Any]:
     """The radio to act on, and (for `tune` without frequencies) its talkgroup's channel."""
-    from gateway.hardware.cat.base import Tuning
     from gateway.hardware.cat.registry import DriverSettings
+    from gateway.hardware.site_wiring import channel_tuning, driver_settings
 
     if args.radio:
         if not args.config:
@@ -125,18 +125,10 @@ def _radio_settings(args: argparse.Namespace) -> tuple[Any, Any]:
             raise UsageError(f"no radio named '{args.radio}' in {args.config}")
         if radio.control is None:
             raise UsageError(f"radio '{args.radio}' has no CAT control (control: ...)")
-        c = radio.control
-        settings = DriverSettings(c.driver, c.port, c.baud, c.civ_address, c.host, c.tcp_port)
-        tg = cfg.talkgroup(radio.talkgroup)
+        settings = driver_settings(radio.control)
         channel = None
-        if tg.rx_mhz is not None:
-            channel = Tuning(
-                rx_hz=round(tg.rx_mhz * 1e6),
-                tx_hz=round((tg.tx_mhz or tg.rx_mhz) * 1e6),
-                mode=tg.mode or "nfm",
-                ctcss_hz=tg.ctcss_hz,
-                dcs=tg.dcs,
-            )
+        if radio.talkgroup is not None:  # a pool radio has no channel of its own
+            channel = channel_tuning(cfg.talkgroup(radio.talkgroup))
         return settings, channel
     if not (args.driver and args.port):
         raise UsageError("name the radio: --radio NAME --config FILE, or --driver D --port P")
@@ -248,11 +240,14 @@ def format_status(status: dict[str, Any]) -> str:
                 ("CARRIER", port["carrier"]),
                 ("PTT", port["ptt"]),
                 ("OFFLINE", not port["online"]),
+                ("TUNING", port["online"] and not port.get("ready", True)),
             )
             if on
         )
+        serves = port["talkgroup"] or (f"(pool {port['pool']})" if port.get("pool") else "-")
+        mhz = f"{port['tx_mhz']:g} MHz" if port.get("tx_mhz") else ""
         lines.append(
-            f"  {port['port']:<16} {port['talkgroup']:<20} {port['patch'] or '-':<16} {flags}"
+            f"  {port['port']:<16} {serves:<20} {mhz:<13} {port['patch'] or '-':<16} {flags}"
         )
     lines.append("patches:")
     for patch in status["patches"]:

@@ -304,14 +304,13 @@ class PatchControl:
 
     def _check_conflict(self, patch: str) -> None:
         """Refuses early (at request time, not only at the last approval) a patch that would
-        share a port with an enabled one."""
-        for member in self.engine.patches[patch].members:
-            other = self.engine.patch_of_port(member.port)
-            if other is not None and other != patch:
-                raise _Refused(
-                    f"'{patch}' cannot be enabled: port '{member.port}' is in enabled patch "
-                    f"'{other}'; disable '{other}' first"
-                )
+        share a port with an enabled one, or that needs a pool radio when none is free."""
+        if patch in self.engine.enabled_patches:
+            return
+        try:
+            self.engine.check_enable(patch)
+        except EngineError as exc:
+            raise _Refused(str(exc)) from None
 
     def _now(self) -> str:
         return self.engine.clock.iso(self.engine.tick_index)

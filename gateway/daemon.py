@@ -21,18 +21,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.commands import Command, PatchControl, PatchState, Principal, Role
 from gateway.config import Config, ConfigError, load_config
 from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
 from gateway.events import Event, EventStamper, TickClock, to_json_line
-from gateway.runtime import EngineRuntime
+from gateway.runtime import EngineRuntime, PortBank
 from gateway.sdnotify import SystemdNotifier
 from gateway.simulate import SimulationError, add_configured_traffic
 from gateway.simulated import SimulatedRadios
 from gateway.site import Site, build_site, hardware_ports, traffic_patterns
 from gateway.state_store import PatchRecord, StateStore, acquire_lock
+
+if TYPE_CHECKING:
+    from gateway.hardware.radio_ports import SiteRadios
 
 log = logging.getLogger("gateway.daemon")
 event_log = logging.getLogger("gateway.events")
@@ -49,14 +52,20 @@ def control_socket_path(cfg: Config) -> Path:
     return cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
 
 
-def require_simulated_ports(cfg: Config) -> None:
-    """This build drives simulated ports only: say so plainly for a port that needs hardware."""
-    hardware = hardware_ports(cfg)
-    if hardware:
-        raise SimulationError(
-            f"{', '.join(hardware)}: hardware radios and links need the sound-card, CAT and link "
-            "drivers, which this build does not have yet; mark them `simulated: {}` to run"
-        )
+def require_supported_ports(cfg: Config) -> None:
+    """Refuses, in one sentence, a config that asks for hardware this build cannot drive."""
+    if not hardware_ports(cfg) and not has_radio_control(cfg):
+        return
+    from gateway.hardware.radio_ports import unsupported_hardware
+
+    problems = unsupported_hardware(cfg)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SimulationError(problems[0] + more)
+
+
+def has_radio_control(cfg: Config) -> bool:
+    return any(radio.has_hardware_control for radio in cfg.radios.values())
 
 
 def patch_records(control: PatchControl) -> dict[str, PatchRecord]:
@@ -90,20 +99,30 @@ class Daemon:
         self._tasks: set[asyncio.Future[None]] = set()
         self._save_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
+        self.hardware: SiteRadios | None = None
         self.runtime = self._build_runtime()
 
     # ------------------------------------------------------------------ start-up
     def _build_runtime(self) -> EngineRuntime:
         clock = TickClock(datetime.now(UTC), self.site.frame_ms)
         engine, control = self.site.build(clock)
-        radios = SimulatedRadios([p.name for p in self.site.ports], engine.frame_samples)
+        names = [p.name for p in self.site.ports]
+        radios = SimulatedRadios(names, engine.frame_samples)
         add_configured_traffic(self.cfg, radios)
         stamper = EventStamper(self.site.gateway_id)
+        bank: PortBank = radios
+        if has_radio_control(self.cfg):
+            from gateway.hardware.radio_ports import SiteRadios
+
+            self.hardware = SiteRadios(
+                self.cfg, names, engine.frame_samples, self._loop, audio=radios
+            )
+            bank = self.hardware
 
         def publish(events: list[Event]) -> None:  # engine thread: hand over, never block
             self._loop.call_soon_threadsafe(self._on_events, events)
 
-        return EngineRuntime(engine, control, radios, stamper, publish)
+        return EngineRuntime(engine, control, bank, stamper, publish)
 
     def _restore(self) -> None:
         """Patches as they were before the restart, or, at first start, as the config says."""
@@ -130,6 +149,8 @@ class Daemon:
         gc.collect()
         gc.freeze()
         await self._save(patch_records(self.runtime.control))
+        if self.hardware is not None:
+            self.hardware.start()
         self.runtime.start()
         server = ControlServer(control_socket_path(self.cfg), self._handle)
         await server.start()
@@ -160,6 +181,8 @@ class Daemon:
             if not stopped:
                 log.error("the engine did not stop within %.0f s", STOP_TIMEOUT_S)
                 self.exit_code = 1
+            if self.hardware is not None:  # unkeys every radio and closes every line
+                await self.hardware.close()
             await asyncio.sleep(0)  # let the engine's last events through
             log.info("stopped")
         return self.exit_code
@@ -224,7 +247,8 @@ class Daemon:
         return {"patch": patch, "state": state, "message": message}
 
     async def status(self) -> dict[str, Any]:
-        snapshot = await self._on_engine(_status_snapshot)
+        cfg = self.cfg
+        snapshot = await self._on_engine(lambda rt: _status_snapshot(rt, cfg))
         snapshot.update(
             {
                 "gateway": self.site.gateway_id,
@@ -261,7 +285,7 @@ class Daemon:
     async def _reload(self, by: str) -> dict[str, Any]:
         try:
             cfg = await asyncio.to_thread(load_config, self.config_path)
-            require_simulated_ports(cfg)
+            require_supported_ports(cfg)
             self._check_restart_only(cfg)
         except ConfigError as exc:
             for issue in exc.issues:
@@ -276,17 +300,37 @@ class Daemon:
             raise ControlRefused(f"{text}; still running the previous config") from None
         site = build_site(cfg)
         patterns = traffic_patterns(cfg)
+        names = [p.name for p in site.ports]
+        hardware = self.hardware
+        if hardware is not None and not hardware.compatible(cfg, names):
+            raise ControlRefused(
+                "the new config changes the ports or the wiring of radios with hardware control; "
+                "restart the daemon to apply it; still running the previous config"
+            )
+        if hardware is None and has_radio_control(cfg):
+            raise ControlRefused(
+                "the new config adds hardware control to a radio; restart the daemon to apply "
+                "it; still running the previous config"
+            )
+        retune = _changed_channels(self.cfg, cfg)
 
         def swap(rt: EngineRuntime) -> tuple[list[str], dict[str, PatchRecord]]:
             engine, events = rt.engine.successor(site.ports, site.patches)
             control, more = rt.control.successor(
                 engine, site.policies, site.principals, site.patches_enabled_in_config()
             )
-            assert isinstance(rt.ports, SimulatedRadios)
-            radios = rt.ports.successor([p.name for p in site.ports])
+            audio = hardware.audio if hardware is not None else rt.ports
+            assert isinstance(audio, SimulatedRadios)
+            radios = audio.successor(names)
             for port, pattern in patterns.items():
                 radios.add_traffic(port, pattern)
-            rt.engine, rt.control, rt.ports = engine, control, radios
+            rt.engine, rt.control = engine, control
+            if hardware is not None:
+                hardware.audio = radios
+                hardware.set_channels(cfg)
+                rt.forget_tuning(retune)
+            else:
+                rt.ports = radios
             rt.emit(events + more)
             return sorted(engine.enabled_patches), patch_records(control)
 
@@ -311,30 +355,61 @@ def _patch_list(rt: EngineRuntime) -> list[dict[str, Any]]:
             "state": str(control.state(name)),
             "floor": str(spec.floor),
             "members": [
-                {"port": m.port, "mode": str(m.mode), "priority": m.priority} for m in spec.members
+                {
+                    "port": m.port,
+                    "talkgroup": engine.port_serves(m.port)[0] or None,
+                    "mode": str(m.mode),
+                    "priority": m.priority,
+                }
+                for m in engine.members(name)
             ],
+            "pooled": [p.talkgroup for p in spec.pooled],
             "approved_by": control.approved_by(name),
         }
         for name, spec in engine.patches.items()
     ]
 
 
-def _status_snapshot(rt: EngineRuntime) -> dict[str, Any]:
+def _changed_channels(old: Config, new: Config) -> set[str]:
+    """Talkgroups whose frequencies or tones differ between two configs (radios must retune)."""
+    changed = set()
+    for ref in new.talkgroup_refs():
+        try:
+            before = old.talkgroup(ref)
+        except KeyError:
+            continue
+        if before != new.talkgroup(ref):
+            changed.add(ref)
+    return changed
+
+
+def _status_snapshot(rt: EngineRuntime, cfg: Config) -> dict[str, Any]:
     engine = rt.engine
     carrier, ptt = engine.carrier, engine.ptt
-    ports = [
-        {
-            "port": spec.name,
-            "kind": "simulated",
-            "online": True,
-            "talkgroup": spec.talkgroup,
-            "agency": spec.agency,
-            "carrier": bool(carrier[i]),
-            "ptt": bool(ptt[i]),
-            "patch": engine.patch_of_port(spec.name),
-        }
-        for i, spec in enumerate(engine.ports)
-    ]
+    ports = []
+    for i, spec in enumerate(engine.ports):
+        talkgroup, agency = engine.port_serves(spec.name)
+        settings = cfg.radios.get(spec.name)
+        kind = "link" if settings is None else "radio"
+        if settings is not None and settings.simulated is not None:
+            kind = "radio (simulated audio)" if settings.has_hardware_control else "simulated"
+        channel = cfg.talkgroup(talkgroup) if talkgroup else None
+        ports.append(
+            {
+                "port": spec.name,
+                "kind": kind,
+                "online": engine.online(spec.name),
+                "ready": engine.ready(spec.name),
+                "pool": spec.pool,
+                "talkgroup": talkgroup or None,
+                "agency": agency or None,
+                "rx_mhz": channel.rx_mhz if channel is not None else None,
+                "tx_mhz": channel.tx_mhz if channel is not None else None,
+                "carrier": bool(carrier[i]),
+                "ptt": bool(ptt[i]),
+                "patch": engine.patch_of_port(spec.name),
+            }
+        )
     return {"ports": ports, "patches": _patch_list(rt), "calls": engine.active_calls()}
 
 
@@ -344,7 +419,7 @@ async def _serve(config_path: Path, cfg: Config) -> int:
 
 def run_daemon(config_path: Path) -> int:
     cfg = load_config(config_path)
-    require_simulated_ports(cfg)
+    require_supported_ports(cfg)
     lock = acquire_lock(cfg.gateway.state_dir)
     try:
         return asyncio.run(_serve(config_path, cfg))

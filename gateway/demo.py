@@ -84,12 +84,17 @@ class DemoView:
             ports.add_column(column)
         carrier, ptt = engine.carrier, engine.ptt
         for i, spec in enumerate(engine.ports):
-            agency = cfg.agencies[spec.agency]
+            talkgroup, agency_name = engine.port_serves(spec.name)
+            if not talkgroup:  # an idle pool radio
+                agency_text, talkgroup, mhz = "-", f"(pool {spec.pool})", ""
+            else:
+                agency_text = f"{agency_name} ({cfg.agencies[agency_name].country})"
+                mhz = _frequency(cfg, talkgroup)
             ports.add_row(
                 spec.name,
-                f"{spec.agency} ({agency.country})",
-                spec.talkgroup,
-                _frequency(cfg, spec.talkgroup),
+                agency_text,
+                talkgroup,
+                mhz,
                 Text("● carrier", "bold green") if carrier[i] else Text("·", "dim"),
                 Text("● PTT", "bold red") if ptt[i] else Text("·", "dim"),
                 engine.patch_of_port(spec.name) or "",
@@ -113,7 +118,15 @@ class DemoView:
                 else Text("")
             )
             members = ", ".join(
-                m.port + ("" if m.mode == "talk+listen" else f" ({m.mode})") for m in patch.members
+                [
+                    m.port + ("" if m.mode == "talk+listen" else f" ({m.mode})")
+                    for m in engine.members(name)
+                ]
+                + [
+                    f"{p.talkgroup} (pool)"
+                    for p in patch.pooled
+                    if name not in engine.enabled_patches
+                ]
             )
             patches.add_row(name, Text(state, styles[state]), str(patch.floor), members, air)
 

@@ -81,10 +81,11 @@ class PortTiming:
 @dataclass(frozen=True)
 class PortSpec:
     name: str
-    talkgroup: str  # "agency/name"
+    talkgroup: str  # "agency/name"; "" for a pool radio until a patch takes it
     agency: str
     timing: PortTiming = PortTiming()
     full_duplex: bool = False
+    pool: str | None = None  # a radio tuned on demand to whatever talkgroup a patch needs
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,31 @@ class MemberSpec:
 
 
 @dataclass(frozen=True)
+class PooledMemberSpec:
+    """A member talkgroup that no dedicated port serves: when the patch is enabled, the first
+    free pool radio of `candidates` (those whose bands cover it, in config order) serves it."""
+
+    talkgroup: str
+    agency: str
+    candidates: tuple[str, ...]
+    mode: MemberMode = MemberMode.TALK_LISTEN
+    priority: int = 0
+
+
+@dataclass(frozen=True)
 class PatchSpec:
     name: str
     members: tuple[MemberSpec, ...]
     floor: Floor = Floor.FIRST
+    pooled: tuple[PooledMemberSpec, ...] = ()
 
 
 class EngineError(Exception):
     """A request the engine refuses; the message is one sentence for the user."""
+
+
+class NoFreeRadio(EngineError):
+    """A patch needs a pool radio for a talkgroup and none is free."""
 
 
 class PatchConflict(EngineError):
@@ -155,6 +173,11 @@ class PatchEngine:
         self.frame_samples = SAMPLE_RATE * clock.frame_ms // 1000
         self.ports: tuple[PortSpec, ...] = tuple(ports)
         self.port_index = {p.name: i for i, p in enumerate(self.ports)}
+        # What each port serves now: fixed for a dedicated port, set while a patch holds a pool
+        # radio. `assignments` (pool radio -> talkgroup) changes only in enable/disable.
+        self._serves: list[tuple[str, str]] = [(p.talkgroup, p.agency) for p in self.ports]
+        self.assignments: dict[str, str] = {}
+        self._members: dict[str, tuple[MemberSpec, ...]] = {}  # of each enabled patch
         self.patches: dict[str, PatchSpec] = {}
         self._patch_ids: dict[str, int] = {}
         self._patch_names: list[str] = []
@@ -205,7 +228,11 @@ class PatchEngine:
         self._pid_pad = np.full(n, len(self._patch_ids), dtype=np.int64)
         self._floor_memo: tuple[BoolArray, BoolArray, BoolArray] | None = None
 
-        # Per-port runtime state.
+        # Per-port runtime state. An unavailable port (offline hardware, a radio being tuned)
+        # is neither heard nor keyed.
+        self._online = np.ones(n, dtype=bool)
+        self._ready = np.ones(n, dtype=bool)
+        self._available = np.ones(n, dtype=bool)  # online and ready
         self._carrier = np.zeros(n, dtype=bool)
         self._carrier_since = np.zeros(n, dtype=np.int64)
         self._inhibit_until = np.zeros(n, dtype=np.int64)
@@ -239,6 +266,12 @@ class PatchEngine:
                 raise EngineError(f"patch '{patch.name}': priority must be 0..{_PRIORITY_MAX}")
         if len({m.port for m in patch.members}) != len(patch.members):
             raise EngineError(f"patch '{patch.name}' names a port twice")
+        for pooled in patch.pooled:
+            for port in pooled.candidates:
+                if port not in self.port_index or self.ports[self.port_index[port]].pool is None:
+                    raise EngineError(
+                        f"patch '{patch.name}': '{port}' is not a pool radio of this gateway"
+                    )
         self.patches[patch.name] = patch
         self._patch_ids[patch.name] = len(self._patch_ids)
         self._patch_names.append(patch.name)
@@ -254,17 +287,16 @@ class PatchEngine:
     def _patch_name(self, pid: int) -> str:
         return self._patch_names[pid]
 
-    def enable_patch(self, name: str) -> None:
-        """Joins a patch's members; refused if a member port is in another enabled patch."""
+    def enable_patch(self, name: str, prefer: dict[str, str] | None = None) -> None:
+        """Joins a patch's members; refused if a member port is in another enabled patch, or
+        if a talkgroup that only a pool can serve finds no free pool radio. `prefer` (pool
+        radio -> talkgroup) keeps earlier choices across a reload."""
         patch = self._spec(name)
         if name in self._enabled:
             return
-        for member in patch.members:
-            other = self._patch_of[self.port_index[member.port]]
-            if other >= 0:
-                raise PatchConflict(name, member.port, self._patch_name(int(other)))
+        members = self.check_enable(name, prefer)
         pid = self._patch_ids[name]
-        for member in patch.members:
+        for member in members:
             i = self.port_index[member.port]
             self._patch_of[i] = pid
             self._talk[i] = member.mode != MemberMode.LISTEN
@@ -277,9 +309,58 @@ class PatchEngine:
                 )
             else:
                 self._key_prio[i] = 0
+        for pooled, member in zip(patch.pooled, members[len(patch.members) :], strict=True):
+            self._serves[self.port_index[member.port]] = (pooled.talkgroup, pooled.agency)
+            self.assignments[member.port] = pooled.talkgroup
+        self._members[name] = members
         self._holder[pid] = -1
         self._enabled.add(name)
         self._segments_dirty = True
+
+    def check_enable(
+        self, name: str, prefer: dict[str, str] | None = None
+    ) -> tuple[MemberSpec, ...]:
+        """The members enabling `name` would take now (pool radios chosen), changing nothing;
+        raises `PatchConflict` or `NoFreeRadio` as `enable_patch` would."""
+        patch = self._spec(name)
+        for member in patch.members:
+            other = self._patch_of[self.port_index[member.port]]
+            if other >= 0 and self._patch_name(int(other)) != name:
+                raise PatchConflict(name, member.port, self._patch_name(int(other)))
+        return patch.members + self._take_pool_radios(patch, prefer or {})
+
+    def _take_pool_radios(self, patch: PatchSpec, prefer: dict[str, str]) -> tuple[MemberSpec, ...]:
+        """One free pool radio per pooled member (none is taken unless all can be)."""
+        taken: list[MemberSpec] = []
+        for pooled in patch.pooled:
+            chosen = {m.port for m in taken}
+            free = [
+                port
+                for port in pooled.candidates
+                if self._patch_of[self.port_index[port]] < 0
+                and self._online[self.port_index[port]]
+                and port not in chosen
+            ]
+            if not free:
+                busy = [
+                    f"{port} ({self._why_busy(port, chosen)})" for port in pooled.candidates
+                ] or ["none has bands that cover it"]
+                raise NoFreeRadio(
+                    f"patch '{patch.name}' cannot be enabled: no free pool radio can serve "
+                    f"'{pooled.talkgroup}' ({', '.join(busy)}); disable a patch that holds one"
+                )
+            again = [port for port in free if prefer.get(port) == pooled.talkgroup]
+            port = (again or free)[0]
+            taken.append(MemberSpec(port, pooled.mode, pooled.priority))
+        return tuple(taken)
+
+    def _why_busy(self, port: str, chosen: set[str]) -> str:
+        i = self.port_index[port]
+        if port in chosen:
+            return "taken for another member"
+        if self._patch_of[i] >= 0:
+            return f"in patch '{self._patch_name(int(self._patch_of[i]))}'"
+        return "offline"
 
     def disable_patch(self, name: str, reason: str = "patch_disabled") -> list[Event]:
         """Splits a patch: its calls end and its transmitters unkey now, with `reason`."""
@@ -295,6 +376,12 @@ class PatchEngine:
         self._mix_member[members] = False
         self._holder[pid] = -1
         self._enabled.discard(name)
+        self._members.pop(name, None)
+        for i in members:
+            port = self.ports[i]
+            if port.pool is not None:  # back to the pool
+                self._serves[i] = (port.talkgroup, port.agency)
+                self.assignments.pop(port.name, None)
         self._segments_dirty = True
         return events
 
@@ -303,6 +390,49 @@ class PatchEngine:
         events = self._release_ports(np.arange(len(self.ports)), reason)
         self._holder[:] = -1
         return events
+
+    def port_serves(self, port: str) -> tuple[str, str]:
+        """(talkgroup, agency) the port serves now; ("", "") for a pool radio not in use."""
+        return self._serves[self.port_index[port]]
+
+    def members(self, patch: str) -> tuple[MemberSpec, ...]:
+        """The member ports of a patch: as enabled (pool radios included), else as specified."""
+        return self._members.get(patch) or self._spec(patch).members
+
+    def online(self, port: str) -> bool:
+        return bool(self._online[self.port_index[port]])
+
+    def ready(self, port: str) -> bool:
+        return bool(self._ready[self.port_index[port]])
+
+    def set_port_online(self, port: str, online: bool, reason: str = "port_offline") -> list[Event]:
+        """Hardware state: an offline port (unplugged, not answering) is out of service and no
+        pool radio offline is taken for a patch."""
+        return self._set_state(self._online, port, online, reason)
+
+    def set_port_ready(self, port: str, ready: bool, reason: str = "retune") -> list[Event]:
+        """Tuning state: a radio being tuned (or that failed to tune) is out of service."""
+        return self._set_state(self._ready, port, ready, reason)
+
+    def _set_state(self, flags: BoolArray, port: str, value: bool, reason: str) -> list[Event]:
+        # Out of service, a port is neither heard nor keyed: its call ends and its transmitter
+        # unkeys now with `reason`; its patch carries on without it.
+        i = self.port_index[port]
+        if bool(flags[i]) == value:
+            return []
+        flags[i] = value
+        was = bool(self._available[i])
+        self._available[i] = self._online[i] & self._ready[i]
+        self._floor_memo = None
+        self._quiet = False
+        if was and not self._available[i]:
+            return self._release_ports(np.array([i], dtype=np.int64), reason)
+        return []
+
+    def alarm(self, kind: str, detail: str, *, port: str | None = None) -> Event:
+        """An `alarm` event stamped with the engine's time."""
+        where = {"port": port} if port is not None else {}
+        return self._event("alarm", kind=kind, **where, detail=detail)
 
     def _spec(self, name: str) -> PatchSpec:
         try:
@@ -359,7 +489,7 @@ class PatchEngine:
         if self._segments_dirty:
             self._rebuild_segments()
         t = self.tick_index
-        raw = np.asarray(carrier, dtype=bool)
+        raw = np.asarray(carrier, dtype=bool) & self._available
         if not (raw.any() or self._ptt.any() or self._carrier.any() or self._src.any()):
             return self._idle_tick(n, frame)
         self._quiet = False
@@ -399,7 +529,7 @@ class PatchEngine:
         pid_pad = self._pid_pad
         talkers = np.bincount(self._patch_of[src], minlength=len(self._patch_ids) + 1)
         others = talkers[pid_pad] - src
-        wanted_raw = self._listen & (others > 0) & ~(src & ~self._full)
+        wanted_raw = self._listen & (others > 0) & ~(src & ~self._full) & self._available
         self._tx_lock &= wanted_raw
         wanted = wanted_raw & ~self._tx_lock
         self._last_wanted[wanted] = t
@@ -589,8 +719,8 @@ class PatchEngine:
 
     # ------------------------------------------------------------------ calls and events
     def _port_ref(self, i: int) -> dict[str, str]:
-        p = self.ports[i]
-        return {"port": p.name, "talkgroup": p.talkgroup, "agency": p.agency}
+        talkgroup, agency = self._serves[i]
+        return {"port": self.ports[i].name, "talkgroup": talkgroup, "agency": agency}
 
     def _event(self, event_type: str, /, **fields: Any) -> Event:
         return {"type": event_type, "time": self.clock.iso(self.tick_index), **fields}
@@ -601,7 +731,7 @@ class PatchEngine:
     def _start_call(self, i: int, t: int, wanted: BoolArray, events: list[Event]) -> None:
         pid = int(self._patch_of[i])
         patch = self._patch_name(pid)
-        members = [self.port_index[m.port] for m in self.patches[patch].members]
+        members = [self.port_index[m.port] for m in self._members[patch]]
         dests = [self._port_ref(j) for j in members if j != i and wanted[j]]
         call = _Call(
             call_id=f"{self.gateway_id}-{self.clock.compact(t)}-{self.ports[i].name}",
@@ -653,6 +783,9 @@ class PatchEngine:
         "_last_wanted",
         "_gain",
         "_call_peak",
+        "_online",
+        "_ready",
+        "_available",
     )
 
     def successor(
@@ -677,13 +810,15 @@ class PatchEngine:
             name
             for name in self._enabled
             if new.patches.get(name) == self.patches[name]
-            and all(m.port in unchanged for m in self.patches[name].members)
+            and all(m.port in unchanged for m in self._members[name])
         )
         events: list[Event] = []
         for name in sorted(self._enabled - set(kept)):
             events.extend(self.disable_patch(name))
-        for name in kept:
-            new.enable_patch(name)
+        for port in unchanged:  # before re-enabling: an offline pool radio is not taken
+            new._online[new.port_index[port]] = self._online[self.port_index[port]]
+        for name in kept:  # the same pool radios as before (they are free in the new engine)
+            new.enable_patch(name, prefer=self.assignments)
 
         old_rows = np.array([self.port_index[n] for n in sorted(unchanged)], dtype=np.int64)
         new_rows = np.array([new.port_index[n] for n in sorted(unchanged)], dtype=np.int64)

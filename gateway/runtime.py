@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +46,36 @@ class PortBank(Protocol):
     def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]: ...
 
     def transmit(self, tx: npt.NDArray[np.float32], ptt: npt.NDArray[np.bool_]) -> None: ...
+
+
+@dataclass(frozen=True)
+class PortNotice:
+    """Hardware news about one port, posted from any thread: online or not, the talkgroup it
+    was verified tuned to (None: no tuning news), and an alarm (kind, detail) to publish."""
+
+    port: str
+    online: bool
+    tuned_to: str | None = None
+    alarm: tuple[str, str] | None = None
+
+
+@runtime_checkable
+class HardwarePorts(Protocol):
+    """A port bank with real radios: it reports ports going offline and online, and tunes
+    radios to the talkgroup each serves (a pool radio's changes as patches take it)."""
+
+    def take_notices(self) -> list[PortNotice]:
+        """Notices posted since the last call (engine thread)."""
+        ...
+
+    def tunable_ports(self) -> list[str]:
+        """Ports whose radio the gateway tunes (CAT control)."""
+        ...
+
+    def tune(self, port: str, talkgroup: str) -> None:
+        """Tune `port` to `talkgroup` ("" for none: an idle pool radio), without blocking;
+        the outcome comes back as a notice."""
+        ...
 
 
 class _Histogram:
@@ -121,6 +151,16 @@ class EngineRuntime:
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self.last_tick = time.monotonic()  # for the watchdog: a hung engine stops its pings
         self.frame_s = engine.clock.frame_ms / 1000
+        self._wanted: dict[str, str] = {}  # talkgroup each tunable port was asked to tune to
+
+    @property
+    def ports(self) -> PortBank:
+        return self._ports
+
+    @ports.setter
+    def ports(self, bank: PortBank) -> None:  # engine thread (or before start)
+        self._ports = bank
+        self._hardware = bank if isinstance(bank, HardwarePorts) else None
 
     # ------------------------------------------------------------------ from other threads
     def start(self) -> None:
@@ -168,6 +208,7 @@ class EngineRuntime:
 
     def _run(self) -> None:
         self._raise_priority()
+        self._reconcile_tuning()
         frame_s = self.frame_s
         start = time.monotonic()
         tick = 0
@@ -208,6 +249,8 @@ class EngineRuntime:
             self._fail_jobs()
 
     def _tick(self) -> None:
+        if self._hardware is not None:
+            self._apply_notices(self._hardware)
         try:
             rx, carrier = self.ports.frame()
         except Exception:
@@ -225,12 +268,57 @@ class EngineRuntime:
             log.exception("sending to the ports failed")
         self.emit(result.events)
 
+    def _apply_notices(self, ports: HardwarePorts) -> None:
+        engine = self.engine
+        events: list[Event] = []
+        for notice in ports.take_notices():
+            if notice.port not in engine.port_index:
+                continue  # a port a reload removed
+            events += engine.set_port_online(notice.port, notice.online)
+            if notice.tuned_to is not None:
+                ready = notice.online and notice.tuned_to == self._wanted.get(notice.port)
+                events += engine.set_port_ready(notice.port, ready)
+            if notice.alarm is not None:
+                events.append(engine.alarm(notice.alarm[0], notice.alarm[1], port=notice.port))
+        self.emit(events)
+
+    def forget_tuning(self, talkgroups: set[str]) -> None:
+        """Engine thread: the channels of `talkgroups` changed; radios on them tune again."""
+        for port, talkgroup in list(self._wanted.items()):
+            if talkgroup in talkgroups:
+                del self._wanted[port]
+
+    def _reconcile_tuning(self) -> None:
+        """Asks the hardware to tune every radio whose talkgroup changed (a pool radio taken or
+        released, a reload); until it reports the radio tuned, the port is out of service, so
+        it is never keyed on the channel it had before."""
+        hardware = self._hardware
+        if hardware is None:
+            return
+        engine = self.engine
+        for port in hardware.tunable_ports():
+            if port not in engine.port_index:
+                continue
+            want = engine.port_serves(port)[0]
+            if self._wanted.get(port) == want:
+                continue
+            self._wanted[port] = want
+            self.emit(engine.set_port_ready(port, False, "retune"))
+            hardware.tune(port, want)
+
     def _run_jobs(self) -> None:
+        # Only jobs (commands, reload) change what a port serves: reconcile after them.
+        if self._run_queued_jobs():
+            self._reconcile_tuning()
+
+    def _run_queued_jobs(self) -> bool:
+        ran = False
         while True:
             try:
                 job, future = self._jobs.get_nowait()
             except queue.Empty:
-                return
+                return ran
+            ran = True
             if not future.set_running_or_notify_cancel():
                 continue
             try:

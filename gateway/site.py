@@ -13,6 +13,7 @@ from gateway.engine import (
     MemberSpec,
     PatchEngine,
     PatchSpec,
+    PooledMemberSpec,
     PortSpec,
     PortTiming,
 )
@@ -64,8 +65,8 @@ def traffic_patterns(cfg: Config) -> dict[str, TrafficPattern | None]:
 def build_site(cfg: Config) -> Site:
     ports: list[PortSpec] = []
     for name in cfg.ports():
-        port = cfg.radios.get(name) or cfg.links[name]
-        talkgroup = cfg.port_talkgroup(name)
+        port = cfg.port(name)
+        talkgroup = cfg.port_talkgroup(name) or ""  # a pool radio serves none until taken
         t = port.timing
         ports.append(
             PortSpec(
@@ -74,11 +75,13 @@ def build_site(cfg: Config) -> Site:
                 agency=talkgroup.split("/", 1)[0],
                 timing=PortTiming(t.tx_delay_ms, t.hang_ms, t.timeout_s, t.rx_inhibit_ms),
                 full_duplex=port.duplex == "full",
+                pool=getattr(port, "pool", None),
             )
         )
     serving: dict[str, list[str]] = {}
     for spec in ports:
-        serving.setdefault(spec.talkgroup, []).append(spec.name)
+        if spec.pool is None:
+            serving.setdefault(spec.talkgroup, []).append(spec.name)
 
     patches: list[PatchSpec] = []
     policies: dict[str, PatchPolicy] = {}
@@ -88,7 +91,19 @@ def build_site(cfg: Config) -> Site:
             for m in patch.members
             for port in serving.get(m.talkgroup, [])
         )
-        patches.append(PatchSpec(name, members, Floor(patch.floor)))
+        # A member talkgroup no dedicated port serves takes a pool radio when the patch is enabled.
+        pooled = tuple(
+            PooledMemberSpec(
+                m.talkgroup,
+                m.agency,
+                tuple(cfg.pool_candidates(m.talkgroup)),
+                MemberMode(m.mode),
+                m.priority,
+            )
+            for m in patch.members
+            if m.talkgroup not in serving
+        )
+        patches.append(PatchSpec(name, members, Floor(patch.floor), pooled))
         policies[name] = PatchPolicy(
             agencies=frozenset(m.talkgroup.split("/", 1)[0] for m in patch.members),
             consent=tuple(patch.consent_agencies(cfg)),

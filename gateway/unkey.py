@@ -184,7 +184,7 @@ def _plan_radio(
     cm108_jobs: dict[str, _Cm108Job],
     cat_jobs: list[_CatJob],
 ) -> UnkeyResult | None:
-    if radio.is_simulated:
+    if radio.is_simulated and not radio.has_hardware_control:
         return UnkeyResult(name, "simulated", True, "a simulated radio", needed=False)
     ptt = radio.ptt
     if ptt is None or ptt.method == "none":
@@ -292,10 +292,10 @@ def _release_cat(job: _CatJob) -> list[UnkeyResult]:
     import asyncio
 
     from gateway.hardware.cat.errors import CatError
-    from gateway.hardware.cat.registry import DriverSettings, make_driver
+    from gateway.hardware.cat.registry import make_driver
+    from gateway.hardware.site_wiring import driver_settings
 
-    c = job.control
-    settings = DriverSettings(c.driver, c.port, c.baud, c.civ_address, c.host, c.tcp_port)
+    settings = driver_settings(job.control)
 
     async def release() -> None:
         async with make_driver(settings) as driver:
@@ -305,7 +305,7 @@ def _release_cat(job: _CatJob) -> list[UnkeyResult]:
         asyncio.run(release())
     except CatError as exc:
         return [UnkeyResult(job.radio, "cat", False, str(exc))]
-    return [UnkeyResult(job.radio, "cat", True, f"{c.driver} unkey sent on {job.device}")]
+    return [UnkeyResult(job.radio, "cat", True, f"{settings.driver} unkey sent on {job.device}")]
 
 
 def _all(radios: Sequence[tuple[str, Method]], ok: bool, detail: str) -> list[UnkeyResult]:

@@ -11,6 +11,7 @@ no carrier, and their PTT changes are dropped until the owner reopens the port.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -75,21 +76,51 @@ class LinePortBank:
             raise SerialLinesError(f"serial lines name '{radio}', which is no port") from None
 
     # ------------------------------------------------------------------ life cycle
-    def start(self) -> None:
-        """Opens every serial port (never keying) and starts polling squelch."""
+    def start(self, *, tolerate_missing: bool = False) -> None:
+        """Opens every serial port (never keying) and starts polling squelch. A port that will
+        not open raises, or with `tolerate_missing` is reported lost (the owner reopens it)."""
         for wiring in self.lines:
-            wiring.open()
+            try:
+                wiring.open()
+            except SerialLinesError as exc:
+                if not tolerate_missing:
+                    raise
+                self._port_lost(wiring, str(exc))
         for wiring in self.lines:
-            poller = CosPoller(
-                wiring,
-                self._cos_changed,
-                functools.partial(self._port_lost, wiring),
-                poll_s=self._poll_s,
-                debounce_s=self._debounce_s,
-            )
-            poller.start()
-            self._pollers.append(poller)
+            if id(wiring) not in self._lost_ids:
+                self._start_poller(wiring)
         self._writer.start()
+
+    def _start_poller(self, wiring: SerialLines) -> None:
+        poller = CosPoller(
+            wiring,
+            self._cos_changed,
+            functools.partial(self._port_lost, wiring),
+            poll_s=self._poll_s,
+            debounce_s=self._debounce_s,
+        )
+        poller.start()
+        self._pollers.append(poller)
+
+    def wiring(self, url: str) -> SerialLines:
+        return next(w for w in self.lines if w.url == url)
+
+    def reopen(self, url: str) -> None:
+        """Blocking (run it in a thread): reopens a lost port, its PTT lines inactive from the
+        first instant, and polls its squelch again. Raises `SerialLinesError` if it is still
+        not there."""
+        wiring = self.wiring(url)
+        with contextlib.suppress(SerialLinesError):
+            wiring.close()
+        wiring.open()
+        self._pollers = [p for p in self._pollers if p.running]
+        self._lost_ids.discard(id(wiring))
+        self.lost.discard(url)
+        self._start_poller(wiring)
+
+    def carrier(self) -> npt.NDArray[np.bool_]:
+        """Each port's debounced squelch (False for ports with no COS line here)."""
+        return self._carrier.copy()
 
     def close(self) -> None:
         """Stops polling and unkeys every wired radio before closing the ports."""
@@ -119,6 +150,8 @@ class LinePortBank:
         self._carrier[self.index[radio]] = active  # one bool store: safe across threads
 
     def _port_lost(self, wiring: SerialLines, reason: str) -> None:
+        if id(wiring) in self._lost_ids:
+            return
         self._lost_ids.add(id(wiring))
         self.lost.add(wiring.url)
         for c in wiring.cos_lines:

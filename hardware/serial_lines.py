@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import serial
+import serial.rfc2217
 
 from gateway.hardware.serial_link import unopened_serial
 
@@ -290,7 +291,9 @@ class SerialLines:
             if port is None:
                 return
             problem: str | None = None
-            for line in OUTPUT_LINES:
+            # Over a closed device-server connection there is nothing left to unkey through.
+            lines = () if _connection_closed(port) else OUTPUT_LINES
+            for line in lines:
                 try:
                     if line == "rts":
                         port.rts = self._idle[line]
@@ -319,7 +322,21 @@ class SerialLines:
     def _open_port(self) -> serial.Serial:
         if self._port is None:
             raise SerialLinesClosed(f"serial port {self.url} is closed")
+        if _connection_closed(self._port):
+            raise SerialLinesError(
+                f"serial port {self.url} is gone: the device server closed the connection"
+            )
         return self._port
+
+
+def _connection_closed(port: serial.Serial) -> bool:
+    """pyserial's rfc2217:// client answers cts/dsr/ri/cd from its cache after the device
+    server closed the connection (a serial device server or ser2net restarted or unplugged):
+    the end of its reader thread is the only sign, so it is looked at here."""
+    if not isinstance(port, serial.rfc2217.Serial):
+        return False
+    thread = getattr(port, "_thread", None)
+    return thread is None or not thread.is_alive()
 
 
 @dataclass

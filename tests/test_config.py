@@ -64,6 +64,45 @@ radios:
 """
 
 
+# Pool radios, tuned on demand inside their bands; config order is not name order.
+POOLS = """\
+gateway: {id: test}
+agencies:
+  ca:
+    name: Canadian agency
+    country: CA
+    talkgroups:
+      tac: {rx_mhz: 142.47}
+      uhf: {rx_mhz: 453.1, tx_mhz: 458.1}
+      split: {rx_mhz: 150.0, tx_mhz: 453.0}
+  us:
+    name: US agency
+    country: US
+    talkgroups:
+      ch4: {rx_mhz: 163.1}
+      net: {id: 7}
+radios:
+  ca-1: {talkgroup: ca/tac, simulated: {}}
+  zz-vhf:
+    pool: spares
+    simulated: {}
+    bands_mhz: [[136, 174]]
+  aa-uhf:
+    pool: spares
+    simulated: {}
+    bands_mhz: [[400, 470]]
+  mm-dual:
+    pool: spares
+    simulated: {}
+    bands_mhz: [[136, 174], [400, 470]]
+links:
+  net: {protocol: usrp, local: 127.0.0.1:34001, remote: 127.0.0.1:32001, talkgroup: us/net}
+patches:
+  cross: {members: [ca/tac, us/ch4], enabled: true}
+  second: {members: [ca/uhf, us/ch4], enabled: true}
+"""
+
+
 def issues_of(text: str) -> list[ConfigIssue]:
     with pytest.raises(ConfigError) as caught:
         parse_config_text(text, filename="site.yaml")
@@ -209,6 +248,131 @@ def test_rigctld_and_cm108_defaults() -> None:
     assert radio.squelch is not None and radio.squelch.vox_threshold_dbfs == -30.0
 
 
+def test_pool_radios_load() -> None:
+    cfg = parse_config_text(POOLS)
+    assert cfg.pool_radios() == ["zz-vhf", "aa-uhf", "mm-dual"]
+    spare = cfg.radios["zz-vhf"]
+    assert (spare.pool, spare.talkgroup, spare.is_pool) == ("spares", None, True)
+    assert cfg.radios["ca-1"].is_pool is False
+    assert cfg.port_talkgroup("zz-vhf") is None
+    assert cfg.port_talkgroup("ca-1") == "ca/tac"
+    # Pool radios serve nothing until a patch takes one: they are no talkgroup's dedicated port.
+    assert cfg.ports_of_talkgroup("ca/tac") == ["ca-1"]
+    assert cfg.ports_of_talkgroup("us/ch4") == []
+
+
+def test_pool_candidates_cover_rx_and_tx_in_config_order() -> None:
+    cfg = parse_config_text(POOLS)
+    assert cfg.pool_candidates("ca/tac") == ["zz-vhf", "mm-dual"]
+    assert cfg.pool_candidates("ca/uhf") == ["aa-uhf", "mm-dual"]
+    # Receive on VHF, transmit on UHF: zz-vhf covers only rx and aa-uhf only tx.
+    assert cfg.pool_candidates("ca/split") == ["mm-dual"]
+    # A network talkgroup has no frequencies to tune to.
+    assert cfg.pool_candidates("us/net") == []
+    with pytest.raises(KeyError):
+        cfg.pool_candidates("ca/nope")
+
+
+def test_pool_band_edges_are_inside() -> None:
+    text = edit(POOLS, "[[400, 470]]\n", "[[453.1, 458.1]]\n")
+    assert parse_config_text(text).pool_candidates("ca/uhf") == ["aa-uhf", "mm-dual"]
+    text = edit(POOLS, "[[400, 470]]\n", "[[453.1, 458.0]]\n")
+    assert parse_config_text(text).pool_candidates("ca/uhf") == ["mm-dual"]
+
+
+def test_talkgroup_served_only_by_a_pool() -> None:
+    # us/ch4 has no dedicated radio; two enabled patches may both name it (pool radios are
+    # assigned at run time, so they are no shared port).
+    cfg = parse_config_text(POOLS)
+    assert [name for name, patch in cfg.patches.items() if patch.enabled] == ["cross", "second"]
+    text = edit(POOLS, "      ch4: {rx_mhz: 163.1}", "      ch4: {rx_mhz: 183.1}")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line_of(text, "ch4:"), "agencies.us.talkgroups.ch4")
+    assert "or a pool radio whose bands_mhz cover it" in issue.message
+
+
+def test_pool_radio_may_have_hardware() -> None:
+    text = edit(
+        POOLS,
+        "  aa-uhf:\n    pool: spares\n    simulated: {}\n",
+        "  aa-uhf:\n    pool: spares\n    audio: {input: card, output: card}\n"
+        "    control: {driver: kenwood, port: /dev/ttyUSB0}\n",
+    )
+    radio = parse_config_text(text).radios["aa-uhf"]
+    assert radio.ptt is not None and radio.ptt.method == "cat"
+    assert not radio.is_simulated and radio.is_pool
+
+
+def test_simulated_radio_with_real_control_gets_cat_defaults() -> None:
+    text = edit(
+        MINIMAL,
+        "  us-1: {talkgroup: us/ch4, simulated: {}}",
+        "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n"
+        "    control: {driver: kenwood, port: /dev/ttyUSB0}",
+    )
+    cfg = parse_config_text(text)
+    radio = cfg.radios["us-1"]
+    assert radio.is_simulated and radio.audio is None
+    assert radio.ptt is not None and radio.ptt.method == "cat"
+    assert radio.squelch is not None and radio.squelch.method == "cat"
+    assert radio.has_hardware_control
+    assert not cfg.radios["ca-1"].has_hardware_control
+
+
+def test_simulated_radio_lines_default_to_its_cat_port() -> None:
+    text = edit(
+        MINIMAL,
+        "  us-1: {talkgroup: us/ch4, simulated: {}}",
+        "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n"
+        "    control: {driver: kenwood, port: /dev/ttyUSB0}\n"
+        "    ptt: {method: rts}\n    squelch: {method: dcd}",
+    )
+    radio = parse_config_text(text).radios["us-1"]
+    assert radio.ptt is not None and (radio.ptt.method, radio.ptt.port) == ("rts", "/dev/ttyUSB0")
+    assert radio.squelch is not None and radio.squelch.port == "/dev/ttyUSB0"
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ("    ptt: {method: none}\n", False),
+        ("    ptt: {method: dtr, port: /dev/ttyS0}\n", True),
+        ("    squelch: {method: cts, port: /dev/ttyS0}\n", True),
+        ("    ptt: {method: cm108, port: /dev/hidraw0}\n", True),
+    ],
+    ids=["ptt-none", "ptt-line", "squelch-line", "ptt-cm108"],
+)
+def test_simulated_radio_with_lines_only(settings: str, expected: bool) -> None:
+    # Without control, a simulated radio needs neither ptt nor squelch, and gets no CAT defaults.
+    text = edit(
+        MINIMAL,
+        "  us-1: {talkgroup: us/ch4, simulated: {}}",
+        "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n" + settings.rstrip("\n"),
+    )
+    radio = parse_config_text(text).radios["us-1"]
+    assert radio.control is None
+    assert radio.has_hardware_control is expected
+    assert (radio.ptt is None) == ("ptt" not in settings)
+    assert (radio.squelch is None) == ("squelch" not in settings)
+
+
+def test_simulated_cm108_ptt_shares_no_gpio() -> None:
+    text = edit(
+        MINIMAL,
+        "  ca-1: {talkgroup: ca/tac, simulated: {}}\n  us-1: {talkgroup: us/ch4, simulated: {}}",
+        "  ca-1:\n    talkgroup: ca/tac\n    simulated: {}\n"
+        "    ptt: {method: cm108, port: /dev/hidraw0}\n"
+        "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n"
+        "    ptt: {method: cm108, port: /dev/hidraw0}",
+    )
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (
+        line_of(text, "ptt: {method: cm108", 2),
+        "radios.us-1.ptt",  # gpio 3 is the default, not written: the path stops at ptt
+    )
+    assert "CM108 GPIO 3 of '/dev/hidraw0' already keys radio 'ca-1'" in issue.message
+
+
 def test_tone_tables() -> None:
     assert len(CTCSS_TONES_HZ) == 50 and len(set(CTCSS_TONES_HZ)) == 50
     assert len(DCS_CODES) == 104 and len(set(DCS_CODES)) == 104
@@ -240,6 +404,10 @@ def test_json_schema() -> None:
         "recording",
     }
     assert schema["additionalProperties"] is False
+    radio, link = schema["$defs"]["Radio"], schema["$defs"]["Link"]
+    assert "pool" in radio["properties"] and "talkgroup" in radio["properties"]
+    assert "talkgroup" not in radio.get("required", [])
+    assert "talkgroup" in link["required"]
     json.dumps(schema)
 
 
@@ -551,7 +719,8 @@ CASES: list[tuple[str, str, str, str, str]] = [
         ),
         "ops: {}",
         "agencies.us.talkgroups.ops",
-        "talkgroup 'us/ops' is served by no radio or link; add one or remove the talkgroup",
+        "talkgroup 'us/ops' is served by no radio or link; add a radio or link, "
+        "or a pool radio whose bands_mhz cover it, or remove the talkgroup",
     ),
     (
         "radio-on-network-talkgroup",
@@ -561,16 +730,161 @@ CASES: list[tuple[str, str, str, str, str]] = [
         "talkgroup 'us/ch4' has no frequencies, and a radio must be tuned",
     ),
     (
-        "radio-simulated-and-hardware",
+        "radio-simulated-with-audio",
         edit(
             MINIMAL,
             "  us-1: {talkgroup: us/ch4, simulated: {}}",
             "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n"
+            "    control: {driver: kenwood, port: /dev/ttyUSB0}\n"
+            "    audio: {input: card, output: card}",
+        ),
+        "audio: {input",
+        "radios.us-1.audio",
+        "a simulated radio has no audio: remove 'audio', or remove 'simulated' to use hardware",
+    ),
+    (
+        "simulated-traffic-with-ptt",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n"
+            "    simulated:\n      traffic: {every_s: 10, talk_s: 2}\n"
+            "    ptt: {method: rts, port: /dev/ttyS0}",
+        ),
+        "ptt: {method: rts",
+        "radios.us-1.ptt",
+        "generated traffic makes its own carrier; remove traffic, "
+        "or remove the radio's squelch/ptt/control",
+    ),
+    (
+        "simulated-traffic-with-control",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n"
+            "    simulated:\n      traffic: {every_s: 10, talk_s: 2}\n"
             "    control: {driver: kenwood, port: /dev/ttyUSB0}",
         ),
         "control: {driver",
         "radios.us-1.control",
-        "a simulated radio has no control: remove 'control', or remove 'simulated'",
+        "generated traffic makes its own carrier",
+    ),
+    (
+        "simulated-with-vox",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n"
+            "    ptt: {method: none}\n    squelch: {method: vox}",
+        ),
+        "squelch: {method: vox}",
+        "radios.us-1.squelch.method",
+        "vox needs the radio's audio, and a simulated radio has none; "
+        "use cat, cts, dsr, dcd, ri or cm108, or remove 'simulated' to use hardware",
+    ),
+    (
+        "simulated-ptt-cat-without-control",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n    ptt: {method: cat}",
+        ),
+        "ptt: {method: cat}",
+        "radios.us-1.ptt.method",
+        "ptt method cat needs control (a CAT connection)",
+    ),
+    (
+        "simulated-serial-ptt-without-port",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n    ptt: {method: rts}",
+        ),
+        "ptt: {method: rts}",
+        "radios.us-1.ptt.port",
+        "ptt method rts needs port, the serial line that keys the radio",
+    ),
+    (
+        "simulated-cm108-without-port",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n    squelch: {method: cm108}",
+        ),
+        "squelch: {method: cm108}",
+        "radios.us-1.squelch.port",
+        "squelch method cm108 on a simulated radio needs port, the CM108's /dev/hidrawN",
+    ),
+    (
+        "radio-without-talkgroup-or-pool",
+        edit(MINIMAL, "  us-1: {talkgroup: us/ch4, simulated: {}}", "  us-1: {simulated: {}}"),
+        "us-1: {simulated",
+        "radios.us-1.talkgroup",
+        "a radio needs talkgroup (a fixed channel) or pool (tuned on demand)",
+    ),
+    (
+        "radio-with-talkgroup-and-pool",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    pool: spares\n    simulated: {}\n"
+            "    bands_mhz: [[136, 174]]",
+        ),
+        "pool: spares",
+        "radios.us-1.pool",
+        "give talkgroup or pool, not both",
+    ),
+    (
+        "pool-radio-without-bands",
+        edit(POOLS, "    bands_mhz: [[400, 470]]\n", ""),
+        "aa-uhf:",
+        "radios.aa-uhf.bands_mhz",
+        "a pool radio needs bands_mhz, so the gateway never tunes it outside its bands",
+    ),
+    (
+        "pool-radio-with-traffic",
+        edit(
+            POOLS,
+            "    pool: spares\n    simulated: {}\n    bands_mhz: [[400, 470]]",
+            "    pool: spares\n    bands_mhz: [[400, 470]]\n"
+            "    simulated:\n      traffic: {every_s: 10, talk_s: 2}",
+        ),
+        "traffic: {every_s",
+        "radios.aa-uhf.simulated.traffic",
+        "generated traffic needs a fixed talkgroup: remove traffic, or give the radio "
+        "a talkgroup instead of pool",
+    ),
+    (
+        "bad-pool-name",
+        edit(
+            POOLS,
+            "    pool: spares\n    simulated: {}\n    bands_mhz: [[400",
+            "    pool: Spares\n    simulated: {}\n    bands_mhz: [[400",
+        ),
+        "pool: Spares",
+        "radios.aa-uhf.pool",
+        "'Spares' is not a valid name",
+    ),
+    (
+        "pool-covers-rx-but-not-tx",
+        # Without the dual-band radio, the VHF radio hears ca/split but could not transmit on it.
+        edit(
+            POOLS,
+            "  mm-dual:\n    pool: spares\n    simulated: {}\n"
+            "    bands_mhz: [[136, 174], [400, 470]]\n",
+            "",
+        ),
+        "split:",
+        "agencies.ca.talkgroups.split",
+        "talkgroup 'ca/split' is served by no radio or link; add a radio or link, "
+        "or a pool radio whose bands_mhz cover it, or remove the talkgroup",
+    ),
+    (
+        "link-without-talkgroup",
+        edit(POOLS, ", talkgroup: us/net}", "}"),
+        "net: {protocol",
+        "links.net.talkgroup",
+        "missing required key 'talkgroup'",
     ),
     (
         "hardware-radio-without-audio",

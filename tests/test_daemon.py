@@ -170,6 +170,14 @@ class Site:
             check=False,
         )
 
+    def close(self) -> None:
+        """Kills any daemon still running (a failed test) and closes the notify socket."""
+        for daemon in self.daemons:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait(5)
+        self.notify.close()
+
     def status(self) -> dict[str, Any]:
         result = self.cli("status", "--json")
         assert result.returncode == 0, result.stderr
@@ -181,11 +189,7 @@ class Site:
 def site(tmp_path: Path) -> Iterator[Site]:
     s = Site(tmp_path)
     yield s
-    for daemon in s.daemons:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(5)
-    s.notify.close()
+    s.close()
 
 
 def active_call(status: dict[str, Any], patch: str) -> dict[str, Any] | None:

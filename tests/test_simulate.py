@@ -266,3 +266,66 @@ def test_truncated_wav_is_refused_in_one_line(
     assert code == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "voice.wav" in line and "damaged WAV file" in line
+
+
+POOL_SITE = """\
+gateway: {id: pool-site, frame_ms: 20}
+agencies:
+  rcmp:
+    name: Royal Canadian Mounted Police
+    country: CA
+    talkgroups:
+      tac2: {rx_mhz: 142.470}
+  usbp:
+    name: U.S. Border Patrol
+    country: US
+    talkgroups:
+      ch4: {rx_mhz: 163.100}
+      ch5: {rx_mhz: 163.300}
+      ch6: {rx_mhz: 163.500}
+radios:
+  rcmp-1: {talkgroup: rcmp/tac2, simulated: {}, timing: {tx_delay_ms: 0, hang_ms: 200}}
+  vhf-a: {pool: vhf, bands_mhz: [[136, 174]], simulated: {}, timing: {tx_delay_ms: 0}}
+  vhf-b: {pool: vhf, bands_mhz: [[136, 174]], simulated: {}, timing: {tx_delay_ms: 0}}
+patches:
+  one: {members: [usbp/ch4, usbp/ch5]}
+  two: {members: [rcmp/tac2, usbp/ch6]}
+access:
+  technicians: [tech1]
+"""
+
+POOL_SCENARIO = """\
+duration_s: 5
+events:
+  - {at: 0.0, command: enable, patch: one}
+  - {at: 0.1, command: enable, patch: two}
+  - {at: 0.5, port: rcmp-1, receive: {tone_hz: 1000, level_dbfs: -12, seconds: 1}}
+  - {at: 2.0, command: disable, patch: one}
+  - {at: 2.1, command: enable, patch: two}
+  - {at: 3.0, port: rcmp-1, receive: {tone_hz: 1000, level_dbfs: -12, seconds: 1}}
+"""
+
+
+def test_pool_radios_are_taken_by_patches_and_freed_by_disable(tmp_path: Path) -> None:
+    config, scenario_file = write_case(tmp_path, POOL_SCENARIO, POOL_SITE)
+    out = tmp_path / "out"
+    assert run(["simulate", str(config), str(scenario_file), "--out", str(out)]) == 0
+    events = read_events(out)
+    audits = [
+        (e["args"]["patch"], e["result"], e["reason"]) for e in events if e["type"] == "audit"
+    ]
+    assert audits[0][:2] == ("one", "accepted")  # both pool radios: usbp/ch4 and usbp/ch5
+    assert audits[1][:2] == ("two", "refused")
+    assert "no free pool radio can serve 'usbp/ch6'" in audits[1][2]
+    assert "vhf-a (in patch 'one')" in audits[1][2]
+    assert audits[3][:2] == ("two", "accepted")
+    calls = [e for e in events if e["type"] == "call_start"]
+    assert len(calls) == 1  # the first tone had nowhere to go
+    assert calls[0]["destinations"] == [
+        {"port": "vhf-a", "talkgroup": "usbp/ch6", "agency": "usbp"}
+    ]
+    tx = read_tx(out, "vhf-a")
+    assert not tx[: 3 * RATE].any()
+    assert tone_level(tx[round(3.1 * RATE) : round(3.9 * RATE)], 1000) == pytest.approx(
+        10 ** (-12 / 20), rel=0.02
+    )

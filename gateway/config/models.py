@@ -450,17 +450,26 @@ def _check_bands(value: Any) -> Any:
 
 
 class PortSettings(StrictModel):
-    """What every port has, radio or link: the talkgroup it serves and its timing rules."""
+    """What every port has, radio or link: its timing rules (each declares its talkgroup)."""
 
-    talkgroup: TalkgroupRef
     simulated: SimulatedRadio | None = None
     timing: Timing = Field(default_factory=Timing)
     duplex: Literal["half", "full"] = "half"
 
 
-class Radio(PortSettings):
-    """A transceiver: on a sound card with serial control, or simulated."""
+_SIMULATED_SQUELCH_METHODS = "cat, cts, dsr, dcd, ri or cm108"
 
+
+class Radio(PortSettings):
+    """A transceiver: on a sound card with serial control, or simulated.
+
+    A radio serves one fixed `talkgroup`, or belongs to a `pool` and is tuned on demand, inside
+    its `bands_mhz`, to whatever talkgroup a patch needs. A simulated radio has simulated audio;
+    it may still have real CAT control, PTT and squelch (bench mode, for checking the wiring).
+    """
+
+    talkgroup: TalkgroupRef | None = None
+    pool: Name | None = None
     audio: AudioSettings | None = None
     control: ControlSettings | None = None
     ptt: PttSettings | None = None
@@ -471,25 +480,107 @@ class Radio(PortSettings):
     def is_simulated(self) -> bool:
         return self.simulated is not None
 
+    @property
+    def is_pool(self) -> bool:
+        """Tuned on demand (a pool radio) rather than fixed on one talkgroup."""
+        return self.pool is not None
+
+    @property
+    def has_hardware_control(self) -> bool:
+        """Whether the gateway drives real hardware of this radio: CAT, a PTT line or squelch."""
+        return (
+            self.control is not None
+            or (self.ptt is not None and self.ptt.method != "none")
+            or self.squelch is not None
+        )
+
+    def in_bands(self, mhz: float) -> bool:
+        """Whether `mhz` lies in one of the radio's bands_mhz (False when it has none)."""
+        return self.bands_mhz is not None and any(
+            low <= mhz <= high for low, high in self.bands_mhz
+        )
+
     @model_validator(mode="after")
     def _check_hardware(self) -> Radio:
         problems = RuleProblems()
-        if self.simulated is not None:
-            for key in ("audio", "control", "ptt", "squelch"):
-                if getattr(self, key) is not None:
-                    problems.add(
-                        (key,),
-                        f"a simulated radio has no {key}: remove '{key}', "
-                        "or remove 'simulated' to use hardware",
-                    )
-        else:
-            self._complete_hardware(problems)
+        self._check_channel(problems)
+        if self.simulated is None:
+            self._complete_hardware(problems, simulated=False)
+        elif self._check_simulated(problems):
+            self._complete_hardware(problems, simulated=True)
         problems.raise_if_any(type(self).__name__)
         return self
 
-    def _complete_hardware(self, problems: RuleProblems) -> None:
-        """Fill the hardware defaults (CAT PTT and squelch, lines on the CAT port) or complain."""
-        if self.audio is None:
+    def _check_channel(self, problems: RuleProblems) -> None:
+        """Exactly one of talkgroup and pool; a pool radio has bands and no generated traffic."""
+        if self.talkgroup is not None and self.pool is not None:
+            problems.add(("pool",), "give talkgroup or pool, not both", self.pool)
+        elif self.talkgroup is None and self.pool is None:
+            problems.add(
+                ("talkgroup",),
+                "a radio needs talkgroup (a fixed channel) or pool (tuned on demand)",
+            )
+        if self.pool is None:
+            return
+        if self.bands_mhz is None:
+            problems.add(
+                ("bands_mhz",),
+                "a pool radio needs bands_mhz, so the gateway never tunes it outside its bands: "
+                "add bands_mhz, like [[136, 174]]",
+            )
+        if self.simulated is not None and self.simulated.traffic is not None:
+            problems.add(
+                ("simulated", "traffic"),
+                "generated traffic needs a fixed talkgroup: remove traffic, or give the radio "
+                "a talkgroup instead of pool",
+            )
+
+    def _check_simulated(self, problems: RuleProblems) -> bool:
+        """A simulated radio's audio is simulated; its control, PTT and squelch may be real.
+
+        Returns whether its hardware settings are worth completing (no conflict with traffic).
+        """
+        if self.audio is not None:
+            problems.add(
+                ("audio",),
+                "a simulated radio has no audio: remove 'audio', "
+                "or remove 'simulated' to use hardware",
+            )
+        complete = True
+        if self.simulated is not None and self.simulated.traffic is not None:
+            for key in ("control", "ptt", "squelch"):
+                if getattr(self, key) is not None:
+                    complete = False
+                    problems.add(
+                        (key,),
+                        "generated traffic makes its own carrier; remove traffic, "
+                        "or remove the radio's squelch/ptt/control",
+                    )
+        if self.squelch is not None and self.squelch.method == "vox":
+            complete = False
+            problems.add(
+                ("squelch", "method"),
+                "vox needs the radio's audio, and a simulated radio has none; use "
+                f"{_SIMULATED_SQUELCH_METHODS}, or remove 'simulated' to use hardware",
+                "vox",
+            )
+        # A CM108 is found through the radio's sound card; a simulated radio has none.
+        for key, settings in (("ptt", self.ptt), ("squelch", self.squelch)):
+            if settings is not None and settings.method == "cm108" and settings.port is None:
+                problems.add(
+                    (key, "port"),
+                    f"{key} method cm108 on a simulated radio needs port, the CM108's "
+                    "/dev/hidrawN (there is no sound card to find it from)",
+                )
+        return complete
+
+    def _complete_hardware(self, problems: RuleProblems, *, simulated: bool) -> None:
+        """Fill the hardware defaults (CAT PTT and squelch, lines on the CAT port) or complain.
+
+        A simulated radio needs neither audio nor PTT/squelch, but what it has gets the same
+        defaults and rules as on a hardware radio.
+        """
+        if self.audio is None and not simulated:
             problems.add(
                 ("audio",),
                 "a hardware radio needs audio: {input: ..., output: ...}; "
@@ -499,7 +590,7 @@ class Radio(PortSettings):
         if self.ptt is None:
             if self.control is not None:
                 self.ptt = PttSettings(method="cat")
-            else:
+            elif not simulated:
                 problems.add(
                     ("ptt",),
                     "a radio without control (CAT) needs ptt: method rts, dtr, cm108 or none",
@@ -522,7 +613,7 @@ class Radio(PortSettings):
         if self.squelch is None:
             if self.control is not None:
                 self.squelch = SquelchSettings(method="cat")
-            else:
+            elif not simulated:
                 problems.add(
                     ("squelch",),
                     "a radio without control (CAT) needs squelch: method cts, dsr, dcd, ri, vox "
@@ -552,6 +643,7 @@ class Radio(PortSettings):
 class Link(PortSettings):
     """A port to another gateway or network: an RTP or USRP audio stream."""
 
+    talkgroup: TalkgroupRef
     protocol: Literal["rtp", "usrp"]
     local: HostPort
     remote: HostPort
@@ -851,10 +943,29 @@ class Config(StrictModel):
             return self.links[name]
         raise KeyError(f"port {name!r} is not defined")
 
-    def port_talkgroup(self, name: str) -> str:
-        """The talkgroup (`agency/name`) the port `name` serves; raises KeyError."""
+    def port_talkgroup(self, name: str) -> str | None:
+        """The talkgroup (`agency/name`) the port `name` always serves, None for a pool radio;
+        raises KeyError."""
         return self.port(name).talkgroup
 
     def ports_of_talkgroup(self, ref: str) -> list[str]:
-        """Ports that serve talkgroup `ref`, in config order."""
+        """Dedicated ports (not pool radios) that serve talkgroup `ref`, in config order."""
         return [name for name in self.ports() if self.port_talkgroup(name) == ref]
+
+    def pool_radios(self) -> list[str]:
+        """Radios tuned on demand (`pool:`), in config order."""
+        return [name for name, radio in self.radios.items() if radio.pool is not None]
+
+    def pool_candidates(self, ref: str) -> list[str]:
+        """Pool radios that can be tuned to talkgroup `ref`: their bands_mhz cover both its
+        rx_mhz and tx_mhz. In config order; none for a talkgroup without frequencies. Raises
+        KeyError if `ref` is not defined."""
+        talkgroup = self.talkgroup(ref)
+        rx, tx = talkgroup.rx_mhz, talkgroup.tx_mhz
+        if rx is None or tx is None:
+            return []
+        return [
+            name
+            for name in self.pool_radios()
+            if self.radios[name].in_bands(rx) and self.radios[name].in_bands(tx)
+        ]

@@ -78,6 +78,8 @@ class _ReferenceChecker:
     def check_names(self) -> None:
         cfg = self.cfg
         for name, radio in cfg.radios.items():
+            if radio.talkgroup is None:  # a pool radio: tuned at run time, inside its bands
+                continue
             problem = self.talkgroup_problem(radio.talkgroup)
             if problem is not None:
                 self.add(("radios", name, "talkgroup"), problem)
@@ -115,6 +117,8 @@ class _ReferenceChecker:
 
     def check_tuning(self, name: str, radio: Radio) -> None:
         """A radio's talkgroup must have frequencies, and it must transmit inside its bands."""
+        if radio.talkgroup is None:  # a pool radio; pool_candidates keeps it inside its bands
+            return
         talkgroup = self.cfg.talkgroup(radio.talkgroup)
         if talkgroup.tx_mhz is None:
             self.add(
@@ -140,19 +144,23 @@ class _ReferenceChecker:
             )
 
     def check_served(self) -> None:
+        """Every talkgroup has a dedicated radio or link, or a pool radio that can tune to it."""
         served = {self.cfg.port_talkgroup(port) for port in self.cfg.ports()}
         for agency_name, agency in self.cfg.agencies.items():
             for talkgroup_name in agency.talkgroups:
                 ref = f"{agency_name}/{talkgroup_name}"
-                if ref not in served:
+                if ref not in served and not self.cfg.pool_candidates(ref):
                     self.add(
                         ("agencies", agency_name, "talkgroups", talkgroup_name),
-                        f"talkgroup '{ref}' is served by no radio or link; add one or remove "
-                        "the talkgroup",
+                        f"talkgroup '{ref}' is served by no radio or link; add a radio or link, "
+                        "or a pool radio whose bands_mhz cover it, or remove the talkgroup",
                     )
 
     def check_enabled_patches(self) -> None:
-        """Two patches enabled at start must not share a port: a port is in one patch at a time."""
+        """Two patches enabled at start must not share a port: a port is in one patch at a time.
+
+        Only dedicated ports count: pool radios are assigned when a patch is enabled, at run time.
+        """
         port_owner: dict[str, str] = {}
         for patch_name, patch in self.cfg.patches.items():
             if not patch.enabled:
@@ -235,8 +243,9 @@ class _ReferenceChecker:
             if ptt is not None and ptt.method in SERIAL_PTT_METHODS and ptt.port:
                 self._check_line(name, "ptt", ptt.port, ptt.method, own_cat, cat_owner, ptt_lines)
                 line_users.setdefault(ptt.port, name)
-            if ptt is not None and ptt.method == "cm108" and radio.audio is not None:
-                device = ptt.port or radio.audio.output
+            if ptt is not None and ptt.method == "cm108":
+                # No port: the CM108 of the sound card (a simulated radio must give a port).
+                device = ptt.port or (radio.audio.output if radio.audio is not None else "")
                 key = (device, ptt.gpio or 0)
                 if key in cm108_ptt:
                     self.add(

@@ -1,0 +1,259 @@
+"""A site's radios as the engine sees them: one `PortBank` over simulated radios, radios keyed and
+heard on serial modem lines, and CAT-controlled radios.
+
+Each port's parts come from where the config says:
+- audio: simulated in this build (sound-card audio is a later part); so every port's receive
+  audio and what it transmitted are the simulated bank's;
+- carrier: the simulated bank's for a simulated radio; the squelch line (`LinePortBank`) or the
+  CAT squelch poll (`CatRadio`) for a radio with real squelch;
+- PTT: the line writer thread, or the radio's CAT supervisor; a receive-only radio (`none`) is
+  never keyed.
+
+A port is online only while every part it depends on is (its CAT link and the serial ports of
+its PTT and squelch lines). Parts report in from their own threads; the engine thread collects
+the merged news with `take_notices` at each tick, so it never waits on a device. Lost serial
+ports are reopened here with exponential backoff; CAT radios reopen themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.config import Config
+from gateway.hardware.cat.registry import make_driver
+from gateway.hardware.cat_radio import BACKOFF_MAX_S, BACKOFF_MIN_S, CatRadio
+from gateway.hardware.line_ports import LinePortBank
+from gateway.hardware.serial_lines import SerialLinesError
+from gateway.hardware.site_wiring import (
+    channels,
+    driver_settings,
+    hardware_radios,
+    serial_line_wirings,
+)
+from gateway.runtime import PortNotice
+from gateway.simulated import SimulatedRadios
+
+log = logging.getLogger(__name__)
+
+
+class HardwareUnsupported(Exception):
+    """The config asks for hardware this build cannot drive; one sentence for the user."""
+
+
+def unsupported_hardware(cfg: Config) -> list[str]:
+    """Why each radio the daemon cannot drive yet cannot be driven (empty: all can)."""
+    problems: list[str] = []
+    for name, radio in cfg.radios.items():
+        if radio.simulated is None and radio.audio is not None:
+            problems.append(
+                f"radio '{name}': sound-card audio is not in this build yet; give it "
+                "`simulated: {}` to run its CAT, PTT and squelch with simulated audio"
+            )
+        for part, method in (("ptt", radio.ptt), ("squelch", radio.squelch)):
+            if method is not None and method.method == "cm108":
+                problems.append(
+                    f"radio '{name}': {part} method cm108 (a sound card's GPIO) comes with "
+                    "sound-card audio; use rts/dtr/cts/dsr/dcd/ri or cat for now"
+                )
+    for name, link in cfg.links.items():
+        if link.simulated is None:
+            problems.append(f"link '{name}': links are not in this build yet; mark it simulated")
+    return problems
+
+
+class SiteRadios:
+    """The engine's `PortBank` for a site with real radio control (see the module doc)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        names: Sequence[str],
+        frame_samples: int,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        audio: SimulatedRadios,
+        cat_poll_s: float | None = None,
+        backoff_min_s: float = BACKOFF_MIN_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+    ) -> None:
+        problems = unsupported_hardware(cfg)
+        if problems:
+            raise HardwareUnsupported(problems[0])
+        self.names = tuple(names)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.audio = audio
+        self._loop = loop
+        self._backoff = (backoff_min_s, backoff_max_s)
+        self._notices: queue.SimpleQueue[PortNotice] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._down: dict[str, set[str]] = {}  # port -> parts that are offline
+        radios = hardware_radios(cfg)
+        self._real_squelch = np.zeros(len(self.names), dtype=bool)
+        self._cat_carrier = np.zeros(len(self.names), dtype=bool)
+        self._cat_ptt_ports: dict[int, CatRadio] = {}
+        self.cat: dict[str, CatRadio] = {}
+        wanted = channels(cfg)
+        for name, radio in radios.items():
+            i = self.index[name]
+            self._real_squelch[i] = radio.squelch is not None
+            if radio.control is None:
+                continue
+            settings = driver_settings(radio.control)
+            extra = {} if cat_poll_s is None else {"poll_s": cat_poll_s}
+            cat = CatRadio(
+                name,
+                lambda settings=settings: make_driver(settings),  # type: ignore[misc]
+                wanted,
+                bands_mhz=radio.bands_mhz,
+                cat_ptt=radio.ptt is not None and radio.ptt.method == "cat",
+                cat_squelch=radio.squelch is not None and radio.squelch.method == "cat",
+                notify=lambda notice: self._part_notice(notice, "cat"),
+                set_carrier=lambda on, i=i: self._set_cat_carrier(i, on),  # type: ignore[misc]
+                backoff_min_s=backoff_min_s,
+                backoff_max_s=backoff_max_s,
+                **extra,
+            )
+            self.cat[name] = cat
+            if cat.cat_ptt:
+                self._cat_ptt_ports[i] = cat
+        self.lines = LinePortBank(
+            self.names, frame_samples, serial_line_wirings(cfg), on_lost=self._line_lost
+        )
+        self._has_lines = bool(self.lines.lines)
+        self._ptt = np.zeros(len(self.names), dtype=bool)
+        self._reopening: set[str] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._signature = hardware_signature(cfg)
+
+    # ------------------------------------------------------------------ life cycle (loop)
+    def start(self) -> None:
+        """Opens the serial lines (a missing one is reported and retried) and starts every CAT
+        radio's supervisor. Call on the loop, before the engine starts."""
+        if self._has_lines:
+            self.lines.start(tolerate_missing=True)
+        for cat in self.cat.values():
+            cat.start()
+
+    async def close(self) -> None:
+        """Unkeys every radio and closes every line (after the engine has stopped)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*(cat.stop() for cat in self.cat.values()), return_exceptions=True)
+        if self._has_lines:
+            await asyncio.to_thread(self.lines.close)
+
+    # ------------------------------------------------------------------ PortBank (engine thread)
+    def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        rx, simulated = self.audio.frame()
+        real = self._cat_carrier | (self.lines.carrier() if self._has_lines else False)
+        return rx, np.where(self._real_squelch, real, simulated)
+
+    def transmit(self, tx: npt.NDArray[np.float32], ptt: npt.NDArray[np.bool_]) -> None:
+        self.audio.transmit(tx, ptt)
+        if self._has_lines:
+            self.lines.transmit(tx, ptt)
+        changed = np.flatnonzero(ptt != self._ptt)
+        if changed.size:
+            self._ptt = ptt.copy()
+            for i in changed:
+                cat = self._cat_ptt_ports.get(int(i))
+                if cat is not None:
+                    self._loop.call_soon_threadsafe(cat.want_ptt, bool(ptt[i]))
+
+    # ------------------------------------------------------------------ HardwarePorts
+    def take_notices(self) -> list[PortNotice]:
+        notices: list[PortNotice] = []
+        while True:
+            try:
+                notices.append(self._notices.get_nowait())
+            except queue.Empty:
+                return notices
+
+    def tunable_ports(self) -> list[str]:
+        return list(self.cat)
+
+    def tune(self, port: str, talkgroup: str) -> None:
+        self._loop.call_soon_threadsafe(self.cat[port].want_talkgroup, talkgroup)
+
+    def online(self, port: str) -> bool:
+        with self._lock:
+            return not self._down.get(port)
+
+    # ------------------------------------------------------------------ parts reporting in
+    def _set_cat_carrier(self, i: int, on: bool) -> None:
+        self._cat_carrier[i] = on  # one bool store, read by the engine thread
+
+    def _part_notice(self, notice: PortNotice, part: str) -> None:
+        """Merges one part's news into the port's: online only while no part is down."""
+        with self._lock:
+            down = self._down.setdefault(notice.port, set())
+            if notice.online:
+                down.discard(part)
+            else:
+                down.add(part)
+            merged = PortNotice(notice.port, not down, notice.tuned_to, notice.alarm)
+        self._notices.put(merged)
+
+    def _line_lost(self, url: str, reason: str) -> None:
+        """A serial port of modem lines failed (poller thread, or at start)."""
+        wiring = self.lines.wiring(url)
+        radios = dict.fromkeys(
+            [p.radio for p in wiring.ptt_lines] + [c.radio for c in wiring.cos_lines]
+        )
+        for radio in radios:
+            self._part_notice(PortNotice(radio, False, alarm=("port_offline", reason)), url)
+        self._loop.call_soon_threadsafe(self._start_reopen, url, list(radios))
+
+    def _start_reopen(self, url: str, radios: list[str]) -> None:
+        if url in self._reopening:
+            return
+        self._reopening.add(url)
+        task = asyncio.ensure_future(self._reopen(url, radios))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reopen(self, url: str, radios: list[str]) -> None:
+        delay = self._backoff[0]
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await asyncio.to_thread(self.lines.reopen, url)
+                except SerialLinesError as exc:
+                    log.info("%s still unavailable: %s", url, exc)
+                    delay = min(delay * 2, self._backoff[1])
+                    continue
+                log.info("%s is back", url)
+                for radio in radios:
+                    self._part_notice(
+                        PortNotice(radio, True, alarm=("port_online", f"{url} is back")), url
+                    )
+                return
+        finally:
+            self._reopening.discard(url)
+
+    # ------------------------------------------------------------------ reload
+    def compatible(self, cfg: Config, names: Sequence[str]) -> bool:
+        """True when `cfg` has the same ports and wires the same hardware, so a reload can keep
+        this bank (and every open device) as it is."""
+        return tuple(names) == self.names and hardware_signature(cfg) == self._signature
+
+    def set_channels(self, cfg: Config) -> None:
+        """New frequencies for the talkgroups (a reload); the runtime asks for the re-tuning."""
+        wanted = channels(cfg)
+        for cat in self.cat.values():
+            cat.channels = wanted
+
+
+def hardware_signature(cfg: Config) -> list[tuple[object, ...]]:
+    return [
+        (name, r.control, r.ptt, r.squelch, r.bands_mhz, r.pool)
+        for name, r in hardware_radios(cfg).items()
+    ]
