@@ -4,6 +4,7 @@ band rule, PTT only while in service, squelch polling, unkey retries, and recove
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -181,3 +182,56 @@ def test_garbage_on_the_line_does_not_stop_it(radio: KenwoodRadio) -> None:
         radio.squelch_open = False
 
     run(radio, body)
+
+
+def rigctld_ptt(port: int) -> str:
+    """PTT as rigctld reports it to a second client (`t`: "0" or "1")."""
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as conn:
+        conn.sendall(b"t\n")
+        return conn.recv(64).decode().strip()
+
+
+def test_a_radio_behind_rigctld_is_tuned_keyed_and_unkeyed() -> None:
+    from test_cat_rigctld import start_rigctld
+
+    from gateway.hardware.cat.rigctld import RigctldDriver
+
+    proc, port = start_rigctld("-P", "RIG")
+    notices: list[PortNotice] = []
+
+    async def main() -> None:
+        cat = CatRadio(
+            "hamlib-1",
+            lambda: RigctldDriver("127.0.0.1", port),
+            dict(CHANNELS),
+            bands_mhz=[(136.0, 174.0)],
+            cat_ptt=True,
+            cat_squelch=True,
+            notify=notices.append,
+            set_carrier=lambda on: None,
+        )
+        cat.start()
+        try:
+            cat.want_talkgroup("usbp/ch4")
+            deadline = time.monotonic() + 10
+            while not any(n.tuned_to == "usbp/ch4" for n in notices):
+                assert time.monotonic() < deadline, notices
+                await asyncio.sleep(0.05)
+            driver = RigctldDriver("127.0.0.1", port)
+            async with driver:
+                got = await driver.read_tuning()
+                assert (got.rx_hz, got.tx_hz, got.ctcss_hz) == (148_100_000, 148_700_000, 100.0)
+            cat.want_ptt(True)
+            deadline = time.monotonic() + 5
+            while rigctld_ptt(port) != "1":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        finally:
+            await cat.stop()
+        assert rigctld_ptt(port) == "0"  # stop unkeyed it
+
+    try:
+        asyncio.run(main())
+    finally:
+        proc.kill()
+        proc.wait()

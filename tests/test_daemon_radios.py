@@ -372,3 +372,46 @@ def test_radios_on_modem_lines_patch_end_to_end_and_recover_from_a_lost_port(
     usbp.wait_for("dtr", True, timeout=3)
     assert daemon.stop() == 0
     assert usbp.dtr and not rcmp.rts  # both unkeyed at stop
+
+
+def test_reload_retunes_a_radio_whose_channel_changed_and_refuses_new_wiring(
+    radio_site: Site, bench: Bench
+) -> None:
+    daemon = radio_site.start()
+    radio_site.wait_ready(daemon)
+    usbp = bench.radios["usbp-1"]
+    daemon.wait_for(lambda: port_status(radio_site, "usbp-1")["ready"])
+    text = radio_site.config.read_text()
+    radio_site.config.write_text(text.replace("tx_mhz: 148.700", "tx_mhz: 149.100"))
+    result = radio_site.cli("reload")
+    assert result.returncode == 0, result.stderr
+    wait(lambda: usbp.vfos[usbp.tx_vfo].hz == 149_100_000, what="usbp-1 retuned")
+    daemon.wait_for(lambda: port_status(radio_site, "usbp-1")["tx_mhz"] == 149.1)
+    daemon.wait_for(lambda: port_status(radio_site, "usbp-1")["ready"])
+
+    rewired = radio_site.config.read_text().replace(
+        f"port: {bench.dev}/usbp-1", f"port: {bench.dev}/usbp-2"
+    )
+    radio_site.config.write_text(rewired)
+    refused = radio_site.cli("reload")
+    assert refused.returncode != 0
+    assert "restart the daemon" in refused.stderr and "previous config" in refused.stderr
+    assert port_status(radio_site, "usbp-1")["online"]  # still driving the old wiring
+    assert daemon.stop() == 0
+
+
+def test_run_refuses_what_this_build_cannot_drive_in_one_line(radio_site: Site) -> None:
+    text = radio_site.config.read_text().replace(
+        "  cbsa-1: {talkgroup: cbsa/ops, simulated: {}}",
+        '  cbsa-1: {talkgroup: cbsa/ops, audio: {input: "USB Audio", output: "USB Audio"}, '
+        "ptt: {method: none}, squelch: {method: vox}}",
+    )
+    assert text != radio_site.config.read_text()
+    radio_site.config.write_text(text)
+    daemon = radio_site.start()
+    code = daemon.proc.wait(20)
+    daemon.stop()
+    assert code == 1
+    log = daemon.log()
+    assert "radio 'cbsa-1': sound-card audio is not in this build yet" in log
+    assert "Traceback" not in log
