@@ -53,7 +53,7 @@ DEFAULT_POLL_S = 0.005
 # each of which would otherwise start a call (and key every transmitter in the patch). The
 # price is latency: a real change is reported debounce_s (+ up to one poll) late. 5 ms rejects
 # relay bounce (1-3 ms) and keeps COS-to-PTT through the engine within 30 ms at the 95th
-# percentile (bench/lines.py: 10 ms gave 33 ms); the report carries the time the change was
+# percentile (bench/serial.py: 10 ms gave 33 ms); the report carries the time the change was
 # first seen, so the engine's timing is not skewed by it.
 DEFAULT_DEBOUNCE_S = 0.005
 DEFAULT_BAUD = 9600
