@@ -49,6 +49,9 @@ IntArray = npt.NDArray[np.int64]
 LIMITER_CEILING = 10 ** (-1 / 20)
 LIMITER_RELEASE_MS = 250.0
 
+# An announcement that could not be sent within this time (the port stayed busy) is dropped.
+ANNOUNCE_MAX_WAIT_S = 10.0
+
 # Peak level reported for a call that carried no audio at all (a bare carrier).
 SILENCE_DBFS = -120.0
 
@@ -246,6 +249,8 @@ class PatchEngine:
         self._gain = np.ones(n, dtype=np.float32)
         self._call_peak = np.zeros(n, dtype=np.float32)
         self._calls: dict[int, _Call] = {}
+        # Announcements waiting or playing, per port: samples and how far they have played.
+        self._announcements: dict[int, tuple[FloatFrames, int, int]] = {}  # samples, pos, queued
 
         # Per-patch floor state (indexed by patch id).
         self._holder = np.full(len(self._patch_ids), -1, dtype=np.int64)
@@ -389,6 +394,7 @@ class PatchEngine:
         """Ends every call and unkeys every port (shutdown, reload of the whole table)."""
         events = self._release_ports(np.arange(len(self.ports)), reason)
         self._holder[:] = -1
+        self._announcements.clear()
         return events
 
     def port_serves(self, port: str) -> tuple[str, str]:
@@ -433,6 +439,25 @@ class PatchEngine:
         """An `alarm` event stamped with the engine's time."""
         where = {"port": port} if port is not None else {}
         return self._event("alarm", kind=kind, **where, detail=detail)
+
+    def announce(self, ports: Sequence[str], samples: FloatFrames) -> None:
+        """Queues a short announcement (a voice prompt, a tone sequence) on each port.
+
+        It is sent when the port is free: not a call's destination, not receiving, in service.
+        The port is keyed for it (ptt reason `announcement`), the audio goes out after the
+        port's tx_delay_ms and PTT is held its hang time, as for a call. A call that starts
+        meanwhile goes first; an announcement still waiting after ANNOUNCE_MAX_WAIT_S is
+        dropped (an old "patch enabled" is worse than none).
+        """
+        audio = np.asarray(samples, dtype=np.float32).ravel()
+        if not audio.size:
+            return
+        for port in ports:
+            i = self.port_index[port]
+            if not self._serves[i][0]:
+                continue  # an idle pool radio has no channel to speak on
+            self._announcements[i] = (audio, 0, self.tick_index)
+        self._quiet = False
 
     def _spec(self, name: str) -> PatchSpec:
         try:
@@ -490,7 +515,13 @@ class PatchEngine:
             self._rebuild_segments()
         t = self.tick_index
         raw = np.asarray(carrier, dtype=bool) & self._available
-        if not (raw.any() or self._ptt.any() or self._carrier.any() or self._src.any()):
+        if not (
+            raw.any()
+            or self._ptt.any()
+            or self._carrier.any()
+            or self._src.any()
+            or self._announcements
+        ):
             return self._idle_tick(n, frame)
         self._quiet = False
         events: list[Event] = []
@@ -532,7 +563,10 @@ class PatchEngine:
         wanted_raw = self._listen & (others > 0) & ~(src & ~self._full) & self._available
         self._tx_lock &= wanted_raw
         wanted = wanted_raw & ~self._tx_lock
+        speaking = self._announcing(wanted, t) if self._announcements else None
         self._last_wanted[wanted] = t
+        if speaking is not None:
+            self._last_wanted[speaking] = t
         ptt = (t - self._last_wanted <= self._hold) & ~self._tx_lock
         self._keyed_since[ptt & ~ptt_prev] = t
         expired = ptt & (t - self._keyed_since >= self._timeout)
@@ -548,12 +582,15 @@ class PatchEngine:
         falling = ptt_prev & ~ptt
         self._inhibit_until[falling] = t + 1 + self._inhibit[falling]
         for i in np.flatnonzero(ptt != ptt_prev):
-            reason = "call" if ptt[i] else ("timeout" if expired[i] else "hang_elapsed")
+            if ptt[i]:
+                reason = "announcement" if speaking is not None and speaking[i] else "call"
+            else:
+                reason = "timeout" if expired[i] else "hang_elapsed"
             events.append(self._ptt_event(int(i), bool(ptt[i]), reason))
         self._ptt = ptt
 
         # 6. Audio: mix-minus, limiter, delay line, silence where unkeyed.
-        tx = self._mix(rx, src, wanted, pid_pad, ptt)
+        tx = self._mix(rx, src, wanted, pid_pad, ptt, speaking)
         self.tick_index = t + 1
         return TickResult(tx=tx, ptt=ptt.copy(), events=events)
 
@@ -656,9 +693,12 @@ class PatchEngine:
         wanted: BoolArray,
         pid_pad: IntArray,
         ptt: BoolArray,
+        speaking: BoolArray | None = None,
     ) -> FloatFrames:
         n, frame = len(self.ports), self.frame_samples
         out = np.zeros((n, frame), dtype=np.float32)
+        if speaking is not None:
+            self._play_announcements(out, speaking)
         dest = np.flatnonzero(wanted)
         if dest.size:
             if self._mixer is None or not np.array_equal(self._mixer_src, src):
@@ -680,6 +720,33 @@ class PatchEngine:
             peaks = np.abs(rx[talkers]).max(axis=1)
             self._call_peak[talkers] = np.maximum(self._call_peak[talkers], peaks)
         return self._delay(out, ptt)
+
+    def _announcing(self, wanted: BoolArray, t: int) -> BoolArray:
+        """Ports that send announcement audio this tick (free ones with some queued)."""
+        speaking = np.zeros(len(self.ports), dtype=bool)
+        max_wait = round(ANNOUNCE_MAX_WAIT_S * 1000 / self.clock.frame_ms)
+        for i, (_, pos, queued) in list(self._announcements.items()):
+            busy = wanted[i] or self._carrier[i] or self._tx_lock[i] or not self._available[i]
+            if busy and pos == 0:
+                if t - queued > max_wait:
+                    del self._announcements[i]
+                continue
+            if busy:  # a call took the port mid-announcement: the rest is dropped
+                del self._announcements[i]
+                continue
+            speaking[i] = True
+        return speaking
+
+    def _play_announcements(self, out: FloatFrames, speaking: BoolArray) -> None:
+        frame = self.frame_samples
+        for i in np.flatnonzero(speaking):
+            audio, pos, queued = self._announcements[int(i)]
+            chunk = audio[pos : pos + frame]
+            out[i, : chunk.size] = chunk
+            if pos + frame >= audio.size:
+                del self._announcements[int(i)]
+            else:
+                self._announcements[int(i)] = (audio, pos + frame, queued)
 
     def _limit(self, mixed: FloatFrames, rows: IntArray) -> FloatFrames:
         # Instant attack (the whole frame at the new, lower gain), smooth release (a ramp that

@@ -145,6 +145,9 @@ def test_example_config_loads() -> None:
     assert cfg.talkgroup("interop/utac41").tx_mhz == 458.4625
     assert cfg.patches["border-tac"].consent_agencies(cfg) == ["rcmp", "usbp"]
     assert cfg.port_talkgroup("to-blaine") == "usbp/ops"
+    assert cfg.announcements is not None and cfg.announcements.patch_id is not None
+    assert cfg.announcements.patch_id.every_s == 600
+    assert [name for name, patch in cfg.patches.items() if not patch.announce] == ["calling"]
 
 
 def test_demo_config_loads_and_is_all_simulated() -> None:
@@ -402,6 +405,7 @@ def test_json_schema() -> None:
         "access",
         "mqtt",
         "recording",
+        "announcements",
     }
     assert schema["additionalProperties"] is False
     radio, link = schema["$defs"]["Radio"], schema["$defs"]["Link"]
@@ -1127,3 +1131,467 @@ def test_bad_config_files_from_data_dir() -> None:
             load_config(path)
         relative = [line.replace(str(path), path.name) for line in str(caught.value).splitlines()]
         assert relative == expected, path.name
+
+
+# --- sound cards, squelch details and announcements ------------------------------------------
+
+
+def hardware_radio(settings: str) -> str:
+    """HARDWARE with radio r2's control replaced by `settings` (lines at radio indentation)."""
+    return edit(
+        HARDWARE, "    control: {driver: icom, port: /dev/ttyUSB1, civ_address: 0x94}\n", settings
+    )
+
+
+def with_squelch(squelch: str) -> str:
+    """MINIMAL with hardware radio us-1 keyed by RTS and the given squelch mapping."""
+    return edit(
+        MINIMAL,
+        "  us-1: {talkgroup: us/ch4, simulated: {}}",
+        "  us-1:\n    talkgroup: us/ch4\n    audio: {input: card, output: card}\n"
+        f"    ptt: {{method: rts, port: /dev/ttyS0}}\n    squelch: {squelch}",
+    )
+
+
+def with_announcements(section: str) -> str:
+    return MINIMAL + "announcements:\n" + section
+
+
+def test_audio_defaults_and_settings() -> None:
+    radio = parse_config_text(HARDWARE).radios["r1"]
+    assert radio.audio is not None
+    audio = radio.audio
+    assert (audio.rate, audio.block_ms, audio.highpass, audio.auto_level, audio.target_dbfs) == (
+        None,
+        10,
+        True,
+        True,
+        -18.0,
+    )
+    text = edit(
+        HARDWARE,
+        "audio: {input: card, output: card, channel: left}",
+        "audio: {input: card, output: card, channel: left, rate: 48000, block_ms: 20,\n"
+        "            highpass: false, auto_level: true, target_dbfs: -20}",
+    )
+    text = edit(
+        text,
+        "audio: {input: card, output: card, channel: right}",
+        "audio: {input: card, output: card, channel: right, rate: 48000, block_ms: 20,\n"
+        "            auto_level: false}",
+    )
+    cfg = parse_config_text(text)
+    r1, r2 = cfg.radios["r1"].audio, cfg.radios["r2"].audio
+    assert r1 is not None and r2 is not None
+    assert (r1.rate, r1.block_ms, r1.highpass, r1.target_dbfs) == (48000, 20, False, -20.0)
+    assert (r2.auto_level, r2.highpass) == (False, True)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 32000, 44100, 48000, 96000])
+def test_every_device_rate_is_accepted(rate: int) -> None:
+    text = edit(HARDWARE, "channel: left}", f"channel: left, rate: {rate}}}")
+    audio = parse_config_text(text).radios["r1"].audio
+    assert audio is not None and audio.rate == rate
+
+
+def test_vox_defaults_and_settings() -> None:
+    squelch = parse_config_text(with_squelch("{method: vox}")).radios["us-1"].squelch
+    assert squelch is not None
+    assert (squelch.vox_threshold_dbfs, squelch.vox_attack_ms, squelch.vox_hang_ms) == (
+        -30.0,
+        40,
+        500,
+    )
+    text = with_squelch("{method: vox, vox_attack_ms: 0, vox_hang_ms: 1500, ctcss_hz: 100}")
+    squelch = parse_config_text(text).radios["us-1"].squelch
+    assert squelch is not None
+    assert (squelch.vox_attack_ms, squelch.vox_hang_ms, squelch.ctcss_hz) == (0, 1500, 100.0)
+    # Other methods carry no VOX settings.
+    squelch = (
+        parse_config_text(with_squelch("{method: cts, port: /dev/ttyS1}")).radios["us-1"].squelch
+    )
+    assert squelch is not None
+    assert (squelch.vox_threshold_dbfs, squelch.vox_attack_ms, squelch.vox_hang_ms) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_cm108_cos_input() -> None:
+    # By default the COS comes from the VOLDN input (app_rpt's, and the DMK URI's wiring).
+    text = hardware_radio("    ptt: {method: cm108}\n    squelch: {method: cm108}\n")
+    squelch = parse_config_text(text).radios["r2"].squelch
+    assert squelch is not None and (squelch.gpio, squelch.button) == (None, "voldn")
+    text = hardware_radio("    ptt: {method: cm108}\n    squelch: {method: cm108, gpio: 2}\n")
+    squelch = parse_config_text(text).radios["r2"].squelch
+    assert squelch is not None and (squelch.gpio, squelch.button) == (2, None)
+    text = hardware_radio(
+        "    ptt: {method: rts, port: /dev/ttyS0}\n    squelch: {method: cm108, button: volup}\n"
+    )
+    squelch = parse_config_text(text).radios["r2"].squelch
+    assert squelch is not None and (squelch.gpio, squelch.button) == (None, "volup")
+
+
+def test_cm108_inputs_of_two_radios_on_one_card() -> None:
+    # A stereo CM119 card: each radio its own PTT GPIO and COS input.
+    text = edit(
+        HARDWARE,
+        "    control: {driver: kenwood, port: /dev/ttyUSB0}\n",
+        "    ptt: {method: cm108, gpio: 3}\n    squelch: {method: cm108, gpio: 1}\n",
+    )
+    text = edit(
+        text,
+        "    control: {driver: icom, port: /dev/ttyUSB1, civ_address: 0x94}\n",
+        "    ptt: {method: cm108, gpio: 4}\n    squelch: {method: cm108, gpio: 2}\n",
+    )
+    cfg = parse_config_text(text)
+    assert [radio.squelch.gpio for radio in cfg.radios.values() if radio.squelch] == [1, 2]
+
+
+def test_no_announcements_by_default() -> None:
+    cfg = parse_config_text(MINIMAL)
+    assert cfg.announcements is None
+    assert cfg.patches["cross"].announce is True
+
+
+def test_announcement_defaults() -> None:
+    cfg = parse_config_text(with_announcements("  enabled: true\n"))
+    section = cfg.announcements
+    assert section is not None
+    assert (section.enabled, section.level_dbfs, section.patch_id) == (True, -12.0, None)
+    assert section.on_enable is not None and section.on_enable.builtin == "enable"
+    assert section.on_disable is not None and section.on_disable.builtin == "disable"
+    assert [path for path, _ in section.sources()] == [("on_enable",), ("on_disable",)]
+    cfg = parse_config_text(with_announcements("  patch_id: {}\n  on_disable: null\n"))
+    section = cfg.announcements
+    assert section is not None and section.patch_id is not None
+    assert (section.patch_id.every_s, section.patch_id.announcement.builtin) == (600.0, "id")
+    assert section.on_disable is None
+    assert [path for path, _ in section.sources()] == [
+        ("on_enable",),
+        ("patch_id", "announcement"),
+    ]
+
+
+def test_announcement_sources_and_levels() -> None:
+    text = with_announcements(
+        "  level_dbfs: -10\n"
+        "  on_enable: {file: sounds/patch-on.mp3, level_dbfs: -6}\n"
+        "  on_disable: {file: /srv/prompts/off.wav}\n"
+        "  patch_id:\n"
+        "    every_s: 900\n"
+        "    announcement:\n"
+        "      tones: [[800, 100], [0, 50], [1200.5, 100]]\n"
+    )
+    text = edit(
+        text,
+        "  cross: {members: [ca/tac, us/ch4]}",
+        "  cross: {members: [ca/tac, us/ch4], announce: false}",
+    )
+    cfg = parse_config_text(text)
+    section = cfg.announcements
+    assert section is not None and section.on_enable is not None
+    assert section.on_disable is not None and section.patch_id is not None
+    on_enable, on_disable = section.on_enable, section.on_disable
+    assert on_enable.file_path(Path("/etc/crosspatch")) == Path(
+        "/etc/crosspatch/sounds/patch-on.mp3"
+    )
+    assert on_disable.file_path(Path("/etc/crosspatch")) == Path("/srv/prompts/off.wav")
+    assert (section.level_of(on_enable), section.level_of(on_disable)) == (-6.0, -10.0)
+    identify = section.patch_id.announcement
+    assert identify.tones == [(800.0, 100), (0.0, 50), (1200.5, 100)]
+    assert identify.file_path(Path("/etc")) is None
+    assert section.patch_id.every_s == 900
+    assert cfg.patches["cross"].announce is False
+
+
+# (id, config text, text on the reported line, key path, part of the message)
+AUDIO_CASES: list[tuple[str, str, str, str, str]] = [
+    (
+        "vox-attack-without-vox",
+        with_squelch("{method: cts, port: /dev/ttyS1, vox_attack_ms: 20}"),
+        "squelch:",
+        "radios.us-1.squelch.vox_attack_ms",
+        "vox_attack_ms applies only to method vox",
+    ),
+    (
+        "vox-hang-without-vox",
+        with_squelch("{method: dcd, port: /dev/ttyS1, vox_hang_ms: 300}"),
+        "squelch:",
+        "radios.us-1.squelch.vox_hang_ms",
+        "vox_hang_ms applies only to method vox",
+    ),
+    (
+        "vox-hang-negative",
+        with_squelch("{method: vox, vox_hang_ms: -1}"),
+        "squelch:",
+        "radios.us-1.squelch.vox_hang_ms",
+        "vox_hang_ms must be >= 0 (got -1)",
+    ),
+    (
+        "vox-attack-too-long",
+        with_squelch("\n      method: vox\n      vox_attack_ms: 5000"),
+        "vox_attack_ms:",
+        "radios.us-1.squelch.vox_attack_ms",
+        "vox_attack_ms must be <= 2000 (got 5000)",
+    ),
+    (
+        "ctcss-qualifier-on-simulated-radio",
+        edit(
+            MINIMAL,
+            "  us-1: {talkgroup: us/ch4, simulated: {}}",
+            "  us-1:\n    talkgroup: us/ch4\n    simulated: {}\n"
+            "    squelch: {method: cts, port: /dev/ttyS0, ctcss_hz: 100}",
+        ),
+        "squelch:",
+        "radios.us-1.squelch.ctcss_hz",
+        "ctcss_hz needs the radio's audio",
+    ),
+    (
+        "cos-gpio-without-cm108",
+        with_squelch("{method: cat, gpio: 2}"),
+        "squelch:",
+        "radios.us-1.squelch.gpio",
+        "gpio (the CM108's COS input) applies only to method cm108",
+    ),
+    (
+        "cos-button-without-cm108",
+        with_squelch("{method: vox, button: voldn}"),
+        "squelch:",
+        "radios.us-1.squelch.button",
+        "button (the CM108's COS input) applies only to method cm108",
+    ),
+    (
+        "cos-gpio-and-button",
+        with_squelch("{method: cm108, gpio: 2, button: voldn}"),
+        "squelch:",
+        "radios.us-1.squelch.button",
+        "the CM108's COS input is a GPIO or a button, not both",
+    ),
+    (
+        "cos-button-did-you-mean",
+        with_squelch("\n      method: cm108\n      button: voldown"),
+        "button: voldown",
+        "radios.us-1.squelch.button",
+        "button must be one of volup, voldn (got 'voldown'); did you mean 'voldn'?",
+    ),
+    (
+        "cos-gpio-out-of-range",
+        with_squelch("{method: cm108, gpio: 9}"),
+        "squelch:",
+        "radios.us-1.squelch.gpio",
+        "gpio must be <= 8 (got 9)",
+    ),
+    (
+        "cos-gpio-is-ptt-gpio",
+        hardware_radio("    ptt: {method: cm108}\n    squelch: {method: cm108, gpio: 3}\n"),
+        "squelch: {method: cm108",
+        "radios.r2.squelch.gpio",
+        "GPIO 3 already keys this radio (ptt gpio); a GPIO is PTT or COS, not both",
+    ),
+    (
+        "cos-input-of-two-radios",
+        edit(
+            hardware_radio(
+                "    ptt: {method: cm108, gpio: 4}\n    squelch: {method: cm108, invert: true}\n"
+            ),
+            "    control: {driver: kenwood, port: /dev/ttyUSB0}\n",
+            "    ptt: {method: cm108}\n    squelch: {method: cm108}\n",
+        ),
+        "squelch: {method: cm108, invert: true}",
+        "radios.r2.squelch",  # the default button is not written: the path stops at squelch
+        "CM108 button voldn of 'card' is already the COS input of radio 'r1'",
+    ),
+    (
+        "cos-input-is-another-radios-ptt",
+        edit(
+            hardware_radio(
+                "    ptt: {method: cm108, gpio: 4}\n    squelch: {method: cm108, gpio: 3}\n"
+            ),
+            "    control: {driver: kenwood, port: /dev/ttyUSB0}\n",
+            "    ptt: {method: cm108}\n    squelch: {method: cm108, gpio: 1}\n",
+        ),
+        "gpio: 3}",
+        "radios.r2.squelch.gpio",
+        "CM108 GPIO 3 of 'card' keys radio 'r1'; it cannot also be this radio's COS input",
+    ),
+    (
+        "device-rate-not-standard",
+        edit(HARDWARE, "channel: left}", "channel: left, rate: 44000}"),
+        "channel: left",
+        "radios.r1.audio.rate",
+        "rate must be one of 8000, 16000, 22050, 32000, 44100, 48000, 96000 Hz (got 44000)",
+    ),
+    (
+        "block-ms-choice",
+        edit(HARDWARE, "channel: left}", "channel: left, block_ms: 15}"),
+        "channel: left",
+        "radios.r1.audio.block_ms",
+        "block_ms must be one of 5, 10, 20 (got 15)",
+    ),
+    (
+        "target-above-full-scale",
+        edit(HARDWARE, "channel: left}", "channel: left, target_dbfs: 3}"),
+        "channel: left",
+        "radios.r1.audio.target_dbfs",
+        "target_dbfs must be <= 0 (got 3)",
+    ),
+    (
+        "target-without-auto-level",
+        edit(HARDWARE, "channel: left}", "channel: left, auto_level: false, target_dbfs: -20}"),
+        "channel: left",
+        "radios.r1.audio.target_dbfs",
+        "target_dbfs applies only with auto_level: true",
+    ),
+    (
+        "highpass-not-bool",
+        edit(HARDWARE, "channel: left}", "channel: left, highpass: maybe}"),
+        "channel: left",
+        "radios.r1.audio.highpass",
+        "highpass must be true or false (got 'maybe')",
+    ),
+    (
+        "shared-card-two-rates",
+        edit(
+            edit(HARDWARE, "channel: left}", "channel: left, rate: 48000}"),
+            "channel: right}",
+            "channel: right, rate: 44100}",
+        ),
+        "channel: right",
+        "radios.r2.audio.rate",
+        "audio input 'card' is opened at 48000 Hz for radio 'r1', not 44100; radios sharing a "
+        "sound card use one rate",
+    ),
+    (
+        "shared-card-two-block-sizes",
+        edit(HARDWARE, "channel: right}", "channel: right, block_ms: 20}"),
+        "channel: right",
+        "radios.r2.audio.block_ms",
+        "runs in 10 ms blocks for radio 'r1', not 20; radios sharing a sound card use one block_ms",
+    ),
+    (
+        "announcement-without-source",
+        with_announcements("  on_enable: {level_dbfs: -6}\n"),
+        "on_enable:",
+        "announcements.on_enable",
+        "an announcement needs one of file (a sound file), tones ([[hz, ms], ...]) or builtin",
+    ),
+    (
+        "announcement-two-sources",
+        with_announcements("  on_disable:\n    builtin: disable\n    file: off.wav\n"),
+        "builtin: disable",
+        "announcements.on_disable.builtin",
+        "give one of file, tones and builtin, not both file and builtin",
+    ),
+    (
+        "announcement-empty-file",
+        with_announcements("  on_enable: {file: ''}\n"),
+        "on_enable:",
+        "announcements.on_enable.file",
+        "file must name a sound file",
+    ),
+    (
+        "announcement-builtin-did-you-mean",
+        with_announcements("  on_enable:\n    builtin: enabled\n"),
+        "builtin: enabled",
+        "announcements.on_enable.builtin",
+        "builtin must be one of enable, disable, id (got 'enabled'); did you mean 'enable'?",
+    ),
+    (
+        "tone-below-voice-band",
+        with_announcements("  on_enable:\n    tones:\n      - [1000, 100]\n      - [150, 100]\n"),
+        "[150, 100]",
+        "announcements.on_enable.tones.1",
+        "a tone's hz must be 0 (a pause) or 300 to 3000 Hz, the voice band above every CTCSS "
+        "tone (got 150)",
+    ),
+    (
+        "tone-too-short",
+        with_announcements("  on_enable:\n    tones:\n      - [1000, 10]\n"),
+        "[1000, 10]",
+        "announcements.on_enable.tones.0",
+        "a tone's ms must be 20 to 2000 (got 10)",
+    ),
+    (
+        "tone-not-a-pair",
+        with_announcements("  on_enable:\n    tones:\n      - [1000, 100]\n      - 1000\n"),
+        "- 1000",
+        "announcements.on_enable.tones.1",
+        "a tone is [hz, ms], like [1000, 100], with hz 0 for a pause (got 1000)",
+    ),
+    (
+        "tone-ms-not-whole",
+        with_announcements("  on_enable:\n    tones:\n      - [1000, 100.5]\n"),
+        "[1000, 100.5]",
+        "announcements.on_enable.tones.0.1",
+        "must be a whole number (got 100.5)",
+    ),
+    (
+        "tones-only-pauses",
+        with_announcements("  on_enable:\n    tones: [[0, 100], [0, 200]]\n"),
+        "tones:",
+        "announcements.on_enable.tones",
+        "tones has only pauses (hz 0): add a tone",
+    ),
+    (
+        "tones-too-long",
+        with_announcements("  on_enable:\n    tones: " + str([[1000, 2000]] * 16) + "\n"),
+        "tones:",
+        "announcements.on_enable.tones",
+        "tones last 32 s; an announcement lasts at most 30 s",
+    ),
+    (
+        "tones-empty",
+        with_announcements("  on_enable:\n    tones: []\n"),
+        "tones:",
+        "announcements.on_enable.tones",
+        "tones must have at least 1 item(s) (got 0)",
+    ),
+    (
+        "announcement-level-above-full-scale",
+        with_announcements("  level_dbfs: 2\n"),
+        "level_dbfs: 2",
+        "announcements.level_dbfs",
+        "level_dbfs must be <= 0 (got 2)",
+    ),
+    (
+        "patch-id-too-often",
+        with_announcements("  patch_id: {every_s: 30}\n"),
+        "patch_id:",
+        "announcements.patch_id.every_s",
+        "every_s must be >= 60 (got 30)",
+    ),
+    (
+        "patch-id-too-rare",
+        with_announcements("  patch_id:\n    every_s: 7200\n"),
+        "every_s: 7200",
+        "announcements.patch_id.every_s",
+        "every_s must be <= 3600 (got 7200)",
+    ),
+    (
+        "announcements-unknown-key",
+        with_announcements("  on_enabled: {builtin: enable}\n"),
+        "on_enabled:",
+        "announcements.on_enabled",
+        "unknown key 'on_enabled'; did you mean 'on_enable'?",
+    ),
+    (
+        "patch-announce-not-bool",
+        edit(MINIMAL, "{members: [ca/tac, us/ch4]}", "{members: [ca/tac, us/ch4], announce: loud}"),
+        "cross:",
+        "patches.cross.announce",
+        "announce must be true or false (got 'loud')",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line_text", "path", "message"),
+    [case[1:] for case in AUDIO_CASES],
+    ids=[case[0] for case in AUDIO_CASES],
+)
+def test_located_audio_and_announcement_problem(
+    text: str, line_text: str, path: str, message: str
+) -> None:
+    test_located_problem(text, line_text, path, message)

@@ -56,6 +56,19 @@ DEFAULT_RIGCTLD_PORT = 4532
 # Dire Wolf's default: most CM108/CM119 interfaces key the radio from GPIO 3.
 DEFAULT_CM108_GPIO = 3
 DEFAULT_VOX_THRESHOLD_DBFS = -30.0
+DEFAULT_VOX_ATTACK_MS = 40
+DEFAULT_VOX_HANG_MS = 500
+# app_rpt's default COS input (carrierfrom=usb): the VOLDN button input of a CM108/CM119, where
+# the DMK URI and most modified fobs wire the radio's COS (VOLUP carries a CTCSS decoder).
+Cm108Button = Literal["volup", "voldn"]
+DEFAULT_CM108_COS_BUTTON: Cm108Button = "voldn"
+# Rates a sound card is opened at; the engine itself always runs at SAMPLE_RATE_HZ.
+DEVICE_RATES_HZ: tuple[int, ...] = (8000, 16000, 22050, 32000, 44100, 48000, 96000)
+# Announcements: tones inside the voice band (above every CTCSS tone, so a prompt never opens or
+# closes a tone squelch), and no prompt longer than this.
+ANNOUNCEMENT_TONE_HZ = (300.0, 3000.0)
+ANNOUNCEMENT_TONE_MS = (20, 2000)
+MAX_ANNOUNCEMENT_S = 30.0
 
 
 def rule_error(message: str) -> PydanticCustomError:
@@ -310,11 +323,45 @@ class SimulatedRadio(StrictModel):
 
 
 class AudioSettings(StrictModel):
+    """A radio's sound card, and the processing of its audio at the edge of the engine.
+
+    `rate` is the rate the device is opened at (None: the device's default); the audio is
+    resampled to and from the engine's 8 kHz. `block_ms` is the device's block size. `highpass`
+    removes sub-audible tones (CTCSS, DCS) from received audio before it is routed, so a patch
+    never repeats one radio's tone onto another's channel. `auto_level` brings received speech
+    to `target_dbfs` (slow automatic gain), so quiet and loud radios sound alike.
+    """
+
     input: str = Field(min_length=1)
     output: str = Field(min_length=1)
     channel: Literal["left", "right", "mono"] = "mono"
     input_gain_db: float = Field(default=0.0, ge=-60, le=60)
     output_gain_db: float = Field(default=0.0, ge=-60, le=60)
+    rate: int | None = None
+    block_ms: Literal[5, 10, 20] = 10
+    highpass: bool = True
+    auto_level: bool = True
+    target_dbfs: float = Field(default=-18.0, le=0)
+
+    @field_validator("rate")
+    @classmethod
+    def _check_rate(cls, value: int | None) -> int | None:
+        if value is not None and value not in DEVICE_RATES_HZ:
+            rates = ", ".join(str(rate) for rate in DEVICE_RATES_HZ)
+            raise rule_error(f"rate must be one of {rates} Hz (got {value})")
+        return value
+
+    @model_validator(mode="after")
+    def _check_level(self) -> AudioSettings:
+        problems = RuleProblems()
+        if not self.auto_level and "target_dbfs" in self.model_fields_set:
+            problems.add(
+                ("target_dbfs",),
+                "target_dbfs applies only with auto_level: true",
+                self.target_dbfs,
+            )
+        problems.raise_if_any(type(self).__name__)
+        return self
 
 
 class ControlSettings(StrictModel):
@@ -400,14 +447,31 @@ class PttSettings(StrictModel):
         return self
 
 
+_VOX_DEFAULTS: dict[str, float] = {
+    "vox_threshold_dbfs": DEFAULT_VOX_THRESHOLD_DBFS,
+    "vox_attack_ms": DEFAULT_VOX_ATTACK_MS,
+    "vox_hang_ms": DEFAULT_VOX_HANG_MS,
+}
+
+
 class SquelchSettings(StrictModel):
-    """How the gateway knows the radio is receiving (carrier, COS)."""
+    """How the gateway knows the radio is receiving (carrier, COS).
+
+    `ctcss_hz` is a software CTCSS qualifier, with any method: the carrier counts only while the
+    tone is present in the received audio. VOX opens after `vox_attack_ms` above the threshold
+    and closes `vox_hang_ms` after the audio falls below it. A CM108's COS input is one of its
+    GPIOs (`gpio: 1..8`) or a volume button input (`button: volup | voldn`), by default voldn.
+    """
 
     method: Literal["cat", "cts", "dsr", "dcd", "ri", "vox", "cm108"]
     port: str | None = Field(default=None, min_length=1)
     invert: bool = False
     ctcss_hz: CtcssTone | None = None
     vox_threshold_dbfs: float | None = Field(default=None, le=0)
+    vox_attack_ms: int | None = Field(default=None, ge=0, le=2000)
+    vox_hang_ms: int | None = Field(default=None, ge=0, le=10000)
+    gpio: int | None = Field(default=None, ge=1, le=8)
+    button: Cm108Button | None = None
 
     @model_validator(mode="after")
     def _check_method(self) -> SquelchSettings:
@@ -418,15 +482,29 @@ class SquelchSettings(StrictModel):
                 f"port applies only to methods cts, dsr, dcd, ri and cm108, not {self.method}",
                 self.port,
             )
-        if self.method == "vox":
-            if self.vox_threshold_dbfs is None:
-                self.vox_threshold_dbfs = DEFAULT_VOX_THRESHOLD_DBFS
-        elif self.vox_threshold_dbfs is not None:
-            problems.add(
-                ("vox_threshold_dbfs",),
-                "vox_threshold_dbfs applies only to method vox",
-                self.vox_threshold_dbfs,
-            )
+        for key, default in _VOX_DEFAULTS.items():
+            if self.method == "vox":
+                if getattr(self, key) is None:
+                    setattr(self, key, default)
+            elif getattr(self, key) is not None:
+                problems.add((key,), f"{key} applies only to method vox", getattr(self, key))
+        if self.method == "cm108":
+            if self.gpio is not None and self.button is not None:
+                problems.add(
+                    ("button",),
+                    "the CM108's COS input is a GPIO or a button, not both: give gpio or button",
+                    self.button,
+                )
+            elif self.gpio is None and self.button is None:
+                self.button = DEFAULT_CM108_COS_BUTTON
+        else:
+            for key in ("gpio", "button"):
+                if getattr(self, key) is not None:
+                    problems.add(
+                        (key,),
+                        f"{key} (the CM108's COS input) applies only to method cm108",
+                        getattr(self, key),
+                    )
         problems.raise_if_any(type(self).__name__)
         return self
 
@@ -504,6 +582,7 @@ class Radio(PortSettings):
     def _check_hardware(self) -> Radio:
         problems = RuleProblems()
         self._check_channel(problems)
+        self._check_cm108_lines(problems)
         if self.simulated is None:
             self._complete_hardware(problems, simulated=False)
         elif self._check_simulated(problems):
@@ -535,6 +614,20 @@ class Radio(PortSettings):
                 "a talkgroup instead of pool",
             )
 
+    def _check_cm108_lines(self, problems: RuleProblems) -> None:
+        """PTT and COS on one CM108 use different GPIOs (the PTT GPIO is driven as an output)."""
+        ptt, squelch = self.ptt, self.squelch
+        if ptt is None or squelch is None or ptt.method != "cm108" or squelch.method != "cm108":
+            return
+        # No port on either: both are the CM108 of the radio's sound card.
+        if squelch.gpio is not None and squelch.gpio == ptt.gpio and squelch.port == ptt.port:
+            problems.add(
+                ("squelch", "gpio"),
+                f"GPIO {squelch.gpio} already keys this radio (ptt gpio); a GPIO is PTT or COS, "
+                "not both: give squelch another gpio, or a button",
+                squelch.gpio,
+            )
+
     def _check_simulated(self, problems: RuleProblems) -> bool:
         """A simulated radio's audio is simulated; its control, PTT and squelch may be real.
 
@@ -556,6 +649,13 @@ class Radio(PortSettings):
                         "generated traffic makes its own carrier; remove traffic, "
                         "or remove the radio's squelch/ptt/control",
                     )
+        if self.squelch is not None and self.squelch.ctcss_hz is not None:
+            problems.add(
+                ("squelch", "ctcss_hz"),
+                "ctcss_hz needs the radio's audio (the tone is detected in it), and a simulated "
+                "radio has none: remove ctcss_hz, or remove 'simulated' to use hardware",
+                self.squelch.ctcss_hz,
+            )
         if self.squelch is not None and self.squelch.method == "vox":
             complete = False
             problems.add(
@@ -740,6 +840,7 @@ class Patch(StrictModel):
     floor: Literal["first", "priority", "mix"] = "first"
     enabled: bool = False
     consent: list[Name] | None = None
+    announce: bool = True  # false: no announcements (enable, disable, id) for this patch
 
     def member_agencies(self) -> list[str]:
         """Agencies of the members, each once, in member order."""
@@ -775,6 +876,146 @@ class Patch(StrictModel):
                 problems.add(("consent", index), f"agency '{agency}' is listed twice", agency)
         problems.raise_if_any(type(self).__name__)
         return self
+
+
+# --- announcements -----------------------------------------------------------------------------
+
+
+def _check_tone(value: Any) -> Any:
+    # Checked before pydantic so the message speaks of tones, at the tone's own index.
+    if not (isinstance(value, list) and len(value) == 2):
+        raise rule_error(
+            f"a tone is [hz, ms], like [1000, 100], with hz 0 for a pause (got {value!r})"
+        )
+    hz, ms = value
+    if not all(isinstance(part, (int, float)) and not isinstance(part, bool) for part in value):
+        return value  # pydantic reports the type
+    low_hz, high_hz = ANNOUNCEMENT_TONE_HZ
+    if hz != 0 and not low_hz <= hz <= high_hz:
+        raise rule_error(
+            f"a tone's hz must be 0 (a pause) or {low_hz:g} to {high_hz:g} Hz, the voice band "
+            f"above every CTCSS tone (got {hz:g})"
+        )
+    shortest, longest = ANNOUNCEMENT_TONE_MS
+    if not shortest <= ms <= longest:
+        raise rule_error(f"a tone's ms must be {shortest} to {longest} (got {ms:g})")
+    return value
+
+
+Tone = Annotated[
+    tuple[float, int],
+    BeforeValidator(_check_tone),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "prefixItems": [{"type": "number"}, {"type": "integer"}],
+            "minItems": 2,
+            "maxItems": 2,
+        }
+    ),
+]
+
+BuiltinAnnouncement = Literal["enable", "disable", "id"]
+
+
+class Announcement(StrictModel):
+    """One prompt: a sound file, a tone sequence or a built-in prompt; exactly one of them.
+
+    `file` is any format ffmpeg reads (WAV needs no ffmpeg); a relative path is relative to the
+    config file's directory (`file_path`). `tones` is `[[hz, ms], ...]`, hz 0 for a pause.
+    `level_dbfs` is the prompt's peak level; None takes the announcements section's.
+    """
+
+    file: Path | None = None
+    tones: list[Tone] | None = Field(default=None, min_length=1)
+    builtin: BuiltinAnnouncement | None = None
+    level_dbfs: float | None = Field(default=None, le=0)
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _check_file(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise rule_error("file must name a sound file, like sounds/patch-on.wav")
+        return value
+
+    @model_validator(mode="after")
+    def _check_source(self) -> Announcement:
+        problems = RuleProblems()
+        given = [key for key in ("file", "tones", "builtin") if getattr(self, key) is not None]
+        if not given:
+            problems.add(
+                (),
+                "an announcement needs one of file (a sound file), tones ([[hz, ms], ...]) "
+                "or builtin (enable, disable or id)",
+            )
+        for extra in given[1:]:
+            problems.add(
+                (extra,),
+                f"give one of file, tones and builtin, not both {given[0]} and {extra}",
+                getattr(self, extra),
+            )
+        if self.tones is not None:
+            seconds = sum(ms for _, ms in self.tones) / 1000
+            if all(hz == 0 for hz, _ in self.tones):
+                problems.add(("tones",), "tones has only pauses (hz 0): add a tone")
+            elif seconds > MAX_ANNOUNCEMENT_S:
+                problems.add(
+                    ("tones",),
+                    f"tones last {seconds:g} s; an announcement lasts at most "
+                    f"{MAX_ANNOUNCEMENT_S:g} s",
+                )
+        problems.raise_if_any(type(self).__name__)
+        return self
+
+    def file_path(self, base_dir: Path) -> Path | None:
+        """The sound file, a relative `file` taken relative to `base_dir` (the config file's
+        directory: models do not know where their file was); None if this is no file."""
+        if self.file is None:
+            return None
+        return base_dir / self.file  # an absolute `file` stays as it is
+
+
+def _builtin(name: BuiltinAnnouncement) -> Announcement:
+    return Announcement(builtin=name)
+
+
+class PatchId(StrictModel):
+    """The periodic identification of every enabled patch, on its members' channels."""
+
+    every_s: float = Field(default=600.0, ge=60, le=3600)
+    announcement: Announcement = Field(default_factory=lambda: _builtin("id"))
+
+
+class Announcements(StrictModel):
+    """Prompts on a patch's channels when it is enabled or disabled, and its periodic ID.
+
+    `on_enable` and `on_disable` default to the built-in prompts; null means silence. Without
+    this section there are no announcements; `enabled: false` keeps it but silences it, and a
+    patch's `announce: false` silences that patch.
+    """
+
+    enabled: bool = True
+    level_dbfs: float = Field(default=-12.0, le=0)
+    on_enable: Announcement | None = Field(default_factory=lambda: _builtin("enable"))
+    on_disable: Announcement | None = Field(default_factory=lambda: _builtin("disable"))
+    patch_id: PatchId | None = None
+
+    def level_of(self, announcement: Announcement) -> float:
+        """The peak level of `announcement`: its own level_dbfs, else the section's."""
+        if announcement.level_dbfs is not None:
+            return announcement.level_dbfs
+        return self.level_dbfs
+
+    def sources(self) -> list[tuple[tuple[str, ...], Announcement]]:
+        """Every configured announcement with its key path below `announcements`."""
+        found: list[tuple[tuple[str, ...], Announcement]] = []
+        if self.on_enable is not None:
+            found.append((("on_enable",), self.on_enable))
+        if self.on_disable is not None:
+            found.append((("on_disable",), self.on_disable))
+        if self.patch_id is not None:
+            found.append((("patch_id", "announcement"), self.patch_id.announcement))
+        return found
 
 
 # --- access, MQTT, recording -------------------------------------------------------------------
@@ -914,6 +1155,7 @@ class Config(StrictModel):
     access: Access = Field(default_factory=Access)
     mqtt: MqttSettings | None = None
     recording: RecordingSettings | None = None
+    announcements: Announcements | None = None
 
     def talkgroup(self, ref: str) -> Talkgroup:
         """The talkgroup `agency/name`; raises KeyError if it is not defined."""

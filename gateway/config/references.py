@@ -13,6 +13,7 @@ from gateway.config.models import (
     SERIAL_DRIVERS,
     SERIAL_PTT_METHODS,
     SERIAL_SQUELCH_METHODS,
+    AudioSettings,
     Config,
     Radio,
     split_talkgroup_ref,
@@ -51,6 +52,11 @@ class _ReferenceChecker:
 
     def add(self, path: KeyPath, message: str) -> None:
         self.problems.append(ReferenceProblem(path, message))
+
+    def add_once(self, path: KeyPath, message: str) -> None:
+        """Add the problem unless one is already reported at `path`."""
+        if all(problem.path != path for problem in self.problems):
+            self.add(path, message)
 
     # --- names ---------------------------------------------------------------------------------
 
@@ -189,10 +195,14 @@ class _ReferenceChecker:
 
     def check_audio(self) -> None:
         users: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        opened: dict[tuple[str, str], tuple[str, AudioSettings]] = {}
         for name, radio in self.cfg.radios.items():
             if radio.audio is None:
                 continue
             for direction, device in (("input", radio.audio.input), ("output", radio.audio.output)):
+                first = opened.setdefault((direction, device), (name, radio.audio))
+                if first[0] != name:
+                    self._check_shared_device(name, radio.audio, direction, device, *first)
                 channel = radio.audio.channel
                 earlier = users.setdefault((direction, device), [])
                 for other, other_channel in earlier:
@@ -205,6 +215,65 @@ class _ReferenceChecker:
                         )
                         break
                 earlier.append((name, channel))
+
+    def _check_shared_device(
+        self,
+        name: str,
+        audio: AudioSettings,
+        direction: str,
+        device: str,
+        other: str,
+        other_audio: AudioSettings,
+    ) -> None:
+        """Radios on the two channels of one sound card share its stream: one rate, one block.
+
+        Reported once per key, though a card is usually both the input and the output.
+        """
+        rate, other_rate = audio.rate, other_audio.rate
+        if rate is not None and other_rate is not None and rate != other_rate:
+            self.add_once(
+                ("radios", name, "audio", "rate"),
+                f"audio {direction} '{device}' is opened at {other_rate} Hz for radio '{other}', "
+                f"not {rate}; radios sharing a sound card use one rate",
+            )
+        if audio.block_ms != other_audio.block_ms:
+            self.add_once(
+                ("radios", name, "audio", "block_ms"),
+                f"audio {direction} '{device}' runs in {other_audio.block_ms} ms blocks for radio "
+                f"'{other}', not {audio.block_ms}; radios sharing a sound card use one block_ms",
+            )
+
+    def check_cm108_inputs(self) -> None:
+        """A CM108 COS input belongs to one radio, and is no other radio's PTT GPIO."""
+        ptt_gpios: dict[tuple[str, int], str] = {}
+        cos_inputs: dict[tuple[str, str], str] = {}
+        for name, radio in self.cfg.radios.items():
+            ptt = radio.ptt
+            if ptt is not None and ptt.method == "cm108" and ptt.gpio is not None:
+                ptt_gpios.setdefault((_cm108_device(radio, ptt.port), ptt.gpio), name)
+        for name, radio in self.cfg.radios.items():
+            squelch = radio.squelch
+            if squelch is None or squelch.method != "cm108":
+                continue
+            device = _cm108_device(radio, squelch.port)
+            key = "gpio" if squelch.gpio is not None else "button"
+            source = (
+                f"GPIO {squelch.gpio}" if squelch.gpio is not None else f"button {squelch.button}"
+            )
+            keyed = ptt_gpios.get((device, squelch.gpio)) if squelch.gpio is not None else None
+            if keyed is not None and keyed != name:
+                self.add(
+                    ("radios", name, "squelch", key),
+                    f"CM108 {source} of '{device}' keys radio '{keyed}'; it cannot also be "
+                    "this radio's COS input",
+                )
+            other = cos_inputs.setdefault((device, source), name)
+            if other != name:
+                self.add(
+                    ("radios", name, "squelch", key),
+                    f"CM108 {source} of '{device}' is already the COS input of radio '{other}'; "
+                    "give each radio its own input",
+                )
 
     def check_serial_lines(self) -> None:
         """One radio per CAT port; one PTT and one squelch per modem line (Dire Wolf's rule).
@@ -290,6 +359,13 @@ class _ReferenceChecker:
         lines.setdefault((device, signal), name)
 
 
+def _cm108_device(radio: Radio, port: str | None) -> str:
+    """The CM108 a radio's PTT or squelch uses: its port, else the radio's sound card."""
+    if port is not None:
+        return port
+    return radio.audio.output if radio.audio is not None else ""
+
+
 def _other(first_user: str | None, name: str) -> str | None:
     return first_user if first_user is not None and first_user != name else None
 
@@ -302,4 +378,5 @@ def check_references(cfg: Config) -> list[ReferenceProblem]:
     checker.check_enabled_patches()
     checker.check_audio()
     checker.check_serial_lines()
+    checker.check_cm108_inputs()
     return checker.problems

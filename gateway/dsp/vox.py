@@ -1,0 +1,73 @@
+"""Voice-operated carrier detect: for radios (or lines) without a usable COR/squelch output, the
+received audio itself says when someone is talking."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.dsp._common import (
+    FRAME_MS,
+    BoolArray,
+    Float64Array,
+    IntArray,
+    as_frames,
+    as_port_mask,
+    power_to_db,
+)
+
+
+class Vox:
+    """Per-port VOX on frame RMS, all ports at once.
+
+    A port opens once its frame RMS (20*log10 of the RMS, full-scale square wave = 0 dBFS; a
+    full-scale sine is -3 dBFS) has been at or above its threshold for `attack_ms` in a row, so a
+    click or a burst of static shorter than that does not key a patch; it closes once the RMS
+    has stayed below for `hang_ms` in a row, so pauses between words (typically 50-300 ms) do
+    not chop the call. Both are rounded up to whole frames of `frame_ms`; attack 0 (or one
+    frame) opens on the first loud frame. Feed it high-passed audio (the caller's job), or the
+    CTCSS tone and hum count as voice.
+
+    `threshold_dbfs` is one value per port (or one for all).
+    """
+
+    def __init__(
+        self,
+        ports: int,
+        threshold_dbfs: npt.ArrayLike,
+        attack_ms: float = 40.0,
+        hang_ms: float = 500.0,
+        frame_ms: float = FRAME_MS,
+    ) -> None:
+        if ports <= 0 or frame_ms <= 0:
+            raise ValueError("ports and frame_ms must be positive")
+        self.ports = ports
+        self.threshold_dbfs: Float64Array = np.broadcast_to(
+            np.asarray(threshold_dbfs, dtype=np.float64), (ports,)
+        ).copy()
+        self.attack_frames = max(1, math.ceil(attack_ms / frame_ms - 1e-9))
+        self.hang_frames = max(1, math.ceil(hang_ms / frame_ms - 1e-9))
+        self.open: BoolArray = np.zeros(ports, dtype=np.bool_)
+        self._above: IntArray = np.zeros(ports, dtype=np.int64)
+        self._below: IntArray = np.zeros(ports, dtype=np.int64)
+
+    def process(self, frames: npt.ArrayLike) -> BoolArray:
+        """One frame per port ((ports, n)); returns per port whether VOX is open after it."""
+        x = as_frames(frames, self.ports).astype(np.float64)
+        level = power_to_db(np.einsum("pn,pn->p", x, x) / max(x.shape[1], 1))
+        loud = level >= self.threshold_dbfs
+        self._above = np.where(loud, self._above + 1, 0)
+        self._below = np.where(loud, 0, self._below + 1)
+        opening = ~self.open & (self._above >= self.attack_frames)
+        closing = self.open & (self._below >= self.hang_frames)
+        self.open = (self.open | opening) & ~closing
+        return self.open.copy()
+
+    def reset(self, port_mask: npt.ArrayLike | None = None) -> None:
+        """Closes the masked ports (all by default) and forgets their counts."""
+        mask = as_port_mask(port_mask, self.ports)
+        self.open[mask] = False
+        self._above[mask] = 0
+        self._below[mask] = 0
