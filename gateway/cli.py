@@ -41,6 +41,8 @@ USER_ERRORS = (
     ("gateway.control_socket", "ControlError"),
     ("gateway.state_store", "StateStoreError"),
     ("gateway.hardware.cat.errors", "CatError"),
+    ("gateway.announcements", "AnnouncementError"),
+    ("gateway.hardware.sound_devices", "SoundDeviceError"),
 )
 
 
@@ -66,15 +68,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.announcements import AnnouncementPlan
+    from gateway.announcer import Announcer
     from gateway.scenario import load_scenario
     from gateway.simulate import run_simulation
 
-    cfg = load_config(Path(args.config))
+    config_path = Path(args.config)
+    cfg = load_config(config_path)
     scenario = load_scenario(Path(args.scenario), cfg)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a directory")
-    summary = run_simulation(cfg, scenario, out_dir)
+    plan = AnnouncementPlan.from_config(cfg, config_path.parent)
+    summary = run_simulation(cfg, scenario, out_dir, Announcer(plan))
     print(summary.describe())
     return 0
 
@@ -102,6 +108,13 @@ def cmd_unkey_all(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     return report.exit_code
+
+
+def cmd_audio(args: argparse.Namespace) -> int:
+    from gateway.hardware.sound_devices import describe_devices
+
+    print("\n".join(describe_devices()))
+    return 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -311,6 +324,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="serial ports (with USB ids) and sound cards")
     p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("audio", help="sound devices as PortAudio sees them")
+    p.add_argument("action", choices=["devices"], help="devices: index, channels, default rate")
+    p.set_defaults(func=cmd_audio)
 
     p = sub.add_parser("radio", help="probe, tune, key or watch one radio")
     p.add_argument("action", choices=["probe", "tune", "key", "watch"])

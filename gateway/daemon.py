@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from gateway.announcements import AnnouncementPlan
+from gateway.announcer import Announcer
 from gateway.commands import Command, PatchControl, PatchState, Principal, Role
 from gateway.config import Config, ConfigError, load_config
 from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
@@ -122,7 +124,12 @@ class Daemon:
         def publish(events: list[Event]) -> None:  # engine thread: hand over, never block
             self._loop.call_soon_threadsafe(self._on_events, events)
 
-        return EngineRuntime(engine, control, bank, stamper, publish)
+        runtime = EngineRuntime(engine, control, bank, stamper, publish)
+        runtime.announcer = self._announcer(self.cfg)
+        return runtime
+
+    def _announcer(self, cfg: Config) -> Announcer:
+        return Announcer(AnnouncementPlan.from_config(cfg, self.config_path.parent))
 
     def _restore(self) -> None:
         """Patches as they were before the restart, or, at first start, as the config says."""
@@ -313,6 +320,7 @@ class Daemon:
                 "it; still running the previous config"
             )
         retune = _changed_channels(self.cfg, cfg)
+        announcer = self._announcer(cfg)
 
         def swap(rt: EngineRuntime) -> tuple[list[str], dict[str, PatchRecord]]:
             engine, events = rt.engine.successor(site.ports, site.patches)
@@ -324,7 +332,7 @@ class Daemon:
             radios = audio.successor(names)
             for port, pattern in patterns.items():
                 radios.add_traffic(port, pattern)
-            rt.engine, rt.control = engine, control
+            rt.engine, rt.control, rt.announcer = engine, control, announcer
             if hardware is not None:
                 hardware.audio = radios
                 hardware.set_channels(cfg)

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from gateway.announcer import Announcer
 from gateway.commands import PatchControl
 from gateway.engine import PatchEngine
 from gateway.events import Event, EventStamper
@@ -152,6 +153,7 @@ class EngineRuntime:
         self.last_tick = time.monotonic()  # for the watchdog: a hung engine stops its pings
         self.frame_s = engine.clock.frame_ms / 1000
         self._wanted: dict[str, str] = {}  # talkgroup each tunable port was asked to tune to
+        self.announcer: Announcer | None = None  # set before start; replaced at reload
 
     @property
     def ports(self) -> PortBank:
@@ -195,6 +197,8 @@ class EngineRuntime:
     def emit(self, events: list[Event]) -> None:
         """Stamps and publishes events (engine thread only: `seq` is assigned here)."""
         if events:
+            if self.announcer is not None:
+                self.announcer.on_events(self.engine, events)
             self._publish([self.stamper.stamp(e) for e in events])
 
     def _raise_priority(self) -> None:
@@ -260,6 +264,8 @@ class EngineRuntime:
             n = len(self.engine.ports)
             rx = np.zeros((n, self.engine.frame_samples), np.float32)
             carrier = np.zeros(n, bool)
+        if self.announcer is not None:
+            self.announcer.on_tick(self.engine)
         result = self.engine.tick(rx, carrier)
         try:
             self.ports.transmit(result.tx, result.ptt)

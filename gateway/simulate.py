@@ -11,12 +11,13 @@ machine allows. Outputs, byte-identical for the same inputs:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gateway.announcer import Announcer
 from gateway.commands import Command, PatchControl
 from gateway.config import Config
 from gateway.events import Event, EventStamper, TickClock, to_json_line
@@ -130,7 +131,9 @@ def _commands_by_tick(scenario: Scenario, frame_ms: int) -> Iterator[tuple[int, 
             yield round(item.at * 1000 / frame_ms), item
 
 
-def run_simulation(cfg: Config, scenario: Scenario, out_dir: Path) -> SimulationSummary:
+def run_simulation(
+    cfg: Config, scenario: Scenario, out_dir: Path, announcer: Announcer | None = None
+) -> SimulationSummary:
     started = time.perf_counter()
     site: Site = build_site(cfg)
     clock = TickClock(scenario.start, site.frame_ms)
@@ -144,18 +147,26 @@ def run_simulation(cfg: Config, scenario: Scenario, out_dir: Path) -> Simulation
 
     out = _Outputs(out_dir, names, engine.frame_samples, site.gateway_id)
     refused = 0
+
+    def emit(events: list[Event]) -> None:
+        out.events(events)
+        if announcer is not None:
+            announcer.on_events(engine, events)
+
     try:
-        out.events(control.enable_from_config(site.patches_enabled_in_config()))
+        emit(control.enable_from_config(site.patches_enabled_in_config()))
         next_command = 0
         for tick in range(total_ticks):
             while next_command < len(commands) and commands[next_command][0] <= tick:
-                refused += not _apply(control, commands[next_command][1], out)
+                refused += not _apply(control, commands[next_command][1], emit)
                 next_command += 1
             rx, carrier = radios.frame()
+            if announcer is not None:
+                announcer.on_tick(engine)
             result = engine.tick(rx, carrier)
             radios.transmit(result.tx, result.ptt)
             out.tx(result.tx)
-            out.events(result.events)
+            emit(result.events)
         out.events(engine.release_all("shutdown"))
     finally:
         out.close()
@@ -169,10 +180,10 @@ def run_simulation(cfg: Config, scenario: Scenario, out_dir: Path) -> Simulation
     )
 
 
-def _apply(control: PatchControl, item: CommandEvent, out: _Outputs) -> bool:
+def _apply(control: PatchControl, item: CommandEvent, emit: Callable[[list[Event]], None]) -> bool:
     who = control.principal(item.principal)
     if who is None:  # the scenario loader checks principals; a config change can still race it
         raise SimulationError(f"at {item.at:g} s: unknown principal '{item.principal}'")
     result = control.execute(who, _COMMANDS[item.command], item.patch)
-    out.events(result.events)
+    emit(result.events)
     return result.ok

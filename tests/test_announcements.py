@@ -20,7 +20,7 @@ from gateway.announcements import (
     load_audio_file,
     tone_sequence,
 )
-from gateway.config import Config, load_config, parse_config_text
+from gateway.config import Config, ConfigError, load_config, parse_config_text
 from gateway.signals import Samples, dbfs_to_amplitude, peak_dbfs
 
 RATE = 8000
@@ -280,9 +280,10 @@ def test_builtins_exist_are_short_and_distinct() -> None:
 
 
 def site(tmp_path: Path, announcements: str) -> tuple[Config, Path]:
+    """The config as parsed text (its sound files unchecked), and its directory."""
     path = tmp_path / "site.yaml"
     path.write_text(SITE + announcements)
-    return load_config(path), path.parent
+    return parse_config_text(path.read_text(), str(path)), path.parent
 
 
 def test_plan_from_config_with_files_tones_and_builtins(tmp_path: Path) -> None:
@@ -356,6 +357,14 @@ def test_bad_files_are_config_time_errors(tmp_path: Path) -> None:
     with pytest.raises(AnnouncementError) as caught:
         AnnouncementPlan.from_config(cfg, base_dir)
     assert str(caught.value) == f"announcements.on_enable.file: {missing}: no such file"
+    # Loading the file reports both, located at their lines.
+    with pytest.raises(ConfigError) as located:
+        load_config(tmp_path / "site.yaml")
+    lines = [str(issue) for issue in located.value.issues]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{tmp_path / 'site.yaml'}:")
+    assert "announcements.on_enable.file" in lines[0] and "no such file" in lines[0]
+    assert "announcements.patch_id.announcement.file" in lines[1] and "longer than 30 s" in lines[1]
 
 
 def test_absolute_file_ignores_base_dir(tmp_path: Path) -> None:

@@ -329,3 +329,43 @@ def test_pool_radios_are_taken_by_patches_and_freed_by_disable(tmp_path: Path) -
     assert tone_level(tx[round(3.1 * RATE) : round(3.9 * RATE)], 1000) == pytest.approx(
         10 ** (-12 / 20), rel=0.02
     )
+
+
+ANNOUNCE_SITE = SITE.replace(
+    "access:",
+    "announcements:\n  on_enable: {tones: [[1000, 200]]}\n  on_disable: {tones: [[500, 200]]}\n"
+    "  patch_id: {every_s: 60, announcement: {tones: [[800, 100]]}}\naccess:",
+).replace(
+    "    members: [usbp/ch4, sheriff/ops]",
+    "    members: [usbp/ch4, sheriff/ops]\n    announce: false",
+)
+
+ANNOUNCE_SCENARIO = """\
+duration_s: 130
+events:
+  - {at: 0.0, command: enable, patch: border-tac, as: tech1}
+  - {at: 125.0, command: disable, patch: border-tac, as: tech1}
+  - {at: 126.0, command: enable, patch: county, as: tech1}
+"""
+
+
+def test_patches_are_announced_on_enable_disable_and_identified(tmp_path: Path) -> None:
+    config, scenario_file = write_case(tmp_path, ANNOUNCE_SCENARIO, ANNOUNCE_SITE)
+    out = tmp_path / "out"
+    assert run(["simulate", str(config), str(scenario_file), "--out", str(out)]) == 0
+    rcmp = read_tx(out, "rcmp-1")
+    # The enable prompt (1 kHz, 200 ms) after rcmp-1's 150 ms key-up delay, then silence.
+    first = int(np.flatnonzero(np.abs(rcmp) > 1e-3)[0])
+    assert abs(first - round(0.15 * RATE)) <= 2
+    assert tone_level(rcmp[first + 200 : first + 1400], 1000) > 0.1
+    # The patch ID (800 Hz) every 60 s, and the disable prompt (500 Hz) at 125 s.
+    for at in (60, 120):
+        start = round((at + 0.15) * RATE)
+        assert tone_level(rcmp[start : start + 800], 800) > 0.1, at
+    start = round(125.15 * RATE)
+    assert tone_level(rcmp[start : start + 1600], 500) > 0.1
+    ptt = [e for e in read_events(out) if e["type"] == "ptt" and e["on"]]
+    assert {e["reason"] for e in ptt} == {"announcement"}
+    # `announce: false`: the county patch, enabled at 126 s, is not announced.
+    assert [e["state"] for e in read_events(out) if e["type"] == "patch"][-1] == "enabled"
+    assert not read_tx(out, "sheriff-1").any()

@@ -4,6 +4,9 @@ PCMs, and what PortAudio does when a card goes away."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -363,3 +366,19 @@ def test_callback_stream_keeps_running_after_its_sink_is_removed(env: AudioEnv) 
             assert len([at for at in calls if at > removed]) > 30  # 50 in 0.5 s
         finally:
             stream.close()
+
+
+def test_audio_devices_command_lists_the_test_pcms(audio_env: AudioEnv) -> None:
+    sink = audio_env.add_sink("cli_listing")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "audio", "devices"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **audio_env.environ},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert audio_env.pcm_record(sink) in result.stdout
+    assert audio_env.pcm_play(sink) in result.stdout
+    assert result.stdout.splitlines()[0].split()[:4] == ["index", "in", "out", "rate"]

@@ -38,7 +38,17 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         document = read_yaml_file(path)
     except YamlSourceError as exc:
         raise ConfigError(exc.issues) from None
-    return _config_from_document(document)
+    cfg = _config_from_document(document)
+    if cfg.announcements is not None:
+        # Sound files are named relative to the config file: checked here, where its place is
+        # known, so a missing or undecodable prompt is a located config error, not a surprise
+        # at the first patch.
+        from gateway.announcements import announcement_problems
+
+        problems = announcement_problems(cfg, document.directory)
+        if problems:
+            raise ConfigError(document.issue(p.path, p.message, trim=True) for p in problems)
+    return cfg
 
 
 def parse_config_text(text: str, filename: str = "<string>") -> Config:
