@@ -149,6 +149,8 @@ class Daemon:
             self.runtime.emit(control.enable_from_config(self.site.patches_enabled_in_config()))
 
     async def serve(self) -> int:
+        if self.hardware is not None:  # sound cards first: a missing one stops us here, cleanly
+            self.hardware.start()
         self._restore()
         # Everything loaded so far (numpy, scipy, pydantic, the config) lives for the whole run:
         # take it out of the cyclic collector's reach, so a full collection, which holds the GIL
@@ -156,8 +158,6 @@ class Daemon:
         gc.collect()
         gc.freeze()
         await self._save(patch_records(self.runtime.control))
-        if self.hardware is not None:
-            self.hardware.start()
         self.runtime.start()
         server = ControlServer(control_socket_path(self.cfg), self._handle)
         await server.start()
@@ -265,6 +265,9 @@ class Daemon:
                 "ticks": self.runtime.stats.summary(),
             }
         )
+        if self.hardware is not None and self.hardware.sound is not None:
+            # Per sound-card radio: FIFO under/overruns and clock-drift corrections so far.
+            snapshot["audio"] = self.hardware.sound.stats()
         return snapshot
 
     # ------------------------------------------------------------------ reload

@@ -37,6 +37,7 @@ from gateway.hardware.site_wiring import (
     hardware_radios,
     serial_line_wirings,
 )
+from gateway.hardware.sound_ports import SoundCardAudio, sound_card_radios
 from gateway.runtime import PortNotice
 from gateway.simulated import SimulatedRadios
 
@@ -51,11 +52,6 @@ def unsupported_hardware(cfg: Config) -> list[str]:
     """Why each radio the daemon cannot drive yet cannot be driven (empty: all can)."""
     problems: list[str] = []
     for name, radio in cfg.radios.items():
-        if radio.simulated is None and radio.audio is not None:
-            problems.append(
-                f"radio '{name}': sound-card audio is not in this build yet; give it "
-                "`simulated: {}` to run its CAT, PTT and squelch with simulated audio"
-            )
         for part, method in (("ptt", radio.ptt), ("squelch", radio.squelch)):
             if method is not None and method.method == "cm108":
                 problems.append(
@@ -127,6 +123,13 @@ class SiteRadios:
             self.names, frame_samples, serial_line_wirings(cfg), on_lost=self._line_lost
         )
         self._has_lines = bool(self.lines.lines)
+        sound = sound_card_radios(self.names, cfg.radios)
+        self.sound = SoundCardAudio(sound, frame_samples) if sound else None
+        self._sound_rows = np.array([self.index[n] for n in sound], dtype=np.int64)
+        self._vox_rows = self._sound_rows[self.sound.vox_ports] if self.sound else self._sound_rows
+        self._ctcss_rows = (
+            self._sound_rows[self.sound.ctcss_wanted] if self.sound else self._sound_rows
+        )
         self._ptt = np.zeros(len(self.names), dtype=bool)
         self._reopening: set[str] = set()
         self._tasks: set[asyncio.Future[None]] = set()
@@ -136,6 +139,8 @@ class SiteRadios:
     def start(self) -> None:
         """Opens the serial lines (a missing one is reported and retried) and starts every CAT
         radio's supervisor. Call on the loop, before the engine starts."""
+        if self.sound is not None:
+            self.sound.open()  # a missing card is a one-line error naming what exists
         if self._has_lines:
             self.lines.start(tolerate_missing=True)
         for cat in self.cat.values():
@@ -148,15 +153,25 @@ class SiteRadios:
         await asyncio.gather(*(cat.stop() for cat in self.cat.values()), return_exceptions=True)
         if self._has_lines:
             await asyncio.to_thread(self.lines.close)
+        if self.sound is not None:
+            await asyncio.to_thread(self.sound.close)
 
     # ------------------------------------------------------------------ PortBank (engine thread)
     def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         rx, simulated = self.audio.frame()
         real = self._cat_carrier | (self.lines.carrier() if self._has_lines else False)
-        return rx, np.where(self._real_squelch, real, simulated)
+        carrier = np.where(self._real_squelch, real, simulated)
+        if self.sound is not None:
+            rx[self._sound_rows] = self.sound.receive()
+            carrier[self._vox_rows] = self.sound.vox[self.sound.vox_ports]
+            # The CTCSS qualifier: carrier counts only while the radio's tone is present.
+            carrier[self._ctcss_rows] &= self.sound.tone[self.sound.ctcss_wanted]
+        return rx, carrier
 
     def transmit(self, tx: npt.NDArray[np.float32], ptt: npt.NDArray[np.bool_]) -> None:
         self.audio.transmit(tx, ptt)
+        if self.sound is not None:
+            self.sound.send(tx[self._sound_rows])
         if self._has_lines:
             self.lines.transmit(tx, ptt)
         changed = np.flatnonzero(ptt != self._ptt)

@@ -403,8 +403,8 @@ def test_reload_retunes_a_radio_whose_channel_changed_and_refuses_new_wiring(
 def test_run_refuses_what_this_build_cannot_drive_in_one_line(radio_site: Site) -> None:
     text = radio_site.config.read_text().replace(
         "  cbsa-1: {talkgroup: cbsa/ops, simulated: {}}",
-        '  cbsa-1: {talkgroup: cbsa/ops, audio: {input: "USB Audio", output: "USB Audio"}, '
-        "ptt: {method: none}, squelch: {method: vox}}",
+        "  cbsa-1: {talkgroup: cbsa/ops, simulated: {}, "
+        "ptt: {method: cm108, port: /dev/hidraw9}, squelch: {method: cm108, port: /dev/hidraw9}}",
     )
     assert text != radio_site.config.read_text()
     radio_site.config.write_text(text)
@@ -413,5 +413,5 @@ def test_run_refuses_what_this_build_cannot_drive_in_one_line(radio_site: Site) 
     daemon.stop()
     assert code == 1
     log = daemon.log()
-    assert "radio 'cbsa-1': sound-card audio is not in this build yet" in log
+    assert "radio 'cbsa-1': ptt method cm108 (a sound card's GPIO) comes with" in log
     assert "Traceback" not in log

@@ -1,0 +1,331 @@
+"""Radios' audio through USB sound cards (PortAudio), as 8 kHz frames for the engine.
+
+One PortAudio stream per device and direction, shared by the radios on it (a stereo card serves
+two radios on its left and right channels). Device callbacks only move samples between the
+card and per-radio FIFOs at the device's rate (with the input and output gain), under a lock
+held for microseconds; they never resample or block. Everything else runs on the engine thread
+at each tick:
+
+- receive: the FIFO's new samples are resampled to 8 kHz (stateful, so blocks join without a
+  click) into an 8 kHz FIFO; a `DriftCorrector` takes one frame from it, dropping or repeating a
+  sample (in quiet stretches) so that the card's clock, 100-200 ppm off ours, never makes the
+  latency grow or the FIFO starve; then, for all sound-card radios at once, CTCSS decoding (on
+  the raw audio), the 300 Hz high-pass that removes sub-audible tones before routing, VOX, and
+  automatic level control;
+- transmit: output gain, a peak limiter at -1 dBFS, the same drift control against the output
+  FIFO's level, then resampling to the device rate.
+
+Underruns and overruns are counted per radio for `status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.config.models import AudioSettings, Radio
+from gateway.dsp.ctcss import CtcssDetector
+from gateway.dsp.drift import DriftCorrector, SampleFifo
+from gateway.dsp.filters import HighPass
+from gateway.dsp.level import AutoLevel
+from gateway.dsp.resample import StreamingResampler
+from gateway.dsp.vox import Vox
+from gateway.hardware.sound_devices import SoundDevice, devices_of, find_device
+
+log = logging.getLogger(__name__)
+
+ENGINE_RATE = 8000
+LIMIT = 10 ** (-1 / 20)  # -1 dBFS
+FIFO_SECONDS = 1.0
+
+
+@dataclass
+class _Radio:
+    name: str
+    row: int  # index among the sound-card radios
+    settings: Radio
+    in_fifo: SampleFifo = field(init=False)
+    out_fifo: SampleFifo = field(init=False)
+    rx8: SampleFifo = field(init=False)
+    rx_drift: DriftCorrector = field(init=False)
+    tx_drift: DriftCorrector = field(init=False)
+    down: StreamingResampler | None = None
+    up: StreamingResampler | None = None
+    in_rate: int = 0
+    out_rate: int = 0
+    in_gain: float = 1.0
+    out_gain: float = 1.0
+    out_target: int = 0
+    limiter_gain: float = 1.0
+    underrun_blocks: int = 0  # output blocks the card wanted before we had them (its thread)
+
+
+@dataclass
+class _Stream:
+    device: SoundDevice
+    rate: int
+    channels: int
+    block: int
+    radios: list[tuple[_Radio, str]]  # radio, channel (left/right/mono)
+    stream: Any = None
+
+
+def _audio(radio: Radio) -> AudioSettings:
+    assert radio.audio is not None  # only sound-card radios are here
+    return radio.audio
+
+
+def _channel_index(channel: str, channels: int) -> int | None:
+    """The column a radio uses in a device block (None: mono, all columns)."""
+    if channel == "mono" or channels == 1:
+        return None
+    return 0 if channel == "left" else 1
+
+
+class SoundCardAudio:
+    """The sound-card radios of a site: open, close, and one engine frame in and out."""
+
+    def __init__(self, radios: Mapping[str, Radio], frame_samples: int) -> None:
+        self.frame = frame_samples
+        self.radios = [_Radio(name, row, r) for row, (name, r) in enumerate(radios.items())]
+        self.names = [r.name for r in self.radios]
+        self._lock = threading.Lock()
+        self._pa: Any = None
+        self._inputs: list[_Stream] = []
+        self._outputs: list[_Stream] = []
+        n = len(self.radios)
+        squelch = [r.settings.squelch for r in self.radios]
+        tones = [q.ctcss_hz if q is not None and q.ctcss_hz else math.nan for q in squelch]
+        self.ctcss_wanted = ~np.isnan(np.array(tones, dtype=np.float64))
+        self._ctcss = CtcssDetector(n, np.array(tones)) if self.ctcss_wanted.any() else None
+        self._highpass = HighPass(n)
+        self._highpass_on = np.array([_audio(r.settings).highpass for r in self.radios])
+        vox = [q is not None and q.method == "vox" for q in squelch]
+        self.vox_ports = np.array(vox, dtype=bool)
+        thresholds = [
+            (q.vox_threshold_dbfs if q is not None and q.vox_threshold_dbfs is not None else -30.0)
+            for q in squelch
+        ]
+        first = next((q for q in squelch if q is not None and q.method == "vox"), None)
+        self._vox = Vox(
+            n,
+            np.array(thresholds),
+            attack_ms=(first.vox_attack_ms or 40) if first else 40,
+            hang_ms=(first.vox_hang_ms or 500) if first else 500,
+            frame_ms=frame_samples * 1000 // ENGINE_RATE,
+        )
+        audio = [_audio(r.settings) for r in self.radios]
+        self._level_on = np.array([a.auto_level for a in audio])
+        self._level = AutoLevel(n, target_dbfs=audio[0].target_dbfs if audio else -18.0)
+        self.vox = np.zeros(n, dtype=bool)
+        self.tone = np.zeros(n, dtype=bool)
+        self.underruns = np.zeros(n, dtype=np.int64)
+        self.overruns = np.zeros(n, dtype=np.int64)
+
+    # ------------------------------------------------------------------ life cycle
+    def open(self) -> None:
+        """Finds every device and opens its streams; raises SoundDeviceError (one line) for a
+        device that is not there, listing what is."""
+        import pyaudio
+
+        from gateway.hardware.sound_devices import _portaudio_lock, _quiet_stderr
+
+        with _portaudio_lock, _quiet_stderr():
+            self._pa = pyaudio.PyAudio()
+        devices = devices_of(self._pa)
+        inputs: dict[int, _Stream] = {}
+        outputs: dict[int, _Stream] = {}
+        for radio in self.radios:
+            a = _audio(radio.settings)
+            block_s = a.block_ms / 1000
+            for direction, spec, streams in (
+                ("input", a.input, inputs),
+                ("output", a.output, outputs),
+            ):
+                device = find_device(spec, direction, devices)  # type: ignore[arg-type]
+                rate = a.rate or round(device.default_rate)
+                have = (
+                    device.max_input_channels
+                    if direction == "input"
+                    else device.max_output_channels
+                )
+                stream = streams.get(device.index)
+                if stream is None:
+                    channels = 2 if have >= 2 else 1
+                    stream = _Stream(device, rate, channels, round(rate * block_s), [])
+                    streams[device.index] = stream
+                stream.radios.append((radio, a.channel))
+            radio.in_rate = inputs[find_device(a.input, "input", devices).index].rate
+            radio.out_rate = outputs[find_device(a.output, "output", devices).index].rate
+            radio.in_gain = 10 ** (a.input_gain_db / 20)
+            radio.out_gain = 10 ** (a.output_gain_db / 20)
+            radio.in_fifo = SampleFifo(round(radio.in_rate * FIFO_SECONDS))
+            radio.out_fifo = SampleFifo(round(radio.out_rate * FIFO_SECONDS))
+            radio.rx8 = SampleFifo(ENGINE_RATE)
+            block8 = round(ENGINE_RATE * block_s)
+            # Receive: one device block of margin over the frame; transmit: one block queued.
+            radio.rx_drift = DriftCorrector(self.frame + block8, max(8, block8 // 2))
+            radio.out_target = round(radio.out_rate * block_s) * 2
+            radio.tx_drift = DriftCorrector(
+                round(radio.out_target * ENGINE_RATE / radio.out_rate), max(8, block8 // 2)
+            )
+            if radio.in_rate != ENGINE_RATE:
+                radio.down = StreamingResampler(radio.in_rate, ENGINE_RATE)
+            if radio.out_rate != ENGINE_RATE:
+                radio.up = StreamingResampler(ENGINE_RATE, radio.out_rate)
+        self._inputs, self._outputs = list(inputs.values()), list(outputs.values())
+        for s in self._inputs:
+            s.stream = self._pa.open(
+                format=pyaudio.paInt16,
+                channels=s.channels,
+                rate=s.rate,
+                input=True,
+                input_device_index=s.device.index,
+                frames_per_buffer=s.block,
+                stream_callback=self._input_callback(s),
+            )
+        for s in self._outputs:
+            s.stream = self._pa.open(
+                format=pyaudio.paInt16,
+                channels=s.channels,
+                rate=s.rate,
+                output=True,
+                output_device_index=s.device.index,
+                frames_per_buffer=s.block,
+                stream_callback=self._output_callback(s),
+            )
+        for s in self._inputs + self._outputs:
+            log.info(
+                "sound device %s (%s) at %d Hz, %d channel(s), %d-frame blocks",
+                s.device.name,
+                "in" if s in self._inputs else "out",
+                s.rate,
+                s.channels,
+                s.block,
+            )
+
+    def close(self) -> None:
+        for s in self._inputs + self._outputs:
+            if s.stream is not None:
+                try:
+                    s.stream.stop_stream()
+                    s.stream.close()
+                except Exception as exc:  # a vanished device: nothing left to close
+                    log.info("closing %s: %s", s.device.name, exc)
+                s.stream = None
+        if self._pa is not None:
+            self._pa.terminate()
+            self._pa = None
+
+    # ------------------------------------------------------------------ device threads
+    def _input_callback(self, s: _Stream) -> Callable[..., tuple[None, int]]:
+        import pyaudio
+
+        columns = [(r, _channel_index(ch, s.channels)) for r, ch in s.radios]
+
+        def callback(data: bytes | None, frames: int, info: Any, status: int) -> tuple[None, int]:
+            if data:
+                block = np.frombuffer(data, dtype=np.int16).reshape(-1, s.channels)
+                for radio, column in columns:
+                    pcm = block.mean(axis=1) if column is None else block[:, column]
+                    samples = pcm.astype(np.float32) * (radio.in_gain / 32768.0)
+                    with self._lock:
+                        radio.in_fifo.write(samples)
+            return None, pyaudio.paContinue
+
+        return callback
+
+    def _output_callback(self, s: _Stream) -> Callable[..., tuple[bytes, int]]:
+        import pyaudio
+
+        columns = [(r, _channel_index(ch, s.channels)) for r, ch in s.radios]
+
+        def callback(data: bytes | None, frames: int, info: Any, status: int) -> tuple[bytes, int]:
+            block = np.zeros((frames, s.channels), dtype=np.float32)
+            for radio, column in columns:
+                with self._lock:
+                    samples, missing = radio.out_fifo.read(frames)
+                if missing:
+                    radio.underrun_blocks += 1
+                if column is None:
+                    block[:, :] = samples[:, None]
+                else:
+                    block[:, column] = samples
+            pcm = np.clip(block * 32767.0, -32768, 32767).astype(np.int16)
+            return pcm.tobytes(), pyaudio.paContinue
+
+        return callback
+
+    # ------------------------------------------------------------------ engine thread
+    def receive(self) -> npt.NDArray[np.float32]:
+        """One frame per sound-card radio: resampled, drift-corrected, tone-free, levelled.
+        Also updates `vox` and `tone` (the wanted CTCSS tone present)."""
+        n = len(self.radios)
+        raw = np.zeros((n, self.frame), dtype=np.float32)
+        for r in self.radios:
+            with self._lock:
+                fresh, _ = r.in_fifo.read(r.in_fifo.level)
+            pcm = r.down.process(fresh) if r.down is not None else fresh
+            if r.rx8.write(pcm):
+                self.overruns[r.row] += 1
+            before = r.rx_drift.underruns
+            raw[r.row] = r.rx_drift.pull(r.rx8, self.frame)
+            self.underruns[r.row] += r.rx_drift.underruns - before
+        if self._ctcss is not None:
+            self.tone = self._ctcss.process(raw)
+        clean = np.where(self._highpass_on[:, None], self._highpass.process(raw), raw)
+        self.vox = self._vox.process(clean) & self.vox_ports
+        levelled = self._level.process(clean)
+        out: npt.NDArray[np.float32] = np.where(self._level_on[:, None], levelled, clean).astype(
+            np.float32
+        )
+        return out
+
+    def send(self, frames: npt.NDArray[np.float32]) -> None:
+        """One engine frame per sound-card radio to its card (gain, limiter, drift, resample)."""
+        for r in self.radios:
+            x = frames[r.row] * r.out_gain
+            peak = float(np.abs(x).max(initial=0.0))
+            # Instant attack, 250 ms release: a loud frame never clips the card's output.
+            allowed = LIMIT / peak if peak > LIMIT else 1.0
+            r.limiter_gain = min(allowed, 1.0 - (1.0 - r.limiter_gain) * 0.92)
+            x = x * r.limiter_gain
+            with self._lock:
+                level = r.out_fifo.level
+            level8 = round(level * ENGINE_RATE / r.out_rate)
+            step = r.tx_drift.decide(level8, x)
+            if step > 0:
+                x = x[:-1]  # the card is slower than our clock: one sample fewer
+            elif step < 0:
+                x = np.append(x, x[-1])  # faster: one sample more
+            pcm = r.up.process(x) if r.up is not None else x
+            with self._lock:
+                if r.out_fifo.write(pcm):
+                    self.overruns[r.row] += 1
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {
+            r.name: {
+                "underruns": int(self.underruns[r.row]) + r.underrun_blocks,
+                "overruns": int(self.overruns[r.row]),
+                "rx_drift_corrections": r.rx_drift.drops + r.rx_drift.inserts,
+                "tx_drift_corrections": r.tx_drift.drops + r.tx_drift.inserts,
+            }
+            for r in self.radios
+        }
+
+
+def sound_card_radios(names: Sequence[str], radios: Mapping[str, Radio]) -> dict[str, Radio]:
+    """Radios whose audio is a sound card, in engine port order."""
+    return {
+        n: radios[n]
+        for n in names
+        if n in radios and radios[n].audio is not None and radios[n].simulated is None
+    }

@@ -1,0 +1,147 @@
+"""`crosspatch run` with sound-card radios, through a real PulseAudio (null sinks, ALSA `pulse`
+PCMs) and PortAudio: what a radio's receiver plays into its card comes out of the other radio's
+card, at the expected level, with PTT, and without the first agency's CTCSS tone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from scipy import signal
+from test_daemon import Site
+
+if TYPE_CHECKING:
+    from audio_env import AudioEnv
+
+pytest_plugins = ["audio_env"]
+
+RATE = 48000
+SITE = """\
+gateway: {{id: audio-gw, frame_ms: 20, state_dir: {state_dir}}}
+agencies:
+  rcmp:
+    name: Royal Canadian Mounted Police
+    country: CA
+    talkgroups:
+      tac2: {{rx_mhz: 142.470, ctcss_hz: 100.0}}
+  usbp:
+    name: U.S. Border Patrol
+    country: US
+    talkgroups:
+      ch4: {{rx_mhz: 163.100}}
+radios:
+  rcmp-1:
+    talkgroup: rcmp/tac2
+    audio: {{input: {a_in}, output: {a_out}, auto_level: false}}
+    ptt: {{method: none}}
+    squelch: {{method: vox, vox_threshold_dbfs: -40, ctcss_hz: 100.0}}
+    timing: {{tx_delay_ms: 0, hang_ms: 300}}
+  usbp-1:
+    talkgroup: usbp/ch4
+    audio: {{input: {b_in}, output: {b_out}, auto_level: false}}
+    ptt: {{method: none}}
+    squelch: {{method: vox, vox_threshold_dbfs: -40}}
+    timing: {{tx_delay_ms: 0, hang_ms: 300}}
+patches:
+  border-tac: {{members: [rcmp/tac2, usbp/ch4], enabled: true}}
+access:
+  technicians: [tech1]
+"""
+
+
+def level_at(x: npt.NDArray[np.float32], hz: float) -> float:
+    """Amplitude of a sine at `hz` in x, from the power within 20 Hz of it (Welch's method, so
+    the phase steps of clock-drift corrections do not count as a loss of level)."""
+    freqs, psd = signal.welch(x.astype(np.float64), RATE, nperseg=4800)
+    band = np.abs(freqs - hz) <= 20
+    power = float(psd[band].sum() * (freqs[1] - freqs[0]))
+    return float(np.sqrt(2 * power))
+
+
+def tone(hz: float, seconds: float, dbfs: float) -> npt.NDArray[np.float32]:
+    t = np.arange(round(seconds * RATE)) / RATE
+    return (10 ** (dbfs / 20) * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.fixture
+def audio_site(tmp_path: Path, audio_env: AudioEnv) -> Iterator[tuple[Site, AudioEnv]]:
+    sinks = {name: audio_env.add_sink(name) for name in ("a_rx", "a_tx", "b_rx", "b_tx")}
+    site = Site(tmp_path)
+    site.config.write_text(
+        SITE.format(
+            state_dir=site.state_dir,
+            a_in=audio_env.pcm_record(sinks["a_rx"]),  # the gateway hears what A's receiver plays
+            a_out=audio_env.pcm_play(sinks["a_tx"]),  # and plays into A's transmitter
+            b_in=audio_env.pcm_record(sinks["b_rx"]),
+            b_out=audio_env.pcm_play(sinks["b_tx"]),
+        )
+    )
+    yield site, audio_env
+    site.close()
+    for sink in sinks.values():
+        audio_env.remove_sink(sink)
+
+
+def test_a_tone_on_radio_a_comes_out_of_radio_b_with_ptt_and_without_the_ctcss(
+    audio_site: tuple[Site, AudioEnv],
+) -> None:
+    site, env = audio_site
+    daemon = site.start()
+    site.wait_ready(daemon)
+    # Voice (1 kHz at -12 dBFS) with RCMP's 100 Hz CTCSS tone under it, as a receiver delivers.
+    voice = tone(1000, 3.0, -12) + tone(100, 3.0, -20)
+    recording_b = env.start_recording(env.pcm_record("b_tx"), 4.0, RATE)
+    recording_a = env.start_recording(env.pcm_record("a_tx"), 4.0, RATE)
+    env.play(env.pcm_play("a_rx"), voice, RATE)
+    out_b, out_a = recording_b.result(15), recording_a.result(15)
+
+    ptt = daemon.wait_for(
+        lambda: [e for e in daemon.events("ptt") if e["port"] == "usbp-1" and e["on"]]
+    )
+    assert ptt[0]["reason"] == "call"
+    loud = np.flatnonzero(np.abs(out_b) > 0.05)
+    assert loud.size > RATE  # more than a second of it came through
+    middle = out_b[loud[0] + RATE // 2 : loud[0] + 3 * RATE // 2]
+    one_khz = level_at(middle, 1000)
+    assert 20 * np.log10(one_khz) == pytest.approx(-12, abs=1.5)  # at the level it went in
+    ctcss = level_at(middle, 100)
+    assert 20 * np.log10(max(ctcss, 1e-9) / 10 ** (-20 / 20)) < -30  # 100 Hz at least 30 dB down
+    assert np.abs(out_a).max() < 0.01  # the talker does not hear itself
+    audio = site.status()["audio"]
+    assert set(audio) == {"rcmp-1", "usbp-1"}
+    assert {"underruns", "overruns", "rx_drift_corrections"} <= set(audio["usbp-1"])
+    assert daemon.stop() == 0
+
+
+def test_without_its_ctcss_tone_the_carrier_is_ignored(audio_site: tuple[Site, AudioEnv]) -> None:
+    site, env = audio_site
+    daemon = site.start()
+    site.wait_ready(daemon)
+    recording_b = env.start_recording(env.pcm_record("b_tx"), 3.0, RATE)
+    env.play(env.pcm_play("a_rx"), tone(1000, 2.0, -12), RATE)  # no 100 Hz tone: someone else
+    out_b = recording_b.result(15)
+    assert np.abs(out_b).max() < 0.01
+    assert not daemon.events("call_start")
+    assert daemon.stop() == 0
+
+
+def test_a_missing_sound_card_is_one_line_naming_what_exists(
+    audio_site: tuple[Site, AudioEnv],
+) -> None:
+    site, env = audio_site
+    site.config.write_text(
+        site.config.read_text().replace(env.pcm_record("b_rx"), "no_such_card", 1)
+    )
+    daemon = site.start()
+    code = daemon.proc.wait(30)
+    daemon.stop()
+    assert code == 1
+    errors = [line for line in daemon.lines if "no_such_card" in line]
+    assert len(errors) == 1, daemon.log()
+    assert "no input sound device matches 'no_such_card'" in errors[0]
+    assert env.pcm_record("a_rx") in errors[0]  # what exists is listed
+    assert "Traceback" not in daemon.log()
