@@ -164,22 +164,7 @@ class SoundCardAudio:
                 stream.radios.append((radio, a.channel))
             radio.in_rate = inputs[find_device(a.input, "input", devices).index].rate
             radio.out_rate = outputs[find_device(a.output, "output", devices).index].rate
-            radio.in_gain = 10 ** (a.input_gain_db / 20)
-            radio.out_gain = 10 ** (a.output_gain_db / 20)
-            radio.in_fifo = SampleFifo(round(radio.in_rate * FIFO_SECONDS))
-            radio.out_fifo = SampleFifo(round(radio.out_rate * FIFO_SECONDS))
-            radio.rx8 = SampleFifo(ENGINE_RATE)
-            block8 = round(ENGINE_RATE * block_s)
-            # Receive: one device block of margin over the frame; transmit: one block queued.
-            radio.rx_drift = DriftCorrector(self.frame + block8, max(8, block8 // 2))
-            radio.out_target = round(radio.out_rate * block_s) * 2
-            radio.tx_drift = DriftCorrector(
-                round(radio.out_target * ENGINE_RATE / radio.out_rate), max(8, block8 // 2)
-            )
-            if radio.in_rate != ENGINE_RATE:
-                radio.down = StreamingResampler(radio.in_rate, ENGINE_RATE)
-            if radio.out_rate != ENGINE_RATE:
-                radio.up = StreamingResampler(ENGINE_RATE, radio.out_rate)
+            self._prepare(radio)
         self._inputs, self._outputs = list(inputs.values()), list(outputs.values())
         for s in self._inputs:
             s.stream = self._pa.open(
@@ -210,6 +195,33 @@ class SoundCardAudio:
                 s.channels,
                 s.block,
             )
+
+    def prepare_without_devices(self) -> None:
+        """Sets every radio up at its `in_rate` / `out_rate` without opening a device (for the
+        benchmark, which feeds the FIFOs as the cards would)."""
+        for radio in self.radios:
+            self._prepare(radio)
+
+    def _prepare(self, radio: _Radio) -> None:
+        """FIFOs, drift control and resamplers of one radio, once its card rates are known."""
+        a = _audio(radio.settings)
+        block_s = a.block_ms / 1000
+        radio.in_gain = 10 ** (a.input_gain_db / 20)
+        radio.out_gain = 10 ** (a.output_gain_db / 20)
+        radio.in_fifo = SampleFifo(round(radio.in_rate * FIFO_SECONDS))
+        radio.out_fifo = SampleFifo(round(radio.out_rate * FIFO_SECONDS))
+        radio.rx8 = SampleFifo(ENGINE_RATE)
+        block8 = round(ENGINE_RATE * block_s)
+        # Receive: one device block of margin over the frame; transmit: one block queued.
+        radio.rx_drift = DriftCorrector(self.frame + block8, max(8, block8 // 2))
+        radio.out_target = round(radio.out_rate * block_s) * 2
+        radio.tx_drift = DriftCorrector(
+            round(radio.out_target * ENGINE_RATE / radio.out_rate), max(8, block8 // 2)
+        )
+        if radio.in_rate != ENGINE_RATE:
+            radio.down = StreamingResampler(radio.in_rate, ENGINE_RATE)
+        if radio.out_rate != ENGINE_RATE:
+            radio.up = StreamingResampler(ENGINE_RATE, radio.out_rate)
 
     def close(self) -> None:
         for s in self._inputs + self._outputs:
