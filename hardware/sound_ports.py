@@ -113,12 +113,13 @@ class SoundCardAudio:
             (q.vox_threshold_dbfs if q is not None and q.vox_threshold_dbfs is not None else -30.0)
             for q in squelch
         ]
-        first = next((q for q in squelch if q is not None and q.method == "vox"), None)
         self._vox = Vox(
             n,
             np.array(thresholds),
-            attack_ms=(first.vox_attack_ms or 40) if first else 40,
-            hang_ms=(first.vox_hang_ms or 500) if first else 500,
+            attack_ms=np.array(
+                [(q.vox_attack_ms if q and q.vox_attack_ms else 40) for q in squelch]
+            ),
+            hang_ms=np.array([(q.vox_hang_ms if q and q.vox_hang_ms else 500) for q in squelch]),
             frame_ms=frame_samples * 1000 // ENGINE_RATE,
         )
         audio = [_audio(r.settings) for r in self.radios]

@@ -71,3 +71,15 @@ def test_reset() -> None:
     vox.process(np.full((2, FRAME), 0.5, dtype=np.float32))
     vox.reset([1])
     assert vox.process(np.zeros((2, FRAME), dtype=np.float32)).tolist() == [True, False]
+
+
+def test_attack_and_hang_are_per_port() -> None:
+    vox = Vox(2, -30.0, attack_ms=[20, 100], hang_ms=[40, 200])
+    loud = np.full((2, 160), 0.5, dtype=np.float32)
+    quiet = np.zeros((2, 160), dtype=np.float32)
+    opened = [vox.process(loud).tolist() for _ in range(5)]
+    assert [o[0] for o in opened] == [True] * 5
+    assert [o[1] for o in opened] == [False, False, False, False, True]
+    closed = [vox.process(quiet).tolist() for _ in range(10)]
+    assert [c[0] for c in closed] == [True, False] + [False] * 8
+    assert [c[1] for c in closed] == [True] * 9 + [False]

@@ -3,8 +3,6 @@ received audio itself says when someone is talking."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import numpy.typing as npt
 
@@ -37,8 +35,8 @@ class Vox:
         self,
         ports: int,
         threshold_dbfs: npt.ArrayLike,
-        attack_ms: float = 40.0,
-        hang_ms: float = 500.0,
+        attack_ms: npt.ArrayLike = 40.0,
+        hang_ms: npt.ArrayLike = 500.0,
         frame_ms: float = FRAME_MS,
     ) -> None:
         if ports <= 0 or frame_ms <= 0:
@@ -47,11 +45,17 @@ class Vox:
         self.threshold_dbfs: Float64Array = np.broadcast_to(
             np.asarray(threshold_dbfs, dtype=np.float64), (ports,)
         ).copy()
-        self.attack_frames = max(1, math.ceil(attack_ms / frame_ms - 1e-9))
-        self.hang_frames = max(1, math.ceil(hang_ms / frame_ms - 1e-9))
+        # Per port (a scalar applies to all): whole frames, at least one.
+        self.attack_frames: IntArray = self._frames(attack_ms, frame_ms)
+        self.hang_frames: IntArray = self._frames(hang_ms, frame_ms)
         self.open: BoolArray = np.zeros(ports, dtype=np.bool_)
         self._above: IntArray = np.zeros(ports, dtype=np.int64)
         self._below: IntArray = np.zeros(ports, dtype=np.int64)
+
+    def _frames(self, ms: npt.ArrayLike, frame_ms: float) -> IntArray:
+        per_port = np.broadcast_to(np.asarray(ms, dtype=np.float64), (self.ports,))
+        frames: IntArray = np.maximum(1, np.ceil(per_port / frame_ms - 1e-9)).astype(np.int64)
+        return frames
 
     def process(self, frames: npt.ArrayLike) -> BoolArray:
         """One frame per port ((ports, n)); returns per port whether VOX is open after it."""
