@@ -124,7 +124,7 @@ class SoundCardAudio:
         )
         audio = [_audio(r.settings) for r in self.radios]
         self._level_on = np.array([a.auto_level for a in audio])
-        self._level = AutoLevel(n, target_dbfs=audio[0].target_dbfs if audio else -18.0)
+        self._level = AutoLevel(n, target_dbfs=np.array([a.target_dbfs for a in audio]))
         self.vox = np.zeros(n, dtype=bool)
         self.tone = np.zeros(n, dtype=bool)
         self.underruns = np.zeros(n, dtype=np.int64)

@@ -129,3 +129,13 @@ def test_peak_and_rms_helpers() -> None:
     np.testing.assert_allclose(peak_dbfs(frames), [-6.0, -120.0], atol=0.01)
     np.testing.assert_allclose(rms_dbfs(frames), [-6.0 - 3.01, -120.0], atol=0.05)
     assert peak_dbfs(np.full(10, -0.5)) == pytest.approx(-6.02, abs=0.01)
+
+
+def test_each_port_has_its_own_target() -> None:
+    audio = _talkers([-12.0, -12.0], 20.0, seed=2)
+    level = AutoLevel(2, target_dbfs=[-18.0, -24.0])
+    out = _process(level, audio)
+    half = audio.shape[1] // 2
+    after = _active_level_dbfs(audio[:, half:], out[:, half:])
+    np.testing.assert_allclose(after, [-18.0, -24.0], atol=3.0)
+    assert after[0] - after[1] > 4.0

@@ -64,7 +64,7 @@ class AutoLevel:
     def __init__(
         self,
         ports: int,
-        target_dbfs: float = -18.0,
+        target_dbfs: npt.ArrayLike = -18.0,
         max_gain_db: float = 20.0,
         min_gain_db: float = -20.0,
         attack_ms: float = 50.0,
@@ -80,7 +80,10 @@ class AutoLevel:
         if min_gain_db > max_gain_db:
             raise ValueError("min_gain_db is above max_gain_db")
         self.ports = ports
-        self.target_dbfs = target_dbfs
+        # Per port (a scalar applies to all).
+        self.target_dbfs = np.broadcast_to(
+            np.asarray(target_dbfs, dtype=np.float64), (ports,)
+        ).copy()
         self.max_gain_db = max_gain_db
         self.min_gain_db = min_gain_db
         self.gate_dbfs = gate_dbfs
