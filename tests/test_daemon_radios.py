@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from emulators.kenwood import KenwoodRadio
 from emulators.line_radio import LineRadioServer
-from test_daemon import Site
+from test_daemon import Daemon, Site
 
 SITE = """\
 gateway: {{id: radio-gw, frame_ms: 20, state_dir: {state_dir}}}
@@ -140,6 +140,22 @@ def port_status(site: Site, name: str) -> dict[str, Any]:
     return port
 
 
+def first_alarm(
+    daemon: Daemon, kind: str, port: str | None = None, timeout: float = 15.0
+) -> dict[str, Any]:
+    """Waits for the first `alarm` of `kind` (on `port`, if given) in the daemon's log."""
+    found = daemon.wait_for(
+        lambda: [
+            a
+            for a in daemon.events("alarm")
+            if a["kind"] == kind and (port is None or a["port"] == port)
+        ],
+        timeout=timeout,
+    )
+    alarm: dict[str, Any] = found[0]
+    return alarm
+
+
 def wait(condition: Any, timeout: float = 10.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -217,16 +233,12 @@ def test_unplugging_the_talker_mid_call_unkeys_and_the_radio_recovers(
 
     bench.unplug("rcmp-1")  # USB cable pulled mid-call
     wait(lambda: not usbp.ptt, what="usbp-1 unkeyed")
-    alarm = daemon.wait_for(
-        lambda: [a for a in daemon.events("alarm") if a["kind"] == "port_offline"]
-    )[0]
+    alarm = first_alarm(daemon, "port_offline")
     assert alarm["port"] == "rcmp-1" and alarm["detail"]
     assert not port_status(radio_site, "rcmp-1")["online"]
 
     replacement = bench.plug("rcmp-1")  # plugged back in
-    daemon.wait_for(
-        lambda: [a for a in daemon.events("alarm") if a["kind"] == "port_online"], timeout=15
-    )
+    first_alarm(daemon, "port_online")
     daemon.wait_for(lambda: port_status(radio_site, "rcmp-1")["ready"])
     assert replacement.vfo_a.hz == 142_470_000  # re-tuned on return
     assert not usbp.ptt
@@ -268,13 +280,7 @@ def test_a_radio_that_cannot_be_tuned_is_offline_with_an_alarm_and_never_keyed(
     usbp.fault(r"FB\d{11}", b"?;", times=1000)  # refuses the transmit frequency
     daemon = radio_site.start()
     radio_site.wait_ready(daemon)
-    alarm = daemon.wait_for(
-        lambda: [
-            a
-            for a in daemon.events("alarm")
-            if a["kind"] == "port_offline" and a["port"] == "usbp-1"
-        ]
-    )[0]
+    alarm = first_alarm(daemon, "port_offline", "usbp-1")
     assert "tuning to usbp/ch4" in alarm["detail"]
     bench.radios["rcmp-1"].squelch_open = True
     daemon.wait_for(lambda: daemon.events("call_start"))
@@ -356,15 +362,11 @@ def test_radios_on_modem_lines_patch_end_to_end_and_recover_from_a_lost_port(
     assert first_key > 0 and all(usbp.levels("dtr")[:first_key])
 
     rcmp.stop()  # the serial device server goes away
-    alarm = daemon.wait_for(
-        lambda: [a for a in daemon.events("alarm") if a["kind"] == "port_offline"]
-    )[0]
+    alarm = first_alarm(daemon, "port_offline")
     assert alarm["port"] == "rcmp-1" and "device server closed" in alarm["detail"]
     assert not port_status(site, "rcmp-1")["online"]
     rcmp.start()
-    daemon.wait_for(
-        lambda: [a for a in daemon.events("alarm") if a["kind"] == "port_online"], timeout=20
-    )
+    first_alarm(daemon, "port_online", timeout=20)
     wait(lambda: port_status(site, "rcmp-1")["online"], what="rcmp-1 online")
     rcmp.set_input("cts", True)  # patches again after the reopen
     usbp.wait_for("dtr", False, timeout=3)
