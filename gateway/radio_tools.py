@@ -70,22 +70,11 @@ def describe_devices() -> list[str]:
     return lines
 
 
-def describe_tuning(tuning: Tuning) -> str:
-    rx, tx = tuning.rx_hz / 1e6, tuning.tx_hz / 1e6
-    freq = f"{rx:.5f} MHz" if tuning.rx_hz == tuning.tx_hz else f"rx {rx:.5f} / tx {tx:.5f} MHz"
-    tone = (
-        f", CTCSS {tuning.ctcss_hz:g} Hz"
-        if tuning.ctcss_hz
-        else (f", DCS {tuning.dcs}" if tuning.dcs else ", no tone")
-    )
-    return f"{freq} {tuning.mode.upper()}{tone}"
-
-
 async def probe(driver: CatDriver) -> list[str]:
     identity = await driver.probe()
     detail = f" ({identity.detail})" if identity.detail else ""
     try:
-        tuned = describe_tuning(await driver.read_tuning())
+        tuned = (await driver.read_tuning()).describe()
     except (CatRejected, CatTimeout, CatLinkLost):
         raise
     except CatError as exc:  # e.g. an HF rig left in SSB: say so, the probe itself worked
@@ -100,7 +89,7 @@ async def probe(driver: CatDriver) -> list[str]:
 
 async def tune(driver: CatDriver, tuning: Tuning) -> list[str]:
     got = await driver.tune_and_verify(tuning)
-    return [f"tuned and verified: {describe_tuning(got)}"]
+    return [f"tuned and verified: {got.describe()}"]
 
 
 async def unkey(driver: CatDriver) -> None:

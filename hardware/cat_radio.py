@@ -50,18 +50,6 @@ class Channel:
     tuning: Tuning
 
 
-def describe(tuning: Tuning) -> str:
-    text = f"{tuning.rx_hz / 1e6:.5f}"
-    if tuning.tx_hz != tuning.rx_hz:
-        text += f"/{tuning.tx_hz / 1e6:.5f}"
-    text += f" MHz {tuning.mode}"
-    if tuning.ctcss_hz is not None:
-        text += f" CTCSS {tuning.ctcss_hz:g} Hz"
-    if tuning.dcs is not None:
-        text += f" DCS {tuning.dcs}"
-    return text
-
-
 class _Offline(Exception):
     """Ends one session with the radio; the message is the alarm's detail."""
 
@@ -205,11 +193,11 @@ class CatRadio:
         except CatLinkLost:
             raise
         except CatError as exc:
-            raise _Offline(f"tuning to {talkgroup} ({describe(tuning)}) failed: {exc}") from None
+            raise _Offline(f"tuning to {talkgroup} ({tuning.describe()}) failed: {exc}") from None
         if self._talkgroup != talkgroup:
             return  # the engine changed its mind meanwhile; tune again on the next pass
         self.tuned = talkgroup
-        log.info("%s: %s tuned to %s (%s)", self.name, self.identity, talkgroup, describe(tuning))
+        log.info("%s: %s tuned to %s (%s)", self.name, self.identity, talkgroup, tuning.describe())
         self._report(online=True, tuned_to=talkgroup)
 
     def _outside_bands(self, tuning: Tuning) -> str | None:

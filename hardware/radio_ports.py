@@ -44,10 +44,6 @@ from gateway.simulated import SimulatedRadios
 log = logging.getLogger(__name__)
 
 
-class HardwareUnsupported(Exception):
-    """The config asks for hardware this build cannot drive; one sentence for the user."""
-
-
 def unsupported_hardware(cfg: Config) -> list[str]:
     """Why each radio the daemon cannot drive yet cannot be driven (empty: all can)."""
     problems: list[str] = []
@@ -79,9 +75,7 @@ class SiteRadios:
         backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
     ) -> None:
-        problems = unsupported_hardware(cfg)
-        if problems:
-            raise HardwareUnsupported(problems[0])
+        # The daemon refuses what `unsupported_hardware` names before building this bank.
         self.names = tuple(names)
         self.index = {name: i for i, name in enumerate(self.names)}
         self.audio = audio
@@ -196,10 +190,6 @@ class SiteRadios:
 
     def tune(self, port: str, talkgroup: str) -> None:
         self._loop.call_soon_threadsafe(self.cat[port].want_talkgroup, talkgroup)
-
-    def online(self, port: str) -> bool:
-        with self._lock:
-            return not self._down.get(port)
 
     # ------------------------------------------------------------------ parts reporting in
     def _set_cat_carrier(self, i: int, on: bool) -> None:

@@ -62,7 +62,6 @@ class _Radio:
     out_rate: int = 0
     in_gain: float = 1.0
     out_gain: float = 1.0
-    out_target: int = 0
     limiter_gain: float = 1.0
     underrun_blocks: int = 0  # output blocks the card wanted before we had them (its thread)
 
@@ -145,26 +144,11 @@ class SoundCardAudio:
         outputs: dict[int, _Stream] = {}
         for radio in self.radios:
             a = _audio(radio.settings)
-            block_s = a.block_ms / 1000
-            for direction, spec, streams in (
-                ("input", a.input, inputs),
-                ("output", a.output, outputs),
-            ):
-                device = find_device(spec, direction, devices)  # type: ignore[arg-type]
-                rate = a.rate or round(device.default_rate)
-                have = (
-                    device.max_input_channels
-                    if direction == "input"
-                    else device.max_output_channels
-                )
-                stream = streams.get(device.index)
-                if stream is None:
-                    channels = 2 if have >= 2 else 1
-                    stream = _Stream(device, rate, channels, round(rate * block_s), [])
-                    streams[device.index] = stream
-                stream.radios.append((radio, a.channel))
-            radio.in_rate = inputs[find_device(a.input, "input", devices).index].rate
-            radio.out_rate = outputs[find_device(a.output, "output", devices).index].rate
+            card_in = find_device(a.input, "input", devices)
+            card_out = find_device(a.output, "output", devices)
+            inp = self._join(radio, card_in, card_in.max_input_channels, inputs, a)
+            out = self._join(radio, card_out, card_out.max_output_channels, outputs, a)
+            radio.in_rate, radio.out_rate = inp.rate, out.rate
             self._prepare(radio)
         self._inputs, self._outputs = list(inputs.values()), list(outputs.values())
         for s in self._inputs:
@@ -197,6 +181,24 @@ class SoundCardAudio:
                 s.block,
             )
 
+    @staticmethod
+    def _join(
+        radio: _Radio,
+        device: SoundDevice,
+        have_channels: int,
+        streams: dict[int, _Stream],
+        a: AudioSettings,
+    ) -> _Stream:
+        """The stream of `device` in one direction (made by its first radio), with `radio` on it."""
+        stream = streams.get(device.index)
+        if stream is None:
+            rate = a.rate or round(device.default_rate)
+            channels = 2 if have_channels >= 2 else 1
+            stream = _Stream(device, rate, channels, round(rate * a.block_ms / 1000), [])
+            streams[device.index] = stream
+        stream.radios.append((radio, a.channel))
+        return stream
+
     def prepare_without_devices(self) -> None:
         """Sets every radio up at its `in_rate` / `out_rate` without opening a device (for the
         benchmark, which feeds the FIFOs as the cards would)."""
@@ -215,9 +217,9 @@ class SoundCardAudio:
         block8 = round(ENGINE_RATE * block_s)
         # Receive: one device block of margin over the frame; transmit: one block queued.
         radio.rx_drift = DriftCorrector(self.frame + block8, max(8, block8 // 2))
-        radio.out_target = round(radio.out_rate * block_s) * 2
+        out_target = round(radio.out_rate * block_s) * 2  # two card blocks queued
         radio.tx_drift = DriftCorrector(
-            round(radio.out_target * ENGINE_RATE / radio.out_rate), max(8, block8 // 2)
+            round(out_target * ENGINE_RATE / radio.out_rate), max(8, block8 // 2)
         )
         if radio.in_rate != ENGINE_RATE:
             radio.down = StreamingResampler(radio.in_rate, ENGINE_RATE)

@@ -39,6 +39,16 @@ class Tuning:
     ctcss_hz: float | None = None
     dcs: str | None = None
 
+    def describe(self) -> str:
+        """For people: `rx 148.10000 / tx 148.70000 MHz NFM, CTCSS 100 Hz`."""
+        rx, tx = self.rx_hz / 1e6, self.tx_hz / 1e6
+        freq = f"{rx:.5f} MHz" if self.rx_hz == self.tx_hz else f"rx {rx:.5f} / tx {tx:.5f} MHz"
+        if self.ctcss_hz:
+            tone = f", CTCSS {self.ctcss_hz:g} Hz"
+        else:
+            tone = f", DCS {self.dcs}" if self.dcs else ", no tone"
+        return f"{freq} {self.mode.upper()}{tone}"
+
 
 @dataclass(frozen=True)
 class RigIdentity:
