@@ -2,17 +2,18 @@
 heard on serial modem lines, and CAT-controlled radios.
 
 Each port's parts come from where the config says:
-- audio: simulated in this build (sound-card audio is a later part); so every port's receive
-  audio and what it transmitted are the simulated bank's;
+- audio: the radio's sound card (`SoundCardAudio`), or the simulated bank's for a simulated
+  radio;
 - carrier: the simulated bank's for a simulated radio; the squelch line (`LinePortBank`) or the
   CAT squelch poll (`CatRadio`) for a radio with real squelch;
 - PTT: the line writer thread, or the radio's CAT supervisor; a receive-only radio (`none`) is
   never keyed.
 
-A port is online only while every part it depends on is (its CAT link and the serial ports of
-its PTT and squelch lines). Parts report in from their own threads; the engine thread collects
-the merged news with `take_notices` at each tick, so it never waits on a device. Lost serial
-ports are reopened here with exponential backoff; CAT radios reopen themselves.
+A port is online only while every part it depends on is (its sound card's input and output
+streams, its CAT link and the serial ports of its PTT and squelch lines). Parts report in from
+their own threads; the engine thread collects the merged news with `take_notices` at each tick,
+so it never waits on a device. Lost serial ports and lost sound cards are reopened here with
+exponential backoff; CAT radios reopen themselves.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,11 +39,13 @@ from gateway.hardware.site_wiring import (
     hardware_radios,
     serial_line_wirings,
 )
-from gateway.hardware.sound_ports import SoundCardAudio, sound_card_radios
+from gateway.hardware.sound_ports import SoundCardAudio, SoundCardLost, sound_card_radios
 from gateway.runtime import PortNotice
 from gateway.simulated import SimulatedRadios
 
 log = logging.getLogger(__name__)
+
+SOUND_CHECK_S = 0.1  # how often the sound cards' streams are checked for a vanished device
 
 
 def unsupported_hardware(cfg: Config) -> list[str]:
@@ -135,6 +139,7 @@ class SiteRadios:
         radio's supervisor. Call on the loop, before the engine starts."""
         if self.sound is not None:
             self.sound.open()  # a missing card is a one-line error naming what exists
+            self._spawn(self._watch_sound())
         if self._has_lines:
             self.lines.start(tolerate_missing=True)
         for cat in self.cat.values():
@@ -217,32 +222,70 @@ class SiteRadios:
         self._loop.call_soon_threadsafe(self._start_reopen, url, list(radios))
 
     def _start_reopen(self, url: str, radios: list[str]) -> None:
-        if url in self._reopening:
+        self._bring_back(url, radios, lambda: self.lines.reopen(url), SerialLinesError)
+
+    async def _watch_sound(self) -> None:
+        """Takes the radios of a vanished sound card out of service and brings them back."""
+        assert self.sound is not None
+        sound = self.sound
+        while True:
+            await asyncio.sleep(SOUND_CHECK_S)
+            for stream, reason in sound.check_streams():
+                log.warning("%s lost: %s", stream.label, reason)
+                for radio in stream.radio_names:
+                    self._part_notice(
+                        PortNotice(
+                            radio, False, alarm=("port_offline", f"{stream.label} lost: {reason}")
+                        ),
+                        stream.label,
+                    )
+                await asyncio.to_thread(sound.drop_stream, stream)
+                self._bring_back(
+                    stream.label,
+                    stream.radio_names,
+                    lambda stream=stream: sound.reopen_stream(stream),  # type: ignore[misc]
+                    SoundCardLost,
+                )
+
+    def _bring_back(
+        self,
+        part: str,
+        radios: list[str],
+        reopen: Callable[[], None],
+        still_missing: type[Exception],
+    ) -> None:
+        """Retries `reopen` (off the loop) with exponential backoff until it stops raising
+        `still_missing`; then `part` of each radio is back in service."""
+        if part in self._reopening:
             return
-        self._reopening.add(url)
-        task = asyncio.ensure_future(self._reopen(url, radios))
+        self._reopening.add(part)
+
+        async def retry() -> None:
+            delay = self._backoff[0]
+            try:
+                while True:
+                    await asyncio.sleep(delay)
+                    try:
+                        await asyncio.to_thread(reopen)
+                    except still_missing as exc:
+                        log.info("%s still unavailable: %s", part, exc)
+                        delay = min(delay * 2, self._backoff[1])
+                        continue
+                    log.info("%s is back", part)
+                    for radio in radios:
+                        self._part_notice(
+                            PortNotice(radio, True, alarm=("port_online", f"{part} is back")), part
+                        )
+                    return
+            finally:
+                self._reopening.discard(part)
+
+        self._spawn(retry())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _reopen(self, url: str, radios: list[str]) -> None:
-        delay = self._backoff[0]
-        try:
-            while True:
-                await asyncio.sleep(delay)
-                try:
-                    await asyncio.to_thread(self.lines.reopen, url)
-                except SerialLinesError as exc:
-                    log.info("%s still unavailable: %s", url, exc)
-                    delay = min(delay * 2, self._backoff[1])
-                    continue
-                log.info("%s is back", url)
-                for radio in radios:
-                    self._part_notice(
-                        PortNotice(radio, True, alarm=("port_online", f"{url} is back")), url
-                    )
-                return
-        finally:
-            self._reopening.discard(url)
 
     # ------------------------------------------------------------------ reload
     def compatible(self, cfg: Config, names: Sequence[str]) -> bool:
@@ -258,7 +301,12 @@ class SiteRadios:
 
 
 def hardware_signature(cfg: Config) -> list[tuple[object, ...]]:
-    return [
+    """What a reload cannot change without a restart: how each radio is wired."""
+    control: list[tuple[object, ...]] = [
         (name, r.control, r.ptt, r.squelch, r.bands_mhz, r.pool)
         for name, r in hardware_radios(cfg).items()
     ]
+    sound: list[tuple[object, ...]] = [
+        (name, r.audio) for name, r in sound_card_radios(list(cfg.radios), cfg.radios).items()
+    ]
+    return control + sound

@@ -16,6 +16,12 @@ at each tick:
   FIFO's level, then resampling to the device rate.
 
 Underruns and overruns are counted per radio for `status`.
+
+A card that vanishes (USB unplugged) is noticed by `check_streams`, which the site's watcher
+calls a few times a second: PortAudio stops a stream whose ALSA device fails (ENODEV), and a
+stream whose callbacks stop coming is as good as gone. Its radios then hear silence and send
+nowhere until `reopen_stream` opens the same device again; the watcher takes their ports out of
+service meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +51,14 @@ log = logging.getLogger(__name__)
 ENGINE_RATE = 8000
 LIMIT = 10 ** (-1 / 20)  # -1 dBFS
 FIFO_SECONDS = 1.0
+# No callback for this long and the card is gone. PortAudio stopping the stream is how an unplugged
+# card normally shows; this catches a device that hangs instead, and is long enough (100 blocks of
+# the default 20 ms) that a loaded machine's scheduling never trips it.
+STALL_S = 2.0
+
+
+class SoundCardLost(Exception):
+    """A sound card could not be opened again (still unplugged); one line."""
 
 
 @dataclass
@@ -64,6 +79,8 @@ class _Radio:
     out_gain: float = 1.0
     limiter_gain: float = 1.0
     underrun_blocks: int = 0  # output blocks the card wanted before we had them (its thread)
+    in_lost: bool = False  # its input card is gone: it hears silence, nothing is counted
+    out_lost: bool = False  # its output card is gone: what it would send is dropped
 
 
 @dataclass
@@ -73,7 +90,18 @@ class _Stream:
     channels: int
     block: int
     radios: list[tuple[_Radio, str]]  # radio, channel (left/right/mono)
+    input: bool = True
     stream: Any = None
+    last_callback: float = 0.0  # time.monotonic() of its last callback (the device's thread)
+    lost: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"sound card {self.device.name!r} ({'input' if self.input else 'output'})"
+
+    @property
+    def radio_names(self) -> list[str]:
+        return [radio.name for radio, _ in self.radios]
 
 
 def _audio(radio: Radio) -> AudioSettings:
@@ -151,35 +179,32 @@ class SoundCardAudio:
             radio.in_rate, radio.out_rate = inp.rate, out.rate
             self._prepare(radio)
         self._inputs, self._outputs = list(inputs.values()), list(outputs.values())
-        for s in self._inputs:
-            s.stream = self._pa.open(
-                format=pyaudio.paInt16,
-                channels=s.channels,
-                rate=s.rate,
-                input=True,
-                input_device_index=s.device.index,
-                frames_per_buffer=s.block,
-                stream_callback=self._input_callback(s),
-            )
         for s in self._outputs:
-            s.stream = self._pa.open(
-                format=pyaudio.paInt16,
-                channels=s.channels,
-                rate=s.rate,
-                output=True,
-                output_device_index=s.device.index,
-                frames_per_buffer=s.block,
-                stream_callback=self._output_callback(s),
-            )
+            s.input = False
         for s in self._inputs + self._outputs:
+            self._open_stream(s)
             log.info(
-                "sound device %s (%s) at %d Hz, %d channel(s), %d-frame blocks",
-                s.device.name,
-                "in" if s in self._inputs else "out",
-                s.rate,
-                s.channels,
-                s.block,
+                "%s at %d Hz, %d channel(s), %d-frame blocks", s.label, s.rate, s.channels, s.block
             )
+
+    def _open_stream(self, s: _Stream) -> None:
+        import pyaudio
+
+        direction: dict[str, Any] = (
+            {"input": True, "input_device_index": s.device.index}
+            if s.input
+            else {"output": True, "output_device_index": s.device.index}
+        )
+        callback = self._input_callback(s) if s.input else self._output_callback(s)
+        s.last_callback = time.monotonic()  # the first callback may take a block or two
+        s.stream = self._pa.open(
+            format=pyaudio.paInt16,
+            channels=s.channels,
+            rate=s.rate,
+            frames_per_buffer=s.block,
+            stream_callback=callback,
+            **direction,
+        )
 
     @staticmethod
     def _join(
@@ -228,16 +253,74 @@ class SoundCardAudio:
 
     def close(self) -> None:
         for s in self._inputs + self._outputs:
-            if s.stream is not None:
-                try:
-                    s.stream.stop_stream()
-                    s.stream.close()
-                except Exception as exc:  # a vanished device: nothing left to close
-                    log.info("closing %s: %s", s.device.name, exc)
-                s.stream = None
+            self._close_stream(s)
         if self._pa is not None:
             self._pa.terminate()
             self._pa = None
+
+    @staticmethod
+    def _close_stream(s: _Stream) -> None:
+        if s.stream is not None:
+            try:
+                s.stream.stop_stream()
+                s.stream.close()
+            except Exception as exc:  # a vanished device: nothing left to close
+                log.info("closing %s: %s", s.label, exc)
+            s.stream = None
+
+    # ------------------------------------------------------------------ device loss (watcher)
+    def check_streams(self) -> list[tuple[_Stream, str]]:
+        """Streams lost since the last check, each with why; their radios go silent at once.
+        Cheap (no device I/O): call it a few times a second from one watcher."""
+        now = time.monotonic()
+        lost: list[tuple[_Stream, str]] = []
+        for s in self._inputs + self._outputs:
+            if s.lost or s.stream is None:
+                continue
+            try:
+                active = bool(s.stream.is_active())
+            except Exception as exc:  # PortAudio refuses a stream whose device is gone
+                active, reason = False, f"{exc}"
+            else:
+                reason = "the device stopped (unplugged?)"
+            if active:
+                silent_for = now - s.last_callback
+                if silent_for <= STALL_S:
+                    continue
+                reason = f"no audio from the device for {silent_for:.1f} s (unplugged?)"
+            self._mark_lost(s, True)
+            lost.append((s, reason))
+        return lost
+
+    def drop_stream(self, s: _Stream) -> None:
+        """Closes a lost stream (may take a moment on a dead device: call off the loop)."""
+        self._close_stream(s)
+
+    def reopen_stream(self, s: _Stream) -> None:
+        """Opens a lost stream's device again; SoundCardLost (one line) while it is missing.
+
+        The same PortAudio device is opened again: a re-plugged USB card comes back under the
+        same ALSA name (the kernel gives it the card number it had, unless another card took it
+        meanwhile; `index=` in the snd-usb-audio options pins it)."""
+        self._close_stream(s)
+        try:
+            self._open_stream(s)
+        except Exception as exc:  # PortAudio's OSError / IOError: the device is not there
+            s.stream = None
+            detail = exc.args[0] if isinstance(exc, OSError) and exc.args else exc
+            raise SoundCardLost(f"{s.label}: {detail}") from None
+        self._mark_lost(s, False)
+
+    def _mark_lost(self, s: _Stream, lost: bool) -> None:
+        s.lost = lost
+        with self._lock:
+            for radio, _ in s.radios:
+                if s.input:
+                    radio.in_lost = lost
+                    radio.in_fifo.clear()
+                else:
+                    radio.out_lost = lost
+                    radio.out_fifo.clear()
 
     # ------------------------------------------------------------------ device threads
     def _input_callback(self, s: _Stream) -> Callable[..., tuple[None, int]]:
@@ -246,6 +329,7 @@ class SoundCardAudio:
         columns = [(r, _channel_index(ch, s.channels)) for r, ch in s.radios]
 
         def callback(data: bytes | None, frames: int, info: Any, status: int) -> tuple[None, int]:
+            s.last_callback = time.monotonic()
             if data:
                 block = np.frombuffer(data, dtype=np.int16).reshape(-1, s.channels)
                 for radio, column in columns:
@@ -263,6 +347,7 @@ class SoundCardAudio:
         columns = [(r, _channel_index(ch, s.channels)) for r, ch in s.radios]
 
         def callback(data: bytes | None, frames: int, info: Any, status: int) -> tuple[bytes, int]:
+            s.last_callback = time.monotonic()
             block = np.zeros((frames, s.channels), dtype=np.float32)
             for radio, column in columns:
                 with self._lock:
@@ -285,6 +370,8 @@ class SoundCardAudio:
         n = len(self.radios)
         raw = np.zeros((n, self.frame), dtype=np.float32)
         for r in self.radios:
+            if r.in_lost:
+                continue  # silence, and no underruns to count: its port is out of service
             with self._lock:
                 fresh, _ = r.in_fifo.read(r.in_fifo.level)
             pcm = r.down.process(fresh) if r.down is not None else fresh
@@ -306,6 +393,8 @@ class SoundCardAudio:
     def send(self, frames: npt.NDArray[np.float32]) -> None:
         """One engine frame per sound-card radio to its card (gain, limiter, drift, resample)."""
         for r in self.radios:
+            if r.out_lost:
+                continue
             x = frames[r.row] * r.out_gain
             peak = float(np.abs(x).max(initial=0.0))
             # Instant attack, 250 ms release: a loud frame never clips the card's output.

@@ -51,6 +51,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -198,9 +199,9 @@ class AudioEnv:
         self._kept_pcms: set[str] = set()  # PCMs of removed sinks, still in the ALSA config
         self._process: subprocess.Popen[bytes] | None = None
         self._saved_environ: dict[str, str | None] = {}
-        socket = self.root / "native"
+        native = self.root / "native"
         self._environ = {
-            "PULSE_SERVER": f"unix:{socket}",
+            "PULSE_SERVER": f"unix:{native}",
             "PULSE_COOKIE": str(self.root / "cookie"),
             "PULSE_CLIENTCONFIG": str(self.root / "client.conf"),
             "ALSA_CONFIG_PATH": f"{system_alsa_conf()}:{self.asoundrc}",
@@ -222,10 +223,12 @@ class AudioEnv:
         home.mkdir()
         runtime.mkdir(mode=0o700)
         (self.root / "client.conf").write_text("autospawn = no\n")
-        socket = self.root / "native"
+        native = self.root / "native"
         flags = "source_dont_move=true sink_dont_move=true"
         (self.root / "default.pa").write_text(
-            f"load-module module-native-protocol-unix auth-anonymous=1 socket={socket}\n"
+            f"load-module module-native-protocol-unix auth-anonymous=1 socket={native}\n"
+            # The CLI protocol can end a client's stream (pactl cannot): see `unplug_sink`.
+            f"load-module module-cli-protocol-unix socket={self.root / 'cli'}\n"
             f"load-module module-null-sink sink_name={ORPHAN_SINK} rate=48000 channels=2"
             f" format=float32le sink_properties=device.description={ORPHAN_SINK}\n"
             f"load-module module-null-sink sink_name={DISCARD_SINK} rate=48000 channels=2"
@@ -418,6 +421,52 @@ class AudioEnv:
         if keep_pcms:
             self._kept_pcms.add(name)
         self._write_asoundrc()
+
+    def unplug_sink(self, name: str) -> None:
+        """Removes a sink as a USB sound card is unplugged: the clients' streams on it end with
+        an error (an unplugged ALSA card answers ENODEV; PortAudio then stops the stream) instead
+        of being moved to the orphan sink, and its PCMs stay listed but fail to open until
+        `replug_sink`."""
+        sink = self._sinks[name]
+        sink_index = self._index("sinks", name)
+        source_index = self._index("sources", f"{name}.monitor")
+        commands = [
+            f"kill-sink-input {fields[0]}"
+            for fields in self._rows("sink-inputs")
+            if fields[1] == sink_index and "protocol-native" in fields[3]
+        ] + [
+            f"kill-source-output {fields[0]}"
+            for fields in self._rows("source-outputs")
+            if fields[1] == source_index and "protocol-native" in fields[3]
+        ]
+        self._cli(commands)
+        self.remove_sink(sink.name, keep_pcms=True)
+
+    def replug_sink(self, name: str) -> None:
+        """Brings back a sink removed by `unplug_sink`, under the same name and PCMs."""
+        self.add_sink(name)
+
+    def _rows(self, kind: str) -> list[list[str]]:
+        listing = self.pactl("list", "short", kind)
+        return [line.split("\t") for line in listing.splitlines() if line.strip()]
+
+    def _index(self, kind: str, name: str) -> str:
+        for fields in self._rows(kind):
+            if fields[1] == name:
+                return fields[0]
+        raise RuntimeError(f"no {kind[:-1]} named {name}")
+
+    def _cli(self, commands: list[str]) -> None:
+        with socket.socket(socket.AF_UNIX) as cli:
+            cli.settimeout(10)
+            cli.connect(str(self.root / "cli"))
+            cli.sendall("".join(f"{c}\n" for c in commands).encode())
+            cli.shutdown(socket.SHUT_WR)
+            replies = b""
+            while chunk := cli.recv(4096):  # the daemon closes its side after our end of input
+                replies += chunk
+        if replies.strip():  # the CLI is silent on success
+            raise RuntimeError(f"pulseaudio CLI {commands}: {replies.decode(errors='replace')}")
 
     def _wake(self, sink: str) -> None:
         # Restarts the null sink's clock, so that it renders in the keep-alive's short blocks
