@@ -43,6 +43,7 @@ USER_ERRORS = (
     ("gateway.hardware.cat.errors", "CatError"),
     ("gateway.announcements", "AnnouncementError"),
     ("gateway.hardware.sound_devices", "SoundDeviceError"),
+    ("gateway.audio_tools", "AudioToolError"),
 )
 
 
@@ -90,7 +91,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError("--seconds must be a positive number of seconds")
-    return run_demo(Path(args.config) if args.config else None, args.seconds)
+    mqtt = None
+    if args.mqtt is not None:
+        from gateway.config.models import MqttSettings
+
+        try:
+            mqtt = MqttSettings(url=args.mqtt)
+        except ValueError:
+            raise UsageError(
+                f"--mqtt must be mqtt://host[:port] or mqtts://host[:port] (got '{args.mqtt}')"
+            ) from None
+    return run_demo(Path(args.config) if args.config else None, args.seconds, mqtt=mqtt)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -111,10 +122,24 @@ def cmd_unkey_all(args: argparse.Namespace) -> int:
 
 
 def cmd_audio(args: argparse.Namespace) -> int:
-    from gateway.hardware.sound_devices import describe_devices
+    if args.action == "devices":
+        from gateway.hardware.sound_devices import describe_devices
 
-    print("\n".join(describe_devices()))
-    return 0
+        print("\n".join(describe_devices()))
+        return 0
+    import asyncio
+
+    from gateway.audio_tools import run_levels, run_tone
+
+    if not (args.radio and args.config):
+        raise UsageError(f"audio {args.action} needs --radio NAME --config FILE")
+    config = Path(args.config)
+    cfg = load_config(config)
+    if args.action == "levels":
+        return asyncio.run(run_levels(cfg, config, args.radio, args.seconds, sys.stdout))
+    return asyncio.run(
+        run_tone(cfg, config, args.radio, args.seconds, args.hz, args.level_dbfs, sys.stdout)
+    )
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -243,9 +268,17 @@ def format_status(status: dict[str, Any]) -> str:
         f"{status['gateway']}  up {status['uptime_s']:.0f} s  config {status['config']}",
         f"engine: {ticks['ticks']} ticks, {ticks['overruns']} overruns, lateness median "
         f"{ticks['lateness_ms']['median']} ms p99 {ticks['lateness_ms']['p99']} ms",
-        "",
-        "ports:",
     ]
+    mqtt = status.get("mqtt")
+    if mqtt is not None:
+        state = "connected" if mqtt["connected"] else "NOT CONNECTED"
+        full = ", OUTBOX FULL" if mqtt["outbox_full"] else ""
+        dropped = f", {mqtt['dropped']} ptt/carrier events dropped" if mqtt["dropped"] else ""
+        lines.append(
+            f"mqtt: {state} to {mqtt['url']}, {mqtt['queued']} event(s) waiting in the outbox"
+            f"{full}{dropped}"
+        )
+    lines += ["", "ports:"]
     for port in status["ports"]:
         flags = " ".join(
             flag
@@ -325,8 +358,26 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="serial ports (with USB ids) and sound cards")
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("audio", help="sound devices as PortAudio sees them")
-    p.add_argument("action", choices=["devices"], help="devices: index, channels, default rate")
+    p = sub.add_parser("audio", help="sound devices; one radio's input levels; a test tone")
+    p.add_argument(
+        "action",
+        choices=["devices", "levels", "tone"],
+        help="devices: index, channels, default rate; levels: live input meters of --radio; "
+        "tone: key --radio and send a test tone",
+    )
+    p.add_argument("--radio", metavar="NAME", help="a radio of --config")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument(
+        "--seconds", type=float, metavar="S", help="levels: stop after S; tone: how long (1-300)"
+    )
+    p.add_argument("--hz", type=float, default=1000.0, help="tone: frequency (1000)")
+    p.add_argument(
+        "--level-dbfs",
+        type=float,
+        default=-10.0,
+        dest="level_dbfs",
+        help="tone: peak level before the radio's output gain (-10)",
+    )
     p.set_defaults(func=cmd_audio)
 
     p = sub.add_parser("radio", help="probe, tune, key or watch one radio")
@@ -350,6 +401,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the built-in simulated site with a live view")
     p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
     p.add_argument("--config", metavar="CONFIG", help="an all-simulated config instead of the demo")
+    p.add_argument("--mqtt", metavar="URL", help="also publish the traffic to this MQTT broker")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -7,6 +7,8 @@ Every way of changing the patch table (a scenario, the control socket, MQTT) com
   audit record says so);
 - a patch with consent agencies is `pending` after a dispatcher's request (which counts as their
   own agency's approval) and `enabled` only once a dispatcher of every consent agency approved;
+- a pending request expires after `pending_expiry_s` (config `access`) if not every agency
+  approved: the patch goes back to disabled, `by: expiry`;
 - every command, accepted or refused, yields an `audit` event with the reason.
 """
 
@@ -41,6 +43,7 @@ DEFAULT_TECHNICIAN = Principal("technician", Role.TECHNICIAN)
 CONFIG_PRINCIPAL = Principal("config", Role.TECHNICIAN)
 RELOAD_PRINCIPAL = Principal("reload", Role.TECHNICIAN)
 RESTORE_PRINCIPAL = Principal("restore", Role.TECHNICIAN)
+EXPIRY_PRINCIPAL = Principal("expiry", Role.TECHNICIAN)
 
 
 class PatchState(StrEnum):
@@ -60,6 +63,7 @@ class Command(StrEnum):
 class PatchStatus:
     state: PatchState = PatchState.DISABLED
     approved_by: dict[str, str] = field(default_factory=dict)  # agency -> principal name
+    pending_since: int = 0  # the tick the request became pending
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,17 @@ class PatchControl:
         engine: PatchEngine,
         policies: Mapping[str, PatchPolicy],
         principals: Mapping[str, Principal],
+        pending_expiry_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.policies = dict(policies)
         self.principals = dict(principals)
         self.status = {name: PatchStatus() for name in self.policies}
+        self.pending_expiry_s = pending_expiry_s
+        frame_ms = engine.clock.frame_ms
+        self._expiry_ticks = (
+            None if pending_expiry_s is None else max(1, round(pending_expiry_s * 1000 / frame_ms))
+        )
 
     def principal(self, name: str | None) -> Principal | None:
         if name is None:
@@ -136,6 +146,33 @@ class PatchControl:
             events.extend(self.execute(CONFIG_PRINCIPAL, Command.ENABLE, name).events)
         return events
 
+    def expire_pending(self) -> list[Event]:
+        """Withdraws requests that waited longer than `pending_expiry_s` for their approvals."""
+        if self._expiry_ticks is None:
+            return []
+        events: list[Event] = []
+        now = self.engine.tick_index
+        for patch, status in self.status.items():
+            if (
+                status.state is PatchState.PENDING
+                and now - status.pending_since >= self._expiry_ticks
+            ):
+                missing = [a for a in self.policies[patch].consent if a not in status.approved_by]
+                status.state = PatchState.DISABLED
+                status.approved_by = {}
+                events.append(self._patch_event(patch, EXPIRY_PRINCIPAL))
+                events.append(
+                    self._audit(
+                        EXPIRY_PRINCIPAL,
+                        Command.ENABLE,
+                        patch,
+                        "refused",
+                        f"request for '{patch}' expired after {self.pending_expiry_s:g} s "
+                        f"without approval by {', '.join(missing)}",
+                    )
+                )
+        return events
+
     def successor(
         self,
         engine: PatchEngine,
@@ -152,7 +189,7 @@ class PatchControl:
         - a pending patch stays pending; a patch gone from the config is disabled;
         - a new patch marked `enabled: true` in the config is enabled (its first start).
         """
-        new = PatchControl(engine, policies, principals)
+        new = PatchControl(engine, policies, principals, self.pending_expiry_s)
         events: list[Event] = []
         for name, status in self.status.items():
             if status.state is PatchState.DISABLED:
@@ -176,6 +213,9 @@ class PatchControl:
                     events.append(new._patch_event(name, RELOAD_PRINCIPAL))
                 continue
             target.approved_by = {a: who for a, who in status.approved_by.items() if a in consent}
+            target.pending_since = (
+                status.pending_since if status.state is PatchState.PENDING else engine.tick_index
+            )
             target.state = PatchState.PENDING
             events.append(new._patch_event(name, RELOAD_PRINCIPAL))
         fresh = [n for n in enabled_in_config if n not in self.status and n in new.policies]
@@ -198,6 +238,7 @@ class PatchControl:
                 return events, str(refusal)
         elif state is PatchState.PENDING:
             status.state = PatchState.PENDING
+            status.pending_since = self.engine.tick_index  # a fresh window after a restart
             events.append(self._patch_event(name, RESTORE_PRINCIPAL))
         return events, None
 
@@ -291,6 +332,7 @@ class PatchControl:
             return f"'{patch}' enabled"
         if status.state is not PatchState.PENDING:
             status.state = PatchState.PENDING
+            status.pending_since = self.engine.tick_index
             events.append(self._patch_event(patch, who))
         return f"'{patch}' pending: waiting for approval by {', '.join(missing)}"
 

@@ -32,20 +32,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-log = logging.getLogger(__name__)
+from gateway.command_router import BadRequest, one_line, parse_request
 
-# Every command the daemon answers, with the string arguments it cannot do without. Declared once
-# here so the server refuses an unknown command or a missing argument itself, with the same words
-# whatever handler is plugged in.
-COMMANDS: Mapping[str, tuple[str, ...]] = {
-    "status": (),
-    "patch.list": (),
-    "patch.enable": ("patch",),
-    "patch.disable": ("patch",),
-    "patch.approve": ("patch",),
-    "patch.deny": ("patch",),
-    "reload": (),
-}
+log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
 MAX_LINE_BYTES = 64 * 1024  # a request line, without its newline
@@ -96,53 +85,6 @@ class _Peer:
         return f"{self.user} (pid {self.pid})"
 
 
-class _BadRequest(Exception):
-    def __init__(self, message: str, request_id: Any = None) -> None:
-        super().__init__(message)
-        self.request_id = request_id
-
-
-# ---------------------------------------------------------------------------------- requests
-def parse_request(line: bytes) -> tuple[str, dict[str, Any], Any]:
-    """One request line (without its newline) -> (command, args, id).
-
-    Raises `_BadRequest` with the sentence to answer; pure, so every bad input is easy to test.
-    """
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _BadRequest(
-            f"the request is not valid UTF-8 (bad byte at offset {exc.start})"
-        ) from None
-    try:
-        message = json.loads(text)
-    except RecursionError:
-        raise _BadRequest("the request is not JSON (it is nested too deeply)") from None
-    except ValueError as exc:  # JSONDecodeError, and over-long integers
-        raise _BadRequest(f"the request is not JSON ({_one_line(exc)})") from None
-    if not isinstance(message, dict):
-        raise _BadRequest(f"the request must be a JSON object, not {_json_kind(message)}")
-    request_id = message.get("id")
-    command = message.get("command")
-    known = ", ".join(COMMANDS)
-    if command is None:
-        raise _BadRequest(f'the request has no "command" (known: {known})', request_id)
-    if not isinstance(command, str):
-        raise _BadRequest(
-            f'"command" must be a string, not {_json_kind(command)} (known: {known})', request_id
-        )
-    if command not in COMMANDS:
-        raise _BadRequest(f"unknown command '{_clip(command)}'; known: {known}", request_id)
-    args = {key: value for key, value in message.items() if key not in ("command", "id")}
-    for name in COMMANDS[command]:
-        value = args.get(name)
-        if not isinstance(value, str) or not value:
-            raise _BadRequest(
-                f"'{command}' needs \"{name}\": the name of the {name}, as a string", request_id
-            )
-    return command, args, request_id
-
-
 def _error(request_id: Any, message: str) -> dict[str, Any]:
     return {"id": request_id, "ok": False, "error": message}
 
@@ -161,29 +103,6 @@ def _encode(reply: dict[str, Any]) -> bytes:
             fallback["id"] = None
             text = json.dumps(fallback, ensure_ascii=False)
     return text.encode("utf-8") + b"\n"
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return _clip(text[0]) if text else type(exc).__name__
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _reason(exc: OSError) -> str:
@@ -466,8 +385,8 @@ class ControlServer:
 
     async def _answer(self, line: bytes, peer: _Peer) -> dict[str, Any]:
         try:
-            command, args, request_id = parse_request(line)
-        except _BadRequest as bad:
+            command, args, request_id = parse_request(line, "request")
+        except BadRequest as bad:
             return _error(bad.request_id, str(bad))
         request = ControlRequest(
             command=command,
@@ -484,7 +403,7 @@ class ControlServer:
             return _error(request_id, str(refusal) or f"'{command}' refused")
         except Exception as exc:
             log.exception("control command %s from %s failed", command, peer)
-            return _error(request_id, f"internal error: {_one_line(exc)}")
+            return _error(request_id, f"internal error: {one_line(exc)}")
         if not isinstance(result, dict):
             log.error("control handler returned %s for %s, not a dict", type(result), command)
             return _error(request_id, "internal error: the handler's result is not an object")

@@ -2,8 +2,10 @@
 
 Two threads meet here. The engine thread (`gateway.runtime`) ticks the engine in real time and
 never waits on I/O. The asyncio loop of this module owns everything else: the control socket,
-reload on SIGHUP, the persisted patch state, logs, and systemd's notify/watchdog protocol. They
-meet through `EngineRuntime.submit` (work run between two ticks) and the event callback.
+MQTT (the outbox, retained states, commands), reload on SIGHUP, the persisted patch state, logs,
+and systemd's notify/watchdog protocol. They meet through `EngineRuntime.submit` (work run
+between two ticks) and the event callback. Commands from the control socket and from MQTT go
+through one `CommandRouter` (authorisation, consent, audit).
 
 Safety: every exit path unkeys (the engine thread's last act is `release_all`), a second daemon on
 the same state directory is refused, and a bad config at reload leaves the running one in place.
@@ -20,20 +22,26 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.announcements import AnnouncementPlan
 from gateway.announcer import Announcer
+from gateway.command_router import CommandRefused, CommandRouter, Request
 from gateway.commands import Command, PatchControl, PatchState, Principal, Role
 from gateway.config import Config, ConfigError, load_config
 from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
 from gateway.events import Event, EventStamper, TickClock, to_json_line
+from gateway.mqtt_client import MqttClient
+from gateway.outbox import Outbox
 from gateway.runtime import EngineRuntime, PortBank
 from gateway.sdnotify import SystemdNotifier
+from gateway.signals import tone
 from gateway.simulate import SimulationError, add_configured_traffic
 from gateway.simulated import SimulatedRadios
 from gateway.site import Site, build_site, hardware_ports, traffic_patterns
+from gateway.site_status import patch_list, status_snapshot
 from gateway.state_store import PatchRecord, StateStore, acquire_lock
 
 if TYPE_CHECKING:
@@ -45,9 +53,14 @@ event_log = logging.getLogger("gateway.events")
 T = TypeVar("T")
 
 STATE_FILE = "patches.json"
+OUTBOX_FILE = "outbox.sqlite3"
 RECENT_CALLS = 20
 STOP_TIMEOUT_S = 2.0
-_PATCH_COMMANDS = {c.value: c for c in Command}
+STATES_EVERY_S = 0.2  # retained port and patch states follow changes this closely
+EXPIRY_CHECK_S = 1.0
+KEY_TEST_DBFS = -10.0
+# What makes a retained port or patch state out of date.
+_STATE_EVENTS = frozenset({"carrier", "ptt", "alarm", "patch", "call_start", "call_end"})
 
 
 def control_socket_path(cfg: Config) -> Path:
@@ -102,6 +115,13 @@ class Daemon:
         self._save_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self.hardware: SiteRadios | None = None
+        self.outbox: Outbox | None = None
+        self.mqtt: MqttClient | None = None
+        if cfg.mqtt is not None:
+            self.outbox = Outbox(self.state_dir / OUTBOX_FILE, cfg.mqtt.outbox_mb * 1024 * 1024)
+            self.mqtt = MqttClient(cfg.mqtt, cfg.gateway.id, self.outbox, self._mqtt_command)
+        self._states_dirty = True
+        self.router = CommandRouter(self, lambda: self.cfg)
         self.runtime = self._build_runtime()
 
     # ------------------------------------------------------------------ start-up
@@ -112,6 +132,8 @@ class Daemon:
         radios = SimulatedRadios(names, engine.frame_samples)
         add_configured_traffic(self.cfg, radios)
         stamper = EventStamper(self.site.gateway_id)
+        if self.outbox is not None:  # seq goes on from where the last run stopped
+            stamper.next_seq = self.outbox.last_seq + 1
         bank: PortBank = radios
         if has_radio_control(self.cfg):
             from gateway.hardware.radio_ports import SiteRadios
@@ -166,6 +188,12 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         watchdog = asyncio.create_task(self._watch_engine())
+        background = [asyncio.create_task(self._expire_requests())]
+        if self.mqtt is not None:
+            background += [
+                asyncio.create_task(self.mqtt.run()),
+                asyncio.create_task(self._publish_states()),
+            ]
         ports = len(self.site.ports)
         log.info(
             "running %s: %d ports, %d patches, control socket %s",
@@ -191,6 +219,12 @@ class Daemon:
             if self.hardware is not None:  # unkeys every radio and closes every line
                 await self.hardware.close()
             await asyncio.sleep(0)  # let the engine's last events through
+            if self.mqtt is not None:
+                await self.mqtt.close()
+            for task in background:
+                task.cancel()
+            if self.outbox is not None:
+                self.outbox.close()
             log.info("stopped")
         return self.exit_code
 
@@ -200,6 +234,55 @@ class Daemon:
             event_log.info("%s", to_json_line(event))
             if event["type"] == "call_end":
                 self.recent_calls.appendleft(event)
+            if event["type"] in _STATE_EVENTS:
+                self._states_dirty = True
+        if self.mqtt is not None:
+            try:
+                queued = self.mqtt.queue(events)
+            except Exception as exc:  # a broken disk: the log above still has every event
+                log.error("MQTT outbox: %d event(s) not queued: %s", len(events), exc)
+                return
+            if queued.became_full:
+                assert self.outbox is not None
+                detail = (
+                    f"MQTT outbox holds {self.outbox.bytes // 1024} KiB, its budget: call "
+                    "records, audit and alarms are still kept; ptt and carrier changes are "
+                    "dropped (counted) until the broker takes the backlog"
+                )
+                log.error("%s", detail)
+                self.runtime.submit(lambda rt: rt.emit([rt.engine.alarm("outbox_full", detail)]))
+
+    async def _publish_states(self) -> None:
+        """Keeps the retained port and patch states on the broker current."""
+        assert self.mqtt is not None
+        mqtt = self.mqtt
+        published: set[str] = set()
+        while True:
+            await asyncio.sleep(STATES_EVERY_S)
+            if not self._states_dirty:
+                continue
+            self._states_dirty = False
+            try:
+                snapshot = await self._on_engine(partial(_snapshot, cfg=self.cfg))
+            except RuntimeError:  # the engine has stopped
+                return
+            published = mqtt.set_states(snapshot, published)
+
+    async def _expire_requests(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+
+            def expire(rt: EngineRuntime) -> dict[str, PatchRecord] | None:
+                events = rt.control.expire_pending()
+                rt.emit(events)
+                return patch_records(rt.control) if events else None
+
+            try:
+                records = await self._on_engine(expire)
+            except RuntimeError:  # the engine has stopped
+                return
+            if records is not None:
+                await self._save(records)
 
     # ------------------------------------------------------------------ engine health
     async def _watch_engine(self) -> None:
@@ -227,20 +310,24 @@ class Daemon:
                 log.error("patch state not saved: %s", exc)
 
     async def _handle(self, request: ControlRequest) -> dict[str, Any]:
+        """A control socket request: its peer is a technician (the socket's mode decides who)."""
         who = Principal(request.user, Role.TECHNICIAN)
-        if request.command == "status":
-            return await self.status()
-        if request.command == "patch.list":
-            return {"patches": await self._on_engine(_patch_list)}
-        if request.command == "reload":
-            return await self.reload(request.user)
-        command = _PATCH_COMMANDS.get(request.command)
-        if command is None:
-            raise ControlRefused(f"unknown command '{request.command}'")
-        patch = request.args.get("patch")
-        if not isinstance(patch, str) or not patch:
-            raise ControlRefused(f'{request.command} needs a patch name: {{"patch": "NAME"}}')
+        reply = await self.router.run(who, Request(request.command, request.args, request.id))
+        if not reply["ok"]:
+            raise ControlRefused(reply["error"])
+        result: dict[str, Any] = reply["result"]
+        return result
 
+    async def _mqtt_command(self, user: str, payload: bytes) -> dict[str, Any]:
+        return await self.router.mqtt(user, payload)
+
+    # ------------------------------------------------------------------ CommandHost
+    async def patch_list(self) -> list[dict[str, Any]]:
+        return await self._on_engine(lambda rt: patch_list(rt.engine, rt.control))
+
+    async def patch_command(
+        self, who: Principal, command: Command, patch: str
+    ) -> tuple[bool, str, str | None]:
         def execute(rt: EngineRuntime) -> tuple[bool, str, str | None, dict[str, PatchRecord]]:
             result = rt.control.execute(who, command, patch)
             rt.emit(result.events)
@@ -248,14 +335,38 @@ class Daemon:
             return result.ok, result.message, state, patch_records(rt.control)
 
         ok, message, state, records = await self._on_engine(execute)
-        if not ok:
-            raise ControlRefused(message)
-        await self._save(records)
-        return {"patch": patch, "state": state, "message": message}
+        if ok:
+            await self._save(records)
+        return ok, message, state
+
+    async def key_test(self, port: str, seconds: float) -> str:
+        def queue(rt: EngineRuntime) -> str:
+            engine = rt.engine
+            if port not in engine.port_index:
+                known = ", ".join(p.name for p in engine.ports)
+                raise CommandRefused(f"no port named '{port}' (ports: {known})")
+            if not engine.online(port):
+                raise CommandRefused(f"port '{port}' is out of service")
+            if not engine.port_serves(port)[0]:
+                raise CommandRefused(f"port '{port}' is an idle pool radio: it has no channel")
+            test_tone = tone(1000.0, seconds, KEY_TEST_DBFS)
+            engine.announce([port], test_tone, reason="key_test")
+            return (
+                f"'{port}' keyed for {seconds:g} s with a 1 kHz tone at {KEY_TEST_DBFS:g} dBFS "
+                "as soon as it is free"
+            )
+
+        return await self._on_engine(queue)
+
+    async def emit(self, make: Callable[[str], list[Event]]) -> None:
+        def run(rt: EngineRuntime) -> None:
+            rt.emit(make(rt.engine.clock.iso(rt.engine.tick_index)))
+
+        await self._on_engine(run)
 
     async def status(self) -> dict[str, Any]:
         cfg = self.cfg
-        snapshot = await self._on_engine(lambda rt: _status_snapshot(rt, cfg))
+        snapshot = await self._on_engine(lambda rt: _snapshot(rt, cfg))
         snapshot.update(
             {
                 "gateway": self.site.gateway_id,
@@ -268,6 +379,16 @@ class Daemon:
         if self.hardware is not None and self.hardware.sound is not None:
             # Per sound-card radio: FIFO under/overruns and clock-drift corrections so far.
             snapshot["audio"] = self.hardware.sound.stats()
+        if self.mqtt is not None and self.outbox is not None:
+            snapshot["mqtt"] = {
+                "url": self.mqtt.settings.url,
+                "connected": self.mqtt.connected,
+                "queued": self.outbox.count,
+                "queued_bytes": self.outbox.bytes,
+                "outbox_full": self.outbox.full,
+                "dropped": self.outbox.dropped,
+                "published": self.mqtt.published,
+            }
         return snapshot
 
     # ------------------------------------------------------------------ reload
@@ -275,7 +396,7 @@ class Daemon:
         async def run() -> None:
             try:
                 await self.reload("SIGHUP")
-            except ControlRefused as refusal:
+            except CommandRefused as refusal:
                 log.error("reload refused: %s", refusal)
 
         task = asyncio.ensure_future(run())
@@ -301,24 +422,24 @@ class Daemon:
             for issue in exc.issues:
                 log.error("reload: %s", issue)
             first = exc.issues[0] if exc.issues else exc
-            raise ControlRefused(
+            raise CommandRefused(
                 f"the new config has {len(exc.issues)} error(s); still running the previous "
                 f"one. First: {first}"
             ) from None
         except (SimulationError, _Restart) as exc:
             text = exc.what if isinstance(exc, _Restart) else str(exc)
-            raise ControlRefused(f"{text}; still running the previous config") from None
+            raise CommandRefused(f"{text}; still running the previous config") from None
         site = build_site(cfg)
         patterns = traffic_patterns(cfg)
         names = [p.name for p in site.ports]
         hardware = self.hardware
         if hardware is not None and not hardware.compatible(cfg, names):
-            raise ControlRefused(
+            raise CommandRefused(
                 "the new config changes the ports or the wiring of radios with hardware control; "
                 "restart the daemon to apply it; still running the previous config"
             )
         if hardware is None and has_radio_control(cfg):
-            raise ControlRefused(
+            raise CommandRefused(
                 "the new config adds hardware control to a radio; restart the daemon to apply "
                 "it; still running the previous config"
             )
@@ -356,29 +477,8 @@ class Daemon:
         for key in ("id", "frame_ms", "state_dir", "control_socket"):
             if getattr(old, key) != getattr(new, key):
                 raise _Restart(f"gateway.{key} changed: restart the daemon to apply it")
-
-
-def _patch_list(rt: EngineRuntime) -> list[dict[str, Any]]:
-    engine, control = rt.engine, rt.control
-    return [
-        {
-            "patch": name,
-            "state": str(control.state(name)),
-            "floor": str(spec.floor),
-            "members": [
-                {
-                    "port": m.port,
-                    "talkgroup": engine.port_serves(m.port)[0] or None,
-                    "mode": str(m.mode),
-                    "priority": m.priority,
-                }
-                for m in engine.members(name)
-            ],
-            "pooled": [p.talkgroup for p in spec.pooled],
-            "approved_by": control.approved_by(name),
-        }
-        for name, spec in engine.patches.items()
-    ]
+        if self.cfg.mqtt != cfg.mqtt:
+            raise _Restart("the mqtt section changed: restart the daemon to apply it")
 
 
 def _changed_channels(old: Config, new: Config) -> set[str]:
@@ -394,34 +494,8 @@ def _changed_channels(old: Config, new: Config) -> set[str]:
     return changed
 
 
-def _status_snapshot(rt: EngineRuntime, cfg: Config) -> dict[str, Any]:
-    engine = rt.engine
-    carrier, ptt = engine.carrier, engine.ptt
-    ports = []
-    for i, spec in enumerate(engine.ports):
-        talkgroup, agency = engine.port_serves(spec.name)
-        settings = cfg.radios.get(spec.name)
-        kind = "link" if settings is None else "radio"
-        if settings is not None and settings.simulated is not None:
-            kind = "radio (simulated audio)" if settings.has_hardware_control else "simulated"
-        channel = cfg.talkgroup(talkgroup) if talkgroup else None
-        ports.append(
-            {
-                "port": spec.name,
-                "kind": kind,
-                "online": engine.online(spec.name),
-                "ready": engine.ready(spec.name),
-                "pool": spec.pool,
-                "talkgroup": talkgroup or None,
-                "agency": agency or None,
-                "rx_mhz": channel.rx_mhz if channel is not None else None,
-                "tx_mhz": channel.tx_mhz if channel is not None else None,
-                "carrier": bool(carrier[i]),
-                "ptt": bool(ptt[i]),
-                "patch": engine.patch_of_port(spec.name),
-            }
-        )
-    return {"ports": ports, "patches": _patch_list(rt), "calls": engine.active_calls()}
+def _snapshot(rt: EngineRuntime, cfg: Config) -> dict[str, Any]:
+    return status_snapshot(rt.engine, rt.control, cfg)
 
 
 async def _serve(config_path: Path, cfg: Config) -> int:

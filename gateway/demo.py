@@ -3,12 +3,17 @@
 Simulated radios of Canadian and US agencies talk in generated bursts; the engine patches them
 across the border frame by frame on a deadline clock; the terminal shows ports (carrier, PTT),
 patches and the last calls. Without a terminal (a pipe, a log) it prints one line per event.
+With `--mqtt URL` the same events, and the retained port, patch and status states, go to the
+broker exactly as the daemon publishes them (through a throw-away outbox).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -25,11 +30,15 @@ from rich.text import Text
 
 from gateway.commands import PatchControl
 from gateway.config import Config, load_config
+from gateway.config.models import MqttSettings
 from gateway.engine import PatchEngine
 from gateway.events import Event, EventStamper, TickClock
+from gateway.mqtt_client import MqttInThread
+from gateway.mqtt_topics import Topics
 from gateway.simulate import SimulationError, add_configured_traffic
 from gateway.simulated import SimulatedRadios
 from gateway.site import Site, build_site, hardware_ports
+from gateway.site_status import status_snapshot
 
 _LAST_CALLS = 8
 _REFRESH_HZ = 5
@@ -191,7 +200,10 @@ class _StopSignals:
 
 
 def run_demo(
-    config_path: Path | None, seconds: float | None, console: Console | None = None
+    config_path: Path | None,
+    seconds: float | None,
+    console: Console | None = None,
+    mqtt: MqttSettings | None = None,
 ) -> int:
     cfg = load_config(config_path or demo_config_path())
     hardware = hardware_ports(cfg)
@@ -209,25 +221,30 @@ def run_demo(
     stamper = EventStamper(site.gateway_id)
     view = DemoView(site, engine, control)
     live_view = console.is_terminal
+    resources = contextlib.ExitStack()
+    broker = _publisher(mqtt, site.gateway_id, resources) if mqtt is not None else None
 
     def publish(events: list[Event]) -> None:
-        for event in events:
-            stamped = stamper.stamp(event)
+        stamped_events = [stamper.stamp(event) for event in events]
+        for stamped in stamped_events:
             view.note(stamped)
             if not live_view and (line := describe_event(stamped)):
                 print(line, flush=True)
+        if broker is not None and stamped_events:
+            broker.queue(stamped_events)
 
     frame_s = site.frame_ms / 1000
     total = None if seconds is None else round(seconds / frame_s)
     late = 0
     live = Live(view.render(), console=console, refresh_per_second=_REFRESH_HZ, screen=False)
-    with _StopSignals().installed() as stop:
+    with resources, _StopSignals().installed() as stop:
         publish(control.enable_from_config(site.patches_enabled_in_config()))
         if live_view:
             live.start()
         try:
             start = time.monotonic()
             refresh_every = max(1, round(1 / (_REFRESH_HZ * frame_s)))
+            states_every = max(1, round(1 / frame_s))  # and at every change
             tick = 0
             while (total is None or tick < total) and not stop.requested:
                 # Deadline scheduling: tick n is due at start + n * frame, so no drift builds up.
@@ -240,11 +257,15 @@ def run_demo(
                 result = engine.tick(rx, carrier)
                 radios.transmit(result.tx, result.ptt)
                 publish(result.events)
+                if broker is not None and (result.events or tick % states_every == 0):
+                    broker.states(status_snapshot(engine, control, cfg))
                 if live_view and tick % refresh_every == 0:
                     live.update(view.render())
                 tick += 1
         finally:
             publish(engine.release_all("shutdown"))
+            if broker is not None:
+                broker.states(status_snapshot(engine, control, cfg))
             if live_view:
                 live.update(view.render())
                 live.stop()
@@ -254,3 +275,23 @@ def run_demo(
         file=sys.stderr,
     )
     return 0
+
+
+def _publisher(
+    mqtt: MqttSettings, gateway_id: str, resources: contextlib.ExitStack
+) -> MqttInThread:
+    """The demo's MQTT publisher, with a throw-away outbox; closed (after a last drain) when
+    `resources` closes."""
+    # The publisher's warnings (broker unreachable, and back) are worth a line on the terminal.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    mqtt_log = logging.getLogger("gateway.mqtt_client")
+    mqtt_log.addHandler(handler)
+    mqtt_log.setLevel(logging.INFO)
+    resources.callback(mqtt_log.removeHandler, handler)
+    scratch = resources.enter_context(tempfile.TemporaryDirectory(prefix="crosspatch-demo-"))
+    broker = MqttInThread(mqtt, gateway_id, Path(scratch) / "outbox.sqlite3")
+    resources.callback(broker.close)
+    base = Topics(mqtt.topic_prefix, gateway_id).base
+    print(f"publishing to {mqtt.url} under {base}/", file=sys.stderr)
+    return broker

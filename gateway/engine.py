@@ -250,7 +250,8 @@ class PatchEngine:
         self._call_peak = np.zeros(n, dtype=np.float32)
         self._calls: dict[int, _Call] = {}
         # Announcements waiting or playing, per port: samples and how far they have played.
-        self._announcements: dict[int, tuple[FloatFrames, int, int]] = {}  # samples, pos, queued
+        # port -> samples, position, tick queued, PTT reason
+        self._announcements: dict[int, tuple[FloatFrames, int, int, str]] = {}
 
         # Per-patch floor state (indexed by patch id).
         self._holder = np.full(len(self._patch_ids), -1, dtype=np.int64)
@@ -440,12 +441,15 @@ class PatchEngine:
         where = {"port": port} if port is not None else {}
         return self._event("alarm", kind=kind, **where, detail=detail)
 
-    def announce(self, ports: Sequence[str], samples: FloatFrames) -> None:
+    def announce(
+        self, ports: Sequence[str], samples: FloatFrames, reason: str = "announcement"
+    ) -> None:
         """Queues a short announcement (a voice prompt, a tone sequence) on each port.
 
         It is sent when the port is free: not a call's destination, not receiving, in service.
-        The port is keyed for it (ptt reason `announcement`), the audio goes out after the
-        port's tx_delay_ms and PTT is held its hang time, as for a call. A call that starts
+        The port is keyed for it (ptt `reason`, by default `announcement`; a technician's key
+        test is `key_test`), the audio goes out after the port's tx_delay_ms and PTT is held its
+        hang time, as for a call. A call that starts
         meanwhile goes first; an announcement still waiting after ANNOUNCE_MAX_WAIT_S is
         dropped (an old "patch enabled" is worse than none).
         """
@@ -456,7 +460,7 @@ class PatchEngine:
             i = self.port_index[port]
             if not self._serves[i][0]:
                 continue  # an idle pool radio has no channel to speak on
-            self._announcements[i] = (audio, 0, self.tick_index)
+            self._announcements[i] = (audio, 0, self.tick_index, reason)
         self._quiet = False
 
     def _spec(self, name: str) -> PatchSpec:
@@ -583,7 +587,11 @@ class PatchEngine:
         self._inhibit_until[falling] = t + 1 + self._inhibit[falling]
         for i in np.flatnonzero(ptt != ptt_prev):
             if ptt[i]:
-                reason = "announcement" if speaking is not None and speaking[i] else "call"
+                reason = (
+                    self._announcements[int(i)][3]
+                    if speaking is not None and speaking[i]
+                    else "call"
+                )
             else:
                 reason = "timeout" if expired[i] else "hang_elapsed"
             events.append(self._ptt_event(int(i), bool(ptt[i]), reason))
@@ -725,7 +733,7 @@ class PatchEngine:
         """Ports that send announcement audio this tick (free ones with some queued)."""
         speaking = np.zeros(len(self.ports), dtype=bool)
         max_wait = round(ANNOUNCE_MAX_WAIT_S * 1000 / self.clock.frame_ms)
-        for i, (_, pos, queued) in list(self._announcements.items()):
+        for i, (_, pos, queued, _) in list(self._announcements.items()):
             busy = wanted[i] or self._carrier[i] or self._tx_lock[i] or not self._available[i]
             if busy and pos == 0:
                 if t - queued > max_wait:
@@ -740,13 +748,13 @@ class PatchEngine:
     def _play_announcements(self, out: FloatFrames, speaking: BoolArray) -> None:
         frame = self.frame_samples
         for i in np.flatnonzero(speaking):
-            audio, pos, queued = self._announcements[int(i)]
+            audio, pos, queued, reason = self._announcements[int(i)]
             chunk = audio[pos : pos + frame]
             out[i, : chunk.size] = chunk
             if pos + frame >= audio.size:
                 del self._announcements[int(i)]
             else:
-                self._announcements[int(i)] = (audio, pos + frame, queued)
+                self._announcements[int(i)] = (audio, pos + frame, queued, reason)
 
     def _limit(self, mixed: FloatFrames, rows: IntArray) -> FloatFrames:
         # Instant attack (the whole frame at the new, lower gain), smooth release (a ramp that

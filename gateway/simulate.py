@@ -156,10 +156,13 @@ def run_simulation(
     try:
         emit(control.enable_from_config(site.patches_enabled_in_config()))
         next_command = 0
+        expiry_check_ticks = max(1, 1000 // site.frame_ms)  # once a second, as the daemon does
         for tick in range(total_ticks):
             while next_command < len(commands) and commands[next_command][0] <= tick:
                 refused += not _apply(control, commands[next_command][1], emit)
                 next_command += 1
+            if tick % expiry_check_ticks == 0:
+                emit(control.expire_pending())
             rx, carrier = radios.frame()
             if announcer is not None:
                 announcer.on_tick(engine)

@@ -42,7 +42,8 @@ class Site:
 
     def build(self, clock: TickClock) -> tuple[PatchEngine, PatchControl]:
         engine = PatchEngine(self.ports, self.patches, clock=clock, gateway_id=self.gateway_id)
-        return engine, PatchControl(engine, self.policies, self.principals)
+        expiry = self.config.access.pending_expiry_s
+        return engine, PatchControl(engine, self.policies, self.principals, expiry)
 
 
 def hardware_ports(cfg: Config) -> list[str]:

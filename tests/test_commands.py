@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from gateway.commands import (
@@ -149,3 +150,27 @@ def test_every_command_is_audited_with_time(control: PatchControl) -> None:
         assert audit["result"] == "accepted"
         assert audit["time"] == "2026-01-01T00:00:00.000Z"
         assert audit["reason"]
+
+
+def test_a_pending_request_expires_without_the_other_agencys_approval(
+    control: PatchControl,
+) -> None:
+    expiring = PatchControl(
+        control.engine, control.policies, control.principals, pending_expiry_s=60
+    )
+    assert expiring.execute(ALICE, Command.ENABLE, "border-tac").state is PatchState.PENDING
+    quiet = np.zeros(len(control.engine.ports), dtype=bool)
+    rx = np.zeros((len(control.engine.ports), control.engine.frame_samples), dtype=np.float32)
+    for _ in range(60 * 50 - 1):  # one tick short of 60 s of 20 ms frames
+        control.engine.tick(rx, quiet)
+    assert expiring.expire_pending() == []
+    control.engine.tick(rx, quiet)
+    events = expiring.expire_pending()
+    assert patch_states(events) == [("border-tac", "disabled", "expiry")]
+    (audit,) = audits(events)
+    assert audit["result"] == "refused" and "expired after 60 s" in audit["reason"]
+    assert "usbp" in audit["reason"]  # whose approval it waited for
+    assert expiring.state("border-tac") is PatchState.DISABLED
+    late = expiring.execute(BOB, Command.APPROVE, "border-tac")
+    assert not late.ok and "not pending" in late.message
+    assert "border-tac" not in control.engine.enabled_patches

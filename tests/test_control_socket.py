@@ -189,7 +189,7 @@ BAD_LINES = [
     pytest.param(
         b'{"command": "explode"}\n',
         "unknown command 'explode'; known: status, patch.list, patch.enable, patch.disable, "
-        "patch.approve, patch.deny, reload",
+        "patch.approve, patch.deny, port.key_test, reload",
         id="unknown-command",
     ),
     pytest.param(

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mqtt_env import Broker, Watcher
 from rich.console import Console
 
 from gateway.config import load_config
@@ -134,3 +135,42 @@ def test_live_view_shows_ports_patches_and_calls() -> None:
         assert patch in screen
     assert "Last calls" in screen and "carrier_drop" in screen
     assert view.call_count > 0
+
+
+def test_demo_publishes_its_traffic_to_mqtt(broker: Broker) -> None:
+    watcher = Watcher(broker, "crosspatch/demo/#")
+    result = subprocess.run(
+        [*CROSSPATCH, "demo", "--seconds", "8", "--mqtt", broker.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = watcher.wait_for(lambda: [m.json() for m in watcher.on("crosspatch/demo/calls")])
+    assert {c["type"] for c in calls} >= {"call_start", "call_end"}
+    countries = {"rcmp": "CA", "cbsa": "CA", "usbp": "US", "wcso": "US"}
+    assert all(c["gateway"] == "demo" and c["source"]["agency"] for c in calls)
+    assert {countries.get(c["source"]["agency"]) for c in calls} - {None}
+    ports = watcher.on("crosspatch/demo/ports/+")
+    assert ports and {"port", "online", "talkgroup", "carrier", "ptt"} <= set(ports[0].json())
+    assert watcher.on("crosspatch/demo/patches/border-tac")
+    status = watcher.wait_for(lambda: watcher.on("crosspatch/demo/status"))
+    assert status[0].payload == b"online"
+    watcher.wait_for(lambda: watcher.on("crosspatch/demo/status")[-1].payload == b"offline")
+    watcher.close()
+
+
+def test_demo_with_a_bad_mqtt_url_is_one_line() -> None:
+    result = subprocess.run(
+        [*CROSSPATCH, "demo", "--seconds", "1", "--mqtt", "http://broker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "crosspatch demo: --mqtt must be mqtt://host[:port] or mqtts://host[:port] "
+        "(got 'http://broker')"
+    ]

@@ -1030,6 +1030,9 @@ class Access(StrictModel):
 
     dispatchers: dict[Name, Dispatcher] = Field(default_factory=dict)
     technicians: list[Name] = Field(default_factory=list)
+    # A request still waiting for another agency's approval after this long is withdrawn: an
+    # approval given much later may no longer fit the situation it was asked for.
+    pending_expiry_s: int = Field(default=900, ge=10, le=86400)
 
     def is_principal(self, user: str) -> bool:
         return user in self.dispatchers or user in self.technicians
@@ -1063,6 +1066,8 @@ class MqttSettings(StrictModel):
     cert_file: Path | None = None
     key_file: Path | None = None
     protocol: Literal["3.1.1", "5"] = "5"
+    # Disk the durable outbox may fill while the broker is away (about 1 KiB an event).
+    outbox_mb: int = Field(default=256, ge=1, le=100_000)
 
     @field_validator("url")
     @classmethod

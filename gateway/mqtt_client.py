@@ -1,0 +1,385 @@
+"""The gateway's MQTT connection (aiomqtt): the outbox drained in order, retained states, commands.
+
+- Events: the daemon queues each tick's events in the durable `Outbox`; `_drain` publishes them
+  oldest first with QoS 1, a batch at a time (the publishes of a batch are in flight together,
+  and paho sends them in order), and deletes a batch from the outbox only once the broker
+  acknowledged all of it. A connection lost mid-batch means that batch is sent again after the
+  reconnect: delivery is at least once, and `seq` lets a consumer drop a repeat.
+- Retained states: `status` is `online` once connected and `offline` as the last will (and on a
+  clean stop); port and patch states are kept here and published whenever they change and again
+  after every reconnect, so the broker always holds the current picture.
+- Commands: `PREFIX/GW/cmd/+` is subscribed; USER is the topic's last level, which the broker's
+  ACL binds to the login (`pattern write crosspatch/+/cmd/%u`). Each command goes to the
+  daemon's command handler (the same authorisation, consent and audit path as the control
+  socket) and its reply goes to the MQTT 5 response topic with the correlation data when that
+  topic is the user's own reply topic (or below it), else to `PREFIX/GW/reply/USER`: a reply can
+  never be steered onto another user's topic or into the call log.
+- The session is clean: commands sent while the gateway was away are not run late.
+- Reconnects with backoff (0.5 s doubling to 30 s); one log line per outage, not per attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.command_router import OVERSIZED
+from gateway.config.models import MqttSettings
+from gateway.events import Event
+from gateway.mqtt_topics import Topics
+from gateway.outbox import ESSENTIAL_TYPES, Outbox, OutMessage, PutResult
+from gateway.site_status import retained_states
+
+log = logging.getLogger(__name__)
+
+BATCH = 256  # messages in flight at once while draining
+MAX_COMMAND_BYTES = 16 * 1024  # what parse_request's refusal names
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+# user, payload -> reply object (never raises for bad input: the reply says what was wrong)
+CommandHandler = Callable[[str, bytes], Awaitable[dict[str, Any]]]
+
+
+class MqttSetupError(Exception):
+    """The MQTT settings cannot be used (an unreadable password or certificate file); one line."""
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class MqttClient:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        gateway_id: str,
+        outbox: Outbox,
+        handle_command: CommandHandler,
+        *,
+        backoff_min_s: float = BACKOFF_MIN_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix, gateway_id)
+        self.outbox = outbox
+        self._handle_command = handle_command
+        self._backoff = (backoff_min_s, backoff_max_s)
+        self._password = _read_password(settings)
+        self._tls = _tls_params(settings)
+        self._retained: dict[str, bytes] = {}
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._stopping = False
+        self._tasks: set[asyncio.Future[None]] = set()
+        self.connected = False
+        self.published = 0
+
+    # ------------------------------------------------------------------ from the daemon (loop)
+    def queue(self, events: Sequence[Event]) -> PutResult:
+        """Writes events to the outbox (one transaction) and wakes the publisher."""
+        messages = [
+            OutMessage(
+                self.topics.for_event(e),
+                encode(e),
+                essential=e["type"] in ESSENTIAL_TYPES,
+                seq=e.get("seq"),
+            )
+            for e in events
+        ]
+        result = self.outbox.put(messages)
+        self._wake.set()
+        return result
+
+    def set_state(self, topic: str, state: Any) -> None:
+        """A retained state; published if it changed (now or at the next connection)."""
+        payload = encode(state)
+        if self._retained.get(topic) != payload:
+            self._retained[topic] = payload
+            self._dirty.add(topic)
+            self._wake.set()
+
+    def set_states(self, snapshot: dict[str, Any], published: set[str]) -> set[str]:
+        """The retained port and patch states of a status snapshot; returns their topics, to
+        give back next time (a port or patch gone since, by a reload, is cleared)."""
+        ports, patches = retained_states(snapshot)
+        now = {self.topics.port(name) for name in ports} | {
+            self.topics.patch(name) for name in patches
+        }
+        for name, state in ports.items():
+            self.set_state(self.topics.port(name), state)
+        for name, state in patches.items():
+            self.set_state(self.topics.patch(name), state)
+        for gone in published - now:
+            self.forget_state(gone)
+        return now
+
+    def forget_state(self, topic: str) -> None:
+        """A port or patch that no longer exists: its retained message is cleared."""
+        if topic in self._retained:
+            del self._retained[topic]
+            self._dirty.add(topic)
+            self._wake.set()
+
+    # ------------------------------------------------------------------ the connection
+    async def run(self) -> None:
+        """Connects, and reconnects, until cancelled."""
+        delay = self._backoff[0]
+        outage_logged = False
+        while True:
+            try:
+                async with self._connect() as client:
+                    self._client = client
+                    self.connected = True
+                    delay = self._backoff[0]
+                    log.info("connected to %s", self.settings.url)
+                    outage_logged = False
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                if not outage_logged:
+                    log.warning(
+                        "MQTT broker %s unreachable (%s); events are kept in the outbox and "
+                        "sent when it is back",
+                        self.settings.url,
+                        exc,
+                    )
+                    outage_logged = True
+            finally:
+                self._client = None
+                self.connected = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._backoff[1])
+
+    def _connect(self) -> aiomqtt.Client:
+        s = self.settings
+        version = aiomqtt.ProtocolVersion.V5 if s.protocol == "5" else aiomqtt.ProtocolVersion.V311
+        options: dict[str, Any] = {}
+        if version is aiomqtt.ProtocolVersion.V311:
+            options["clean_session"] = True
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=self._password,
+            identifier=f"crosspatch-{self.topics.gateway}",
+            protocol=version,
+            will=aiomqtt.Will(self.topics.status, b"offline", qos=1, retain=True),
+            tls_params=self._tls,
+            keepalive=15,
+            timeout=10,
+            **options,
+        )
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        # Subscribed before saying online: a console that waits for `online` can command at once.
+        await client.subscribe(self.topics.commands, qos=1)
+        await client.publish(self.topics.status, b"online", qos=1, retain=True)
+        self._dirty = set(self._retained) | self._dirty  # the broker may have lost them
+        parts = [
+            asyncio.ensure_future(self._drain(client)),
+            asyncio.ensure_future(self._take_commands(client)),
+        ]
+        try:
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for part in parts:
+                part.cancel()
+        for part in done:
+            part.result()  # the MqttError that ended the connection
+
+    async def _take_commands(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            task = asyncio.ensure_future(self._command(client, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            if self._dirty:
+                await self._publish_states(client)
+            batch = self.outbox.peek(BATCH)
+            if not batch:
+                self._wake.clear()
+                if self.outbox.count or self._dirty:  # arrived between peek and clear
+                    continue
+                await self._wake.wait()
+                continue
+            await _publish_all(client, [(m.topic, m.payload, m.retain) for m in batch])
+            self.outbox.ack([m.id for m in batch])
+            self.published += len(batch)
+
+    async def _publish_states(self, client: aiomqtt.Client) -> None:
+        topics, self._dirty = self._dirty, set()
+        # An empty retained message clears a retained state (a removed port or patch).
+        items = [(topic, self._retained.get(topic, b""), True) for topic in topics]
+        try:
+            await _publish_all(client, items)
+        except BaseException:
+            self._dirty |= topics  # sent again after the reconnect
+            raise
+
+    async def _command(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        user = self.topics.command_user(topic)
+        if user is None:
+            return
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        if isinstance(message.payload, str):
+            payload = message.payload.encode()
+        reply_topic, correlation = self._reply_route(user, message.properties)
+        if len(payload) > MAX_COMMAND_BYTES:
+            # The handler audits it, without parsing what may be megabytes.
+            payload = OVERSIZED + str(len(payload)).encode()
+        reply = await self._handle_command(user, payload)
+        properties = None
+        if correlation is not None and self.settings.protocol == "5":
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = correlation
+        try:
+            await client.publish(reply_topic, encode(reply), qos=1, properties=properties)
+        except aiomqtt.MqttError as exc:
+            log.info("reply to %s not sent: %s", user, exc)
+
+    def _reply_route(self, user: str, properties: Any) -> tuple[str, bytes | None]:
+        own = self.topics.reply(user)
+        wanted = getattr(properties, "ResponseTopic", None) if properties is not None else None
+        correlation = getattr(properties, "CorrelationData", None) if properties else None
+        if isinstance(wanted, str) and (wanted == own or wanted.startswith(own + "/")):
+            return wanted, correlation
+        return own, correlation
+
+    async def close(self) -> None:
+        """Says `offline` (retained) and disconnects, after a last drain attempt of up to 2 s."""
+        client = self._client
+        if client is not None and self.connected:
+            try:
+                async with asyncio.timeout(2):
+                    while self.outbox.count and self.connected:
+                        await asyncio.sleep(0.02)
+                    await client.publish(self.topics.status, b"offline", qos=1, retain=True)
+            except (TimeoutError, aiomqtt.MqttError) as exc:
+                log.info("MQTT: offline status not sent: %s", exc or "timed out")
+        for task in list(self._tasks):
+            task.cancel()
+
+
+async def _publish_all(client: aiomqtt.Client, items: Sequence[tuple[str, bytes, bool]]) -> None:
+    """Publishes with QoS 1, all in flight at once; returns when the broker acknowledged every
+    one, or raises the first failure once every publish has settled."""
+    results = await asyncio.gather(
+        *(client.publish(topic, payload, qos=1, retain=retain) for topic, payload, retain in items),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _read_password(settings: MqttSettings) -> str | None:
+    if settings.password_file is None:
+        return None
+    try:
+        return settings.password_file.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise MqttSetupError(
+            f"mqtt.password_file {settings.password_file}: {exc.strerror or exc}"
+        ) from None
+
+
+def _tls_params(settings: MqttSettings) -> aiomqtt.TLSParameters | None:
+    if not settings.tls:
+        return None
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(settings, name)
+        if path is not None and not path.is_file():
+            raise MqttSetupError(f"mqtt.{name} {path}: no such file")
+    return aiomqtt.TLSParameters(
+        ca_certs=str(settings.ca_file) if settings.ca_file else None,
+        certfile=str(settings.cert_file) if settings.cert_file else None,
+        keyfile=str(settings.key_file) if settings.key_file else None,
+        cert_reqs=ssl.CERT_REQUIRED,
+        tls_version=ssl.PROTOCOL_TLS_CLIENT,
+    )
+
+
+class MqttInThread:
+    """An `MqttClient` on an asyncio loop of its own thread, for a synchronous program (the
+    demo's real-time loop): `queue` and `states` may be called from that program's thread."""
+
+    def __init__(self, settings: MqttSettings, gateway_id: str, outbox_path: Path) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._published: set[str] = set()
+        self._error: BaseException | None = None
+        self._client: MqttClient | None = None
+        self._outbox: Outbox | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(settings, gateway_id, outbox_path), name="mqtt", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self, settings: MqttSettings, gateway_id: str, outbox_path: Path) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            # SQLite wants its connection used by the thread that made it: this one.
+            self._outbox = Outbox(outbox_path)
+            self._client = MqttClient(settings, gateway_id, self._outbox, _no_commands)
+            self._runner = self._loop.create_task(self._client.run())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    @property
+    def client(self) -> MqttClient:
+        assert self._client is not None
+        return self._client
+
+    def queue(self, events: Sequence[Event]) -> None:
+        self._loop.call_soon_threadsafe(self.client.queue, list(events))
+
+    def states(self, snapshot: dict[str, Any]) -> None:
+        def apply() -> None:
+            self._published = self.client.set_states(snapshot, self._published)
+
+        self._loop.call_soon_threadsafe(apply)
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Sends what is queued (up to `timeout`), says offline, stops the thread."""
+
+        async def finish() -> None:
+            await self.client.close()
+            if self._runner is not None:
+                self._runner.cancel()
+                await asyncio.gather(self._runner, return_exceptions=True)
+            if self._outbox is not None:
+                self._outbox.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), self._loop).result(timeout)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            log.info("MQTT: closing timed out")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+
+
+async def _no_commands(user: str, payload: bytes) -> dict[str, Any]:
+    return {"id": None, "ok": False, "error": "this program takes no commands (it is the demo)"}

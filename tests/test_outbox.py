@@ -1,0 +1,73 @@
+"""The durable outbox: order, acknowledgement, survival across reopening, the disk budget."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.outbox import OutMessage, Outbox
+
+
+def message(seq: int, kind: str = "call_end", size: int = 100) -> OutMessage:
+    payload = f'{{"type":"{kind}","seq":{seq},"pad":"{"x" * size}"}}'.encode()
+    return OutMessage("crosspatch/gw/calls", payload, essential=kind != "ptt", seq=seq)
+
+
+def test_messages_come_out_oldest_first_and_leave_only_when_acknowledged(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    box.put([message(1), message(2)])
+    box.put([message(3)])
+    first = box.peek(2)
+    assert [m.payload for m in first] == [message(1).payload, message(2).payload]
+    box.ack([first[0].id])
+    assert [m.payload for m in box.peek(10)] == [message(2).payload, message(3).payload]
+    assert box.count == 2 and box.last_seq == 3
+    box.ack([m.id for m in box.peek(10)])
+    assert box.peek(10) == [] and box.count == 0 and box.bytes == 0
+
+
+def test_what_was_queued_survives_a_reopen_and_seq_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    box = Outbox(path)
+    box.put([message(i) for i in range(1, 11)])
+    box.ack([m.id for m in box.peek(4)])
+    box.close()
+    again = Outbox(path)
+    assert again.count == 6 and again.last_seq == 10
+    assert [m.payload for m in again.peek(1)] == [message(5).payload]
+    assert again.bytes == sum(len(m.topic) + len(m.payload) for m in again.peek(100))
+
+
+def test_a_killed_writer_loses_nothing_it_committed(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    script = (
+        "import os, sys\n"
+        "from gateway.outbox import Outbox, OutMessage\n"
+        f"box = Outbox(__import__('pathlib').Path({str(path)!r}))\n"
+        "for seq in range(1, 501):\n"
+        "    box.put([OutMessage('t', b'x' * 50, seq=seq)])\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], check=False, env=os.environ)
+    assert result.returncode == -9
+    box = Outbox(path)
+    assert box.count == 500 and box.last_seq == 500
+
+
+def test_a_full_outbox_keeps_call_records_and_counts_what_it_drops(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite3", budget_bytes=5_000)
+    filled = box.put([message(i) for i in range(1, 41)])  # ~150 bytes each: over the budget
+    assert filled.became_full and box.full
+    flood = box.put([message(100 + i, "ptt") for i in range(10)] + [message(200, "call_end")])
+    assert flood.dropped == 10 and flood.queued == 1 and not flood.became_full
+    assert box.dropped == 10
+    payloads = [m.payload for m in box.peek(1000)]
+    assert message(200).payload in payloads  # the call record is never dropped
+    assert not [p for p in payloads if b'"ptt"' in p]
+    box.ack([m.id for m in box.peek(1000)])
+    assert not box.full  # room again
+    assert box.put([message(300, "ptt")]).queued == 1
+    box.close()
+    assert Outbox(tmp_path / "outbox.sqlite3", budget_bytes=5_000).dropped == 10
