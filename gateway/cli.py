@@ -44,6 +44,7 @@ USER_ERRORS = (
     ("gateway.announcements", "AnnouncementError"),
     ("gateway.hardware.sound_devices", "SoundDeviceError"),
     ("gateway.audio_tools", "AudioToolError"),
+    ("gateway.mqtt_client", "MqttSetupError"),
 )
 
 

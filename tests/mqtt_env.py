@@ -52,19 +52,21 @@ class Broker:
         users: dict[str, str] | None = None,
         acl: str | None = None,
         persistent: bool = False,
+        tls: bool = False,
     ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="crosspatch-mqtt-"))
         self.port = free_port()
         self.users = dict(users or {})
         self.acl = acl
         self.persistent = persistent
+        self.tls = make_certificates(self.root / "tls") if tls else None
         self.log = self.root / "mosquitto.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._write_config()
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def _write_config(self) -> None:
         lines = [
@@ -85,6 +87,15 @@ class Broker:
             "connection_messages true",
             "max_queued_messages 100000",
         ]
+        if self.tls is not None:
+            # TLS only, and a client certificate from our CA is required.
+            lines += [
+                f"cafile {self.tls.ca}",
+                f"certfile {self.tls.server_cert}",
+                f"keyfile {self.tls.server_key}",
+                "require_certificate true",
+                "tls_version tlsv1.2",
+            ]
         if self.users:
             passwords = self.root / "passwd"
             passwords.write_text("")
@@ -157,6 +168,54 @@ class Broker:
         self.close()
 
 
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_cert: Path  # a client certificate from another CA
+    stranger_key: Path
+
+
+def make_certificates(folder: Path) -> Certificates:
+    """A CA, a server certificate for 127.0.0.1 and client certificates, made with openssl."""
+    folder.mkdir(parents=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    for ca in ("ca", "other-ca"):
+        run(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", f"/CN=crosspatch test {ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
+        )  # fmt: skip
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ca, ext in (
+        ("server", "ca", ["-extfile", "server.ext"]),
+        ("client", "ca", []),
+        ("stranger", "other-ca", []),
+    ):
+        run(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr",
+        )  # fmt: skip
+        run(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", *ext,
+        )  # fmt: skip
+    return Certificates(
+        folder / "ca.crt",
+        folder / "server.crt",
+        folder / "server.key",
+        folder / "client.crt",
+        folder / "client.key",
+        folder / "stranger.crt",
+        folder / "stranger.key",
+    )
+
+
 @dataclass
 class Message:
     topic: str
@@ -180,6 +239,7 @@ class Watcher:
         version: int = paho.MQTTv5,
         client_id: str = "",
         durable: bool = False,
+        tls: Certificates | None = None,
     ) -> None:
         """`durable`: a persistent MQTT 3.1.1 session (give a client_id), so that the broker
         queues what arrives while this watcher is disconnected."""
@@ -200,6 +260,10 @@ class Watcher:
                 CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version
             )
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        if tls is not None:
+            self.client.tls_set(
+                ca_certs=str(tls.ca), certfile=str(tls.client_cert), keyfile=str(tls.client_key)
+            )
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect

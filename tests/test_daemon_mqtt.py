@@ -463,3 +463,53 @@ def test_the_broker_acl_stops_a_user_commanding_as_another(
         alice.close()
     finally:
         secured.close()
+
+
+# ---------------------------------------------------------------------------------- TLS, 3.1.1
+def test_tls_with_a_client_certificate(site: MqttSite, tmp_path: Path) -> None:
+    with Broker(tls=True) as secured:
+        assert secured.tls is not None
+        tls = secured.tls
+        mqtt = (
+            f"{{url: '{secured.url}', ca_file: '{tls.ca}', cert_file: '{tls.client_cert}', "
+            f"key_file: '{tls.client_key}'}}"
+        )
+        watcher = Watcher(secured, f"{PREFIX}/#", tls=tls)
+        daemon = start(site, secured, mqtt=mqtt)
+        assert watcher.wait_for(lambda: payloads(watcher, f"{PREFIX}/calls"), timeout=20)
+        assert daemon.stop() == 0
+        watcher.close()
+
+        # A certificate the broker's CA did not sign gets nowhere; the events wait in the outbox.
+        stranger = mqtt.replace(str(tls.client_cert), str(tls.stranger_cert)).replace(
+            str(tls.client_key), str(tls.stranger_key)
+        )
+        site.write(mqtt=stranger)
+        refused = site.start()
+        site.wait_ready(refused)
+        refused.wait_for(lambda: "unreachable" in refused.log())
+        time.sleep(2)
+        mqtt_status = site.status()["mqtt"]
+        assert mqtt_status["connected"] is False and mqtt_status["queued"] > 0
+        assert refused.stop() == 0
+
+
+def test_mqtt_3_1_1_replies_on_the_reply_topic(site: MqttSite, broker: Broker) -> None:
+    start(site, broker, mqtt=f"{{url: '{broker.url}', protocol: '3.1.1'}}")
+    watcher = Watcher(broker, f"{PREFIX}/#", version=3)  # paho's MQTTv311
+    reply = command(watcher, "carol", {"command": "patch.list", "id": "c-1"})
+    assert reply["id"] == "c-1" and reply["ok"]
+    assert {p["patch"] for p in reply["result"]["patches"]} == {"border-tac", "county"}
+    assert watcher.wait_for(lambda: payloads(watcher, f"{PREFIX}/calls"), timeout=20)
+    watcher.close()
+
+
+def test_an_unreadable_password_file_is_one_line(site: MqttSite, broker: Broker) -> None:
+    site.write(mqtt=f"{{url: '{broker.url}', username: gw, password_file: /nonexistent/pw}}")
+    daemon = site.start()
+    code = daemon.proc.wait(30)
+    daemon.stop()
+    assert code != 0
+    errors = [line for line in daemon.lines if "password_file" in line]
+    assert len(errors) == 1 and "/nonexistent/pw" in errors[0], daemon.log()
+    assert "Traceback" not in daemon.log()
