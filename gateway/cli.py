@@ -45,6 +45,7 @@ USER_ERRORS = (
     ("gateway.hardware.sound_devices", "SoundDeviceError"),
     ("gateway.audio_tools", "AudioToolError"),
     ("gateway.mqtt_client", "MqttSetupError"),
+    ("gateway.tail", "TailError"),
 )
 
 
@@ -141,6 +142,20 @@ def cmd_audio(args: argparse.Namespace) -> int:
     return asyncio.run(
         run_tone(cfg, config, args.radio, args.seconds, args.hz, args.level_dbfs, sys.stdout)
     )
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from gateway.tail import run_tail, tail_settings
+
+    settings = tail_settings(
+        url=args.mqtt,
+        config=Path(args.config) if args.config else None,
+        gateway=args.gateway,
+        username=args.username,
+        password_file=Path(args.password_file) if args.password_file else None,
+        show_all=args.all,
+    )
+    return run_tail(settings)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -255,6 +270,12 @@ def cmd_patch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_port(args: argparse.Namespace) -> int:
+    result = _ask(args, "port.key_test", port=args.name, seconds=args.seconds)
+    print(result.get("message", result))
+    return 0
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     result = _ask(args, "reload")
     print(
@@ -353,6 +374,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="patch list as JSON")
     p.set_defaults(func=cmd_patch)
 
+    p = sub.add_parser("port", parents=[daemon], help="key-test: key a port with a test tone")
+    p.add_argument("action", choices=["key-test"])
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--seconds", type=float, default=3.0, help="how long (0.5 to 10, default 3)")
+    p.set_defaults(func=cmd_port)
+
     p = sub.add_parser("reload", parents=[daemon], help="re-read the daemon's config file")
     p.set_defaults(func=cmd_reload)
 
@@ -404,6 +431,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="CONFIG", help="an all-simulated config instead of the demo")
     p.add_argument("--mqtt", metavar="URL", help="also publish the traffic to this MQTT broker")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("tail", help="the call log, alarms and patch changes live from the broker")
+    p.add_argument("--mqtt", metavar="URL", help="mqtt://host[:port] or mqtts://host[:port]")
+    p.add_argument(
+        "--config", metavar="FILE", help="agency names, topic prefix; the broker if no --mqtt"
+    )
+    p.add_argument("--gateway", metavar="GW", help="one gateway's id (default +: every gateway)")
+    p.add_argument("--username", metavar="U", help="your broker login")
+    p.add_argument("--password-file", metavar="F", dest="password_file", help="its password")
+    p.add_argument("--all", action="store_true", help="also every PTT and carrier change")
+    p.set_defaults(func=cmd_tail)
     return parser
 
 

@@ -35,6 +35,7 @@ from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
 from gateway.events import Event, EventStamper, TickClock, to_json_line
 from gateway.mqtt_client import MqttClient
 from gateway.outbox import Outbox
+from gateway.recorder import CallRecorder
 from gateway.runtime import EngineRuntime, PortBank
 from gateway.sdnotify import SystemdNotifier
 from gateway.signals import tone
@@ -146,7 +147,9 @@ class Daemon:
         def publish(events: list[Event]) -> None:  # engine thread: hand over, never block
             self._loop.call_soon_threadsafe(self._on_events, events)
 
-        runtime = EngineRuntime(engine, control, bank, stamper, publish)
+        recording = self.cfg.recording
+        recorder = CallRecorder.from_settings(recording) if recording is not None else None
+        runtime = EngineRuntime(engine, control, bank, stamper, publish, recorder=recorder)
         runtime.announcer = self._announcer(self.cfg)
         return runtime
 
@@ -379,6 +382,8 @@ class Daemon:
         if self.hardware is not None and self.hardware.sound is not None:
             # Per sound-card radio: FIFO under/overruns and clock-drift corrections so far.
             snapshot["audio"] = self.hardware.sound.stats()
+        if self.runtime.recorder is not None:
+            snapshot["recording"] = vars(self.runtime.recorder.stats)
         if self.mqtt is not None and self.outbox is not None:
             snapshot["mqtt"] = {
                 "url": self.mqtt.settings.url,
@@ -477,8 +482,9 @@ class Daemon:
         for key in ("id", "frame_ms", "state_dir", "control_socket"):
             if getattr(old, key) != getattr(new, key):
                 raise _Restart(f"gateway.{key} changed: restart the daemon to apply it")
-        if self.cfg.mqtt != cfg.mqtt:
-            raise _Restart("the mqtt section changed: restart the daemon to apply it")
+        for section in ("mqtt", "recording"):
+            if getattr(self.cfg, section) != getattr(cfg, section):
+                raise _Restart(f"the {section} section changed: restart the daemon to apply it")
 
 
 def _changed_channels(old: Config, new: Config) -> set[str]:

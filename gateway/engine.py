@@ -924,6 +924,11 @@ class PatchEngine:
     def ptt(self) -> BoolArray:
         return self._ptt.copy()
 
+    def active_call_sources(self) -> list[tuple[str, int]]:
+        """(call id, source port row) of every call in progress: the rows of this tick's rx
+        whose audio the patches carried (what a recorder keeps)."""
+        return [(c.call_id, i) for i, c in self._calls.items()]
+
     def active_calls(self) -> list[dict[str, Any]]:
         """The calls in progress: id, patch, source, destinations and start time."""
         return [

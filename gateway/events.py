@@ -14,7 +14,16 @@ from typing import Any
 
 Event = dict[str, Any]
 
-CALL_END_REASONS = ("carrier_drop", "timeout", "preempted", "patch_disabled", "shutdown")
+# port_offline / retune: the source went out of service, or was retuned, mid-call.
+CALL_END_REASONS = (
+    "carrier_drop",
+    "timeout",
+    "preempted",
+    "patch_disabled",
+    "shutdown",
+    "port_offline",
+    "retune",
+)
 
 
 def iso_time(moment: datetime) -> str:

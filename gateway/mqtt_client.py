@@ -15,7 +15,7 @@
   topic is the user's own reply topic (or below it), else to `PREFIX/GW/reply/USER`: a reply can
   never be steered onto another user's topic or into the call log.
 - The session is clean: commands sent while the gateway was away are not run late.
-- Reconnects with backoff (0.5 s doubling to 30 s); one log line per outage, not per attempt.
+- Reconnects with backoff (0.5 s doubling to 10 s); one log line per outage, not per attempt.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 BATCH = 256  # messages in flight at once while draining
 MAX_COMMAND_BYTES = 16 * 1024  # what parse_request's refusal names
 BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_S = 10.0  # the call log waits at most this long after the broker is back
 
 # user, payload -> reply object (never raises for bad input: the reply says what was wrong)
 CommandHandler = Callable[[str, bytes], Awaitable[dict[str, Any]]]

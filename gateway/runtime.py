@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,9 @@ from gateway.announcer import Announcer
 from gateway.commands import PatchControl
 from gateway.engine import PatchEngine
 from gateway.events import Event, EventStamper
+
+if TYPE_CHECKING:
+    from gateway.recorder import CallRecorder
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,7 @@ class EngineRuntime:
         ports: PortBank,
         stamper: EventStamper,
         publish: Callable[[list[Event]], None],
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.engine = engine
         self.control = control
@@ -154,6 +158,8 @@ class EngineRuntime:
         self.frame_s = engine.clock.frame_ms / 1000
         self._wanted: dict[str, str] = {}  # talkgroup each tunable port was asked to tune to
         self.announcer: Announcer | None = None  # set before start; replaced at reload
+        # Records calls' source audio; started and closed with the engine thread.
+        self.recorder = recorder
 
     @property
     def ports(self) -> PortBank:
@@ -169,6 +175,8 @@ class EngineRuntime:
         # The engine thread needs the GIL within a fraction of a frame when its deadline comes;
         # CPython's default switch interval (5 ms) lets a busy control thread keep it that long.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        if self.recorder is not None:
+            self.recorder.start()
         self._thread.start()
 
     def submit(self, job: Callable[[EngineRuntime], T]) -> Future[T]:
@@ -181,11 +189,16 @@ class EngineRuntime:
         return future
 
     def stop(self, timeout: float = 2.0) -> bool:
-        """Ends every call, unkeys every port, publishes the last events, and stops the thread.
-        Returns False if the thread did not finish in time."""
+        """Ends every call, unkeys every port, publishes the last events, and stops the thread;
+        then the recorder finishes its files (after the last call_end, outside `timeout`:
+        encoding the last calls may take longer). Returns False if the engine thread did not
+        finish in time."""
         self._stop.set()
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        stopped = not self._thread.is_alive()
+        if self.recorder is not None:
+            self.recorder.close()
+        return stopped
 
     def engine_alive(self) -> bool:
         return self._thread.is_alive()
@@ -197,6 +210,8 @@ class EngineRuntime:
     def emit(self, events: list[Event]) -> None:
         """Stamps and publishes events (engine thread only: `seq` is assigned here)."""
         if events:
+            if self.recorder is not None:  # fills call_end's `recording` before the stamp
+                self.recorder.on_events(events)
             if self.announcer is not None:
                 self.announcer.on_events(self.engine, events)
             self._publish([self.stamper.stamp(e) for e in events])
@@ -273,6 +288,10 @@ class EngineRuntime:
             self.stats.port_errors += 1
             log.exception("sending to the ports failed")
         self.emit(result.events)
+        recorder = self.recorder
+        if recorder is not None:  # after emit: a call that started this tick is recording
+            recorder.on_tick(self.engine, rx)
+            self.emit(recorder.take_alarms(self.engine))
 
     def _apply_notices(self, ports: HardwarePorts) -> None:
         engine = self.engine

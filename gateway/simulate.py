@@ -5,7 +5,9 @@ carrier and issues commands as named principals; the engine runs frame by frame 
 machine allows. Outputs, byte-identical for the same inputs:
 - `OUT/events.jsonl`: every event, one JSON object per line, as the daemon would publish them;
 - `OUT/tx/<port>.wav`: what each port transmitted, 8 kHz mono 16-bit, the whole duration, with
-  silence where the port was not keyed.
+  silence where the port was not keyed;
+- `OUT/recordings/YYYY-MM-DD/CALL_ID.EXT`, when the config has `recording:`: each call as the
+  daemon would record it (its `format`; `dir` and `keep_days` do not apply to a dry run).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gateway.announcer import Announcer
 from gateway.commands import Command, PatchControl
 from gateway.config import Config
 from gateway.events import Event, EventStamper, TickClock, to_json_line
+from gateway.recorder import RECORDING_SUFFIXES, CallRecorder
 from gateway.scenario import CarrierEvent, CommandEvent, ReceiveEvent, Scenario
 from gateway.signals import WavWriter, read_wav
 from gateway.simulated import SimulatedRadios
@@ -33,6 +36,7 @@ _COMMANDS = {
     "deny": Command.DENY,
 }
 _FLUSH_TICKS = 250  # WAV output is written in blocks of this many frames
+RECORDINGS_DIR = "recordings"
 
 
 class SimulationError(Exception):
@@ -146,9 +150,12 @@ def run_simulation(
     total_ticks = round(scenario.duration_s * 1000 / site.frame_ms)
 
     out = _Outputs(out_dir, names, engine.frame_samples, site.gateway_id)
+    recorder = _recorder(cfg, out_dir)
     refused = 0
 
     def emit(events: list[Event]) -> None:
+        if recorder is not None:
+            recorder.on_events(events)
         out.events(events)
         if announcer is not None:
             announcer.on_events(engine, events)
@@ -170,8 +177,16 @@ def run_simulation(
             radios.transmit(result.tx, result.ptt)
             out.tx(result.tx)
             emit(result.events)
-        out.events(engine.release_all("shutdown"))
+            if recorder is not None:
+                recorder.on_tick(engine, rx)
+                emit(recorder.take_alarms(engine))
+        last = engine.release_all("shutdown")
+        if recorder is not None:
+            recorder.on_events(last)
+        out.events(last)
     finally:
+        if recorder is not None:
+            recorder.close()
         out.close()
     return SimulationSummary(
         simulated_s=total_ticks * site.frame_ms / 1000,
@@ -181,6 +196,23 @@ def run_simulation(
         refused_commands=refused,
         out_dir=out_dir,
     )
+
+
+def _recorder(cfg: Config, out_dir: Path) -> CallRecorder | None:
+    """Recordings of a dry run go into OUT, written inline: no thread, so the same inputs give
+    the same events (a failure's alarm at the same tick) on every run."""
+    if cfg.recording is None:
+        return None
+    directory = out_dir / RECORDINGS_DIR
+    for stale in directory.glob("*/*"):  # a previous run's calls must not linger
+        if stale.suffix in RECORDING_SUFFIXES and stale.is_file():
+            stale.unlink()
+    for day in directory.glob("*"):
+        if day.is_dir() and not any(day.iterdir()):
+            day.rmdir()
+    recorder = CallRecorder(directory, cfg.recording.format, threaded=False)
+    recorder.start()
+    return recorder
 
 
 def _apply(control: PatchControl, item: CommandEvent, emit: Callable[[list[Event]], None]) -> bool:

@@ -24,8 +24,9 @@ how app_rpt polls (the chip's interrupt reports are not relied upon). Where it i
 older kernel, or a file or FIFO standing in for the device in tests) the reports the device
 queued are read instead, the newest winning; before any report the COS reads as not receiving.
 
-One `Cm108` drives one PTT GPIO: its report makes every other GPIO an input, so two radios on
-the two channels of one CM119 need a shared object (not built yet).
+A report sets the direction of every GPIO, so every radio on one chip (the two channels of a
+CM119) goes through one `Cm108Device`, whose reports carry every PTT GPIO it drives; `Cm108` is
+that device with one radio on it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import errno
 import fcntl
 import os
 import re
+import threading
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -108,84 +111,240 @@ def _strerror(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno is not None else str(exc)
 
 
-class Cm108:
-    """PTT on one GPIO and optionally COS on a GPIO or volume button, via /dev/hidrawN.
+@dataclass(frozen=True)
+class PttGpio:
+    """A radio keyed by a GPIO driven as an output; `invert`: keyed while the GPIO is low."""
 
-    `ptt_gpio=None` for a radio keyed some other way whose COS comes from the sound card.
-    Opening writes the inactive PTT level at once (opening the device itself changes nothing);
-    closing unkeys first. The chip keeps its GPIO levels after the descriptor closes, so
-    unlike a tty there is no hang-up to reckon with.
+    radio: str
+    gpio: int
+    invert: bool = False
+
+    def high(self, keyed: bool) -> bool:
+        """The GPIO level that puts this PTT in state `keyed`."""
+        return keyed != self.invert
+
+
+@dataclass(frozen=True)
+class CosInput:
+    """A radio's COS on a GPIO input or a volume button input (exactly one of the two).
+
+    `active_low`: receiving while the input is low, the default (see the module doc); False is
+    app_rpt's `usbinvert`.
+    """
+
+    radio: str
+    gpio: int | None = None
+    button: Button | None = None
+    active_low: bool = True
+
+    @property
+    def source(self) -> str:
+        return f"GPIO {self.gpio}" if self.gpio is not None else f"the {self.button} button"
+
+    def active(self, inputs: Cm108Inputs | None) -> bool:
+        """Receiving, by this input report; before any report, not receiving."""
+        if inputs is None:
+            return False
+        if self.gpio is not None:
+            high = inputs.gpio_high(self.gpio)
+        else:
+            assert self.button is not None
+            high = inputs.button_high(self.button)
+        return high != self.active_low
+
+
+def check_gpio_use(where: str, ptt: Sequence[PttGpio], cos: Sequence[CosInput]) -> None:
+    """Raises `Cm108Error` unless the PTT GPIOs and COS inputs on one CM108 can work together:
+    each GPIO is one radio's PTT output or COS input, a radio has one of each."""
+    keyed_by: dict[int, str] = {}
+    for p in ptt:
+        gpio_bit(p.gpio)
+        if p.gpio in keyed_by:
+            raise Cm108Error(f"{where}: GPIO {p.gpio} keys both {keyed_by[p.gpio]} and {p.radio}")
+        if p.radio in keyed_by.values():
+            raise Cm108Error(f"{where}: {p.radio} has two PTT GPIOs")
+        keyed_by[p.gpio] = p.radio
+    heard_by: dict[str, str] = {}
+    for c in cos:
+        if c.gpio is None and c.button is None:
+            raise Cm108Error(f"{where}: the COS of {c.radio} names no input (gpio or button)")
+        if c.gpio is not None and c.button is not None:
+            raise Cm108Error(
+                f"{where}: COS comes from GPIO {c.gpio} or the {c.button} button, not both"
+            )
+        if c.gpio is not None:
+            gpio_bit(c.gpio)
+            if c.gpio in keyed_by:
+                raise Cm108Error(
+                    f"{where}: GPIO {c.gpio} keys {keyed_by[c.gpio]}; "
+                    f"it cannot also be the COS input of {c.radio}"
+                )
+        if c.source in heard_by:
+            raise Cm108Error(
+                f"{where}: {c.source} is the COS input of both {heard_by[c.source]} and {c.radio}"
+            )
+        if c.radio in heard_by.values():
+            raise Cm108Error(f"{where}: {c.radio} has two COS inputs")
+        heard_by[c.source] = c.radio
+
+
+class Cm108Device:
+    """One CM108/CM119 on /dev/hidrawN, shared by every radio wired to it.
+
+    A CM119 serves two radios (its left and right channels), each keyed by its own GPIO and heard
+    on its own input. The chip takes GPIO direction and data for all GPIOs in one report, so every
+    report written here carries every PTT GPIO of the device: direction = all of them, data = the
+    level of each (keyed or not, inversion applied). A report carrying one radio's GPIO alone
+    would turn the other's PTT GPIO into an input and drop its PTT. One input report read serves
+    every radio's COS.
+
+    Opening writes the all-unkeyed report at once (opening the device itself changes nothing);
+    closing unkeys first. The chip keeps its GPIO levels after the descriptor closes, so unlike a
+    tty there is no hang-up to reckon with. Thread-safe: a lock serialises every use of the
+    descriptors, so closing never races a read onto a descriptor number the kernel reused.
     """
 
     def __init__(
         self,
         hidraw_path: str | Path,
-        ptt_gpio: int | None = DEFAULT_PTT_GPIO,
-        cos_gpio: int | None = None,
         *,
-        cos_button: Button | None = None,
-        ptt_invert: bool = False,
-        cos_active_low: bool = True,
+        ptt: Sequence[PttGpio] = (),
+        cos: Sequence[CosInput] = (),
     ) -> None:
         self.path = Path(hidraw_path)
-        if cos_gpio is not None and cos_button is not None:
-            raise Cm108Error(
-                f"{self.path}: COS comes from GPIO {cos_gpio} or the {cos_button} button, not both"
-            )
-        if ptt_gpio is not None:
-            gpio_bit(ptt_gpio)
-            if ptt_gpio == cos_gpio:
-                raise Cm108Error(f"{self.path}: GPIO {ptt_gpio} cannot be both PTT and COS")
-        if cos_gpio is not None:
-            gpio_bit(cos_gpio)
-        self.ptt_gpio = ptt_gpio
-        self.cos_gpio = cos_gpio
-        self.cos_button = cos_button
-        self.ptt_invert = ptt_invert
-        self.cos_active_low = cos_active_low
+        check_gpio_use(str(self.path), ptt, cos)
+        self.ptt = tuple(ptt)
+        self.cos = tuple(cos)
+        self._ptt_by_radio = {p.radio: p for p in self.ptt}
+        self.keyed: frozenset[str] = frozenset()  # radios keyed by the last report written
         self._write_fd: int | None = None
         self._read_fd: int | None = None
         self._get_report = False
         self._pending = b""
         self._last: Cm108Inputs | None = None
+        self._lock = threading.Lock()
 
     @property
-    def has_cos(self) -> bool:
-        return self.cos_gpio is not None or self.cos_button is not None
+    def is_open(self) -> bool:
+        return self._write_fd is not None or self._read_fd is not None
 
-    def report(self, on: bool) -> bytes:
-        """The output report that puts the PTT GPIO in state `on` (inversion applied)."""
-        if self.ptt_gpio is None:
-            raise Cm108Error(f"{self.path}: no PTT GPIO configured")
-        bit = gpio_bit(self.ptt_gpio)
-        high = on != self.ptt_invert
-        return cm108_report(mask=bit, data=bit if high else 0)
+    def report(self, keyed: Collection[str]) -> bytes:
+        """The output report keying exactly the radios in `keyed` (every other PTT unkeyed)."""
+        unknown = set(keyed) - self._ptt_by_radio.keys()
+        if unknown:
+            wired = ", ".join(self._ptt_by_radio) or "none"
+            raise Cm108Error(
+                f"{self.path}: {', '.join(sorted(unknown))} has no PTT GPIO here "
+                f"(radios keyed here: {wired})"
+            )
+        mask = data = 0
+        for p in self.ptt:
+            bit = gpio_bit(p.gpio)
+            mask |= bit
+            if p.high(p.radio in keyed):
+                data |= bit
+        return cm108_report(mask=mask, data=data)
 
     def open(self) -> None:
-        """Open the device and set PTT inactive. Raises `Cm108Error` with the reason."""
-        if self._write_fd is not None or self._read_fd is not None:
-            return
-        try:
-            if self.ptt_gpio is not None:
-                # No O_CREAT: a missing /dev/hidrawN is an error, never a new regular file.
-                self._write_fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
-            if self.has_cos:
-                self._read_fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            self._close_fds()
-            raise Cm108Error(f"cannot open {self.path}: {_strerror(exc)}") from None
-        if self.ptt_gpio is not None:
+        """Open the device and unkey every PTT. Raises `Cm108Error` with the reason."""
+        with self._lock:
+            if self.is_open:
+                return
+            # No O_CREAT: a missing /dev/hidrawN is an error, never a new regular file.
+            # O_NOCTTY: a tty standing in for the device (tests) must not become ours.
+            flags = os.O_CLOEXEC | os.O_NOCTTY
             try:
-                self.set_ptt(False)
-            except Cm108Error:
+                if self.ptt:
+                    self._write_fd = os.open(self.path, os.O_WRONLY | flags)
+                if self.cos:
+                    self._read_fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | flags)
+            except OSError as exc:
                 self._close_fds()
-                raise
-        if self._read_fd is not None:
-            self._get_report = self._request_input() is not None
+                raise Cm108Error(f"cannot open {self.path}: {_strerror(exc)}") from None
+            if self.ptt:
+                try:
+                    self._write(frozenset())
+                except Cm108Error:
+                    self._close_fds()
+                    raise
+            if self._read_fd is not None:
+                self._get_report = self._request_input() is not None
 
-    def set_ptt(self, on: bool) -> None:
-        """Key (on=True) or unkey: one output report."""
-        report = self.report(on)
+    def set_ptt(self, keyed: Collection[str]) -> None:
+        """Key exactly the radios in `keyed`, unkey the others: one output report."""
+        with self._lock:
+            self._write(frozenset(keyed))
+
+    def key(self, radio: str, on: bool) -> None:
+        """Key (on=True) or unkey one radio, the others as they are."""
+        with self._lock:
+            self._write(self.keyed | {radio} if on else self.keyed - {radio})
+
+    def read_inputs(self) -> Cm108Inputs | None:
+        """The newest input report, or None if the device has sent none yet."""
+        with self._lock:
+            if self._read_fd is None:
+                raise Cm108Error(f"{self.path} is not open for COS")
+            if self._get_report:
+                report = self._request_input()
+                if report is not None:
+                    self._last = report
+                    return report
+            self._drain()
+            return self._last
+
+    def squelch(self) -> dict[str, bool]:
+        """Each COS radio's (undebounced) receiving state, from one input report."""
+        inputs = self.read_inputs()
+        return {c.radio: c.active(inputs) for c in self.cos}
+
+    def check_present(self) -> None:
+        """Raises `Cm108Error` unless the path still names the device that is open.
+
+        Unplugging makes udev remove /dev/hidrawN, and a card plugged in again gets a new node.
+        A device only keyed through is otherwise not touched between transmissions, so its loss
+        would show only at the next keying; this stat costs no USB traffic.
+        """
+        with self._lock:
+            fd = self._write_fd if self._write_fd is not None else self._read_fd
+            if fd is None:
+                raise Cm108Error(f"{self.path} is not open")
+            try:
+                opened = os.fstat(fd)
+                named = self.path.stat()
+            except OSError:
+                raise Cm108Error(
+                    f"{self.path} is gone: the USB sound card was unplugged or reset"
+                ) from None
+            if (opened.st_dev, opened.st_ino) != (named.st_dev, named.st_ino):
+                raise Cm108Error(
+                    f"{self.path} is another device now: the USB sound card was unplugged or reset"
+                )
+
+    def close(self) -> None:
+        """Unkey every PTT, then close. Idempotent; raises `Cm108Error` (after closing) if the
+        unkey failed."""
+        with self._lock:
+            problem: Cm108Error | None = None
+            if self._write_fd is not None:
+                try:
+                    self._write(frozenset())
+                except Cm108Error as exc:
+                    problem = exc
+            self._close_fds()
+        if problem is not None:
+            raise problem
+
+    def __enter__(self) -> Cm108Device:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ under the lock
+    def _write(self, keyed: frozenset[str]) -> None:
+        report = self.report(keyed)
         if self._write_fd is None:
             raise Cm108Error(f"{self.path} is not open")
         try:
@@ -196,51 +355,7 @@ class Cm108:
             raise Cm108Error(
                 f"short write to {self.path} ({written} of {len(report)} bytes): PTT not set"
             )
-
-    def read_inputs(self) -> Cm108Inputs | None:
-        """The newest input report, or None if the device has sent none yet."""
-        if self._read_fd is None:
-            raise Cm108Error(f"{self.path} is not open for COS")
-        if self._get_report:
-            report = self._request_input()
-            if report is not None:
-                self._last = report
-                return report
-        self._drain()
-        return self._last
-
-    def read_cos(self) -> bool:
-        """True while the radio is receiving (COS active)."""
-        if self.cos_gpio is None and self.cos_button is None:
-            raise Cm108Error(f"{self.path}: no COS input configured (cos_gpio or cos_button)")
-        inputs = self.read_inputs()
-        if inputs is None:
-            return False
-        if self.cos_gpio is not None:
-            high = inputs.gpio_high(self.cos_gpio)
-        else:
-            assert self.cos_button is not None
-            high = inputs.button_high(self.cos_button)
-        return high != self.cos_active_low
-
-    def close(self) -> None:
-        """Unkey, then close. Idempotent; raises `Cm108Error` (after closing) if unkey failed."""
-        problem: Cm108Error | None = None
-        if self._write_fd is not None:
-            try:
-                self.set_ptt(False)
-            except Cm108Error as exc:
-                problem = exc
-        self._close_fds()
-        if problem is not None:
-            raise problem
-
-    def __enter__(self) -> Cm108:
-        self.open()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self.keyed = keyed
 
     def _request_input(self) -> Cm108Inputs | None:
         assert self._read_fd is not None
@@ -285,6 +400,88 @@ class Cm108:
         self._pending = b""
 
 
+_RADIO = "radio"  # the one radio of a `Cm108`
+
+
+class Cm108:
+    """PTT on one GPIO and optionally COS on a GPIO or volume button, via /dev/hidrawN: a
+    `Cm108Device` with one radio on it (for tools and tests that drive one radio).
+
+    `ptt_gpio=None` for a radio keyed some other way whose COS comes from the sound card.
+    Opening writes the inactive PTT level at once; closing unkeys first.
+    """
+
+    def __init__(
+        self,
+        hidraw_path: str | Path,
+        ptt_gpio: int | None = DEFAULT_PTT_GPIO,
+        cos_gpio: int | None = None,
+        *,
+        cos_button: Button | None = None,
+        ptt_invert: bool = False,
+        cos_active_low: bool = True,
+    ) -> None:
+        self.path = Path(hidraw_path)
+        if cos_gpio is not None and cos_button is not None:
+            raise Cm108Error(
+                f"{self.path}: COS comes from GPIO {cos_gpio} or the {cos_button} button, not both"
+            )
+        if ptt_gpio is not None:
+            gpio_bit(ptt_gpio)
+            if ptt_gpio == cos_gpio:
+                raise Cm108Error(f"{self.path}: GPIO {ptt_gpio} cannot be both PTT and COS")
+        self.ptt_gpio = ptt_gpio
+        self.cos_gpio = cos_gpio
+        self.cos_button = cos_button
+        self.ptt_invert = ptt_invert
+        self.cos_active_low = cos_active_low
+        ptt = [PttGpio(_RADIO, ptt_gpio, ptt_invert)] if ptt_gpio is not None else []
+        has_cos = cos_gpio is not None or cos_button is not None
+        cos = [CosInput(_RADIO, cos_gpio, cos_button, cos_active_low)] if has_cos else []
+        self.device = Cm108Device(self.path, ptt=ptt, cos=cos)
+
+    @property
+    def has_cos(self) -> bool:
+        return bool(self.device.cos)
+
+    def report(self, on: bool) -> bytes:
+        """The output report that puts the PTT GPIO in state `on` (inversion applied)."""
+        if self.ptt_gpio is None:
+            raise Cm108Error(f"{self.path}: no PTT GPIO configured")
+        return self.device.report({_RADIO} if on else ())
+
+    def open(self) -> None:
+        """Open the device and set PTT inactive. Raises `Cm108Error` with the reason."""
+        self.device.open()
+
+    def set_ptt(self, on: bool) -> None:
+        """Key (on=True) or unkey: one output report."""
+        if self.ptt_gpio is None:
+            raise Cm108Error(f"{self.path}: no PTT GPIO configured")
+        self.device.set_ptt({_RADIO} if on else ())
+
+    def read_inputs(self) -> Cm108Inputs | None:
+        """The newest input report, or None if the device has sent none yet."""
+        return self.device.read_inputs()
+
+    def read_cos(self) -> bool:
+        """True while the radio is receiving (COS active)."""
+        if not self.device.cos:
+            raise Cm108Error(f"{self.path}: no COS input configured (cos_gpio or cos_button)")
+        return self.device.cos[0].active(self.device.read_inputs())
+
+    def close(self) -> None:
+        """Unkey, then close. Idempotent; raises `Cm108Error` (after closing) if unkey failed."""
+        self.device.close()
+
+    def __enter__(self) -> Cm108:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 # --- which hidraw belongs to a sound card ----------------------------------------------------
 
 
@@ -303,6 +500,8 @@ class _Card:
 
 _CARD_NUMBER = re.compile(r"^(?:card)?(\d+)$")
 _ALSA_NAME = re.compile(r"^(?:plug)?hw:(?:CARD=)?([^,]+)(?:,.*)?$", re.IGNORECASE)
+# PortAudio's ALSA devices end in the card they open: "USB Audio Device: - (hw:1,0)".
+_PORTAUDIO_NAME = re.compile(r"\((?:plug)?hw:(?:CARD=)?([^,()]+)(?:,[^()]*)?\)\s*$", re.IGNORECASE)
 
 
 def _read(path: Path) -> str:
@@ -338,7 +537,7 @@ def _sound_cards(sysfs: Path) -> list[_Card]:
 
 def _match_card(wanted: str, cards: list[_Card]) -> _Card:
     text = wanted.strip()
-    alsa = _ALSA_NAME.match(text)
+    alsa = _ALSA_NAME.match(text) or _PORTAUDIO_NAME.search(text)
     if alsa is not None:
         text = alsa.group(1)
     number = _CARD_NUMBER.match(text)
@@ -364,12 +563,13 @@ def _match_card(wanted: str, cards: list[_Card]) -> _Card:
     return found[0]
 
 
-def find_hidraw(sound_card: str, sysfs: Path = Path("/sys")) -> Path:
+def find_hidraw(sound_card: str, sysfs: Path = Path("/sys"), dev: Path = Path("/dev")) -> Path:
     """The /dev/hidrawN on the same USB device as ALSA sound card `sound_card`.
 
     `sound_card` is an ALSA card id ("Device"), number ("1", "card1", "hw:1", "plughw:1,0",
-    "hw:CARD=Device"), or USB product name or words of it ("USB Audio"). Raises `Cm108Error`
-    naming what was looked for and what was found.
+    "hw:CARD=Device"), a PortAudio ALSA device name ("USB Audio Device: - (hw:1,0)": its card),
+    or USB product name or words of it ("USB Audio"). Raises `Cm108Error` naming what was looked
+    for and what was found. `sysfs` and `dev` are where the kernel shows them (tests move them).
     """
     cards = _sound_cards(sysfs)
     card = _match_card(sound_card, cards)
@@ -385,7 +585,7 @@ def find_hidraw(sound_card: str, sysfs: Path = Path("/sys")) -> Path:
             f"sound card {card.label}, USB {usb_id}, has no HID GPIO: "
             f"no hidraw device on that USB device"
         )
-    devices = [Path("/dev") / hidraw.name for hidraw in hidraws]
+    devices = [dev / hidraw.name for hidraw in hidraws]
     if product not in ACCEPTED_USB_IDS.get(vendor, frozenset()):
         accepted = ", ".join(
             f"{v:04x}:{p:04x}" for v, pids in ACCEPTED_USB_IDS.items() for p in sorted(pids)
@@ -400,3 +600,21 @@ def find_hidraw(sound_card: str, sysfs: Path = Path("/sys")) -> Path:
             f"({', '.join(map(str, devices))}); set ptt.port to the GPIO one"
         )
     return devices[0]
+
+
+def find_hidraw_of_sound_device(
+    selector: str, sysfs: Path = Path("/sys"), dev: Path = Path("/dev")
+) -> Path:
+    """The hidraw of the sound card that a radio's `audio.input`/`audio.output` selector names.
+
+    The selector is a PortAudio device spec: its name ("USB Audio Device: - (hw:1,0)", whose
+    card is taken), or words of the card's name. A PortAudio index ("3") is refused: it numbers
+    PortAudio's devices, not ALSA's cards, and `find_hidraw` would read it as card 3.
+    """
+    if selector.strip().isdigit():
+        raise Cm108Error(
+            f"sound device '{selector}' is a PortAudio index, which does not say which card it "
+            "is: name the device (like 'USB Audio Device: - (hw:1,0)') or set the port of the "
+            "CM108 (/dev/hidrawN)"
+        )
+    return find_hidraw(selector, sysfs, dev)

@@ -4,16 +4,17 @@ heard on serial modem lines, and CAT-controlled radios.
 Each port's parts come from where the config says:
 - audio: the radio's sound card (`SoundCardAudio`), or the simulated bank's for a simulated
   radio;
-- carrier: the simulated bank's for a simulated radio; the squelch line (`LinePortBank`) or the
-  CAT squelch poll (`CatRadio`) for a radio with real squelch;
-- PTT: the line writer thread, or the radio's CAT supervisor; a receive-only radio (`none`) is
-  never keyed.
+- carrier: the simulated bank's for a simulated radio; the squelch line (`LinePortBank`), the
+  CM108 GPIO input of its sound card (`Cm108PortBank`) or the CAT squelch poll (`CatRadio`) for a
+  radio with real squelch;
+- PTT: the line writer thread, the CM108's device thread, or the radio's CAT supervisor; a
+  receive-only radio (`none`) is never keyed.
 
 A port is online only while every part it depends on is (its sound card's input and output
-streams, its CAT link and the serial ports of its PTT and squelch lines). Parts report in from
-their own threads; the engine thread collects the merged news with `take_notices` at each tick,
-so it never waits on a device. Lost serial ports and lost sound cards are reopened here with
-exponential backoff; CAT radios reopen themselves.
+streams, its CAT link, its CM108 and the serial ports of its PTT and squelch lines). Parts
+report in from their own threads; the engine thread collects the merged news with
+`take_notices` at each tick, so it never waits on a device. Lost serial ports, CM108s and sound
+cards are reopened here with exponential backoff; CAT radios reopen themselves.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ import numpy.typing as npt
 from gateway.config import Config
 from gateway.hardware.cat.registry import make_driver
 from gateway.hardware.cat_radio import BACKOFF_MAX_S, BACKOFF_MIN_S, CatRadio
+from gateway.hardware.cm108 import Cm108Error
+from gateway.hardware.cm108_ports import Cm108PortBank
 from gateway.hardware.line_ports import LinePortBank
 from gateway.hardware.serial_lines import SerialLinesError
 from gateway.hardware.site_wiring import (
     channels,
+    cm108_wirings,
     driver_settings,
     hardware_radios,
     serial_line_wirings,
@@ -51,13 +55,6 @@ SOUND_CHECK_S = 0.1  # how often the sound cards' streams are checked for a vani
 def unsupported_hardware(cfg: Config) -> list[str]:
     """Why each radio the daemon cannot drive yet cannot be driven (empty: all can)."""
     problems: list[str] = []
-    for name, radio in cfg.radios.items():
-        for part, method in (("ptt", radio.ptt), ("squelch", radio.squelch)):
-            if method is not None and method.method == "cm108":
-                problems.append(
-                    f"radio '{name}': {part} method cm108 (a sound card's GPIO) comes with "
-                    "sound-card audio; use rts/dtr/cts/dsr/dcd/ri or cat for now"
-                )
     for name, link in cfg.links.items():
         if link.simulated is None:
             problems.append(f"link '{name}': links are not in this build yet; mark it simulated")
@@ -121,6 +118,10 @@ class SiteRadios:
             self.names, frame_samples, serial_line_wirings(cfg), on_lost=self._line_lost
         )
         self._has_lines = bool(self.lines.lines)
+        wirings = cm108_wirings(cfg)
+        self.cm108 = (
+            Cm108PortBank(self.names, wirings, on_lost=self._cm108_lost) if wirings else None
+        )
         sound = sound_card_radios(self.names, cfg.radios)
         self.sound = SoundCardAudio(sound, frame_samples) if sound else None
         self._sound_rows = np.array([self.index[n] for n in sound], dtype=np.int64)
@@ -142,6 +143,8 @@ class SiteRadios:
             self._spawn(self._watch_sound())
         if self._has_lines:
             self.lines.start(tolerate_missing=True)
+        if self.cm108 is not None:
+            self.cm108.start(tolerate_missing=True)
         for cat in self.cat.values():
             cat.start()
 
@@ -152,6 +155,11 @@ class SiteRadios:
         await asyncio.gather(*(cat.stop() for cat in self.cat.values()), return_exceptions=True)
         if self._has_lines:
             await asyncio.to_thread(self.lines.close)
+        if self.cm108 is not None:
+            try:
+                await asyncio.to_thread(self.cm108.close)
+            except Cm108Error as exc:
+                log.critical("UNKEY FAILED on a CM108, check the radio now: %s", exc)
         if self.sound is not None:
             await asyncio.to_thread(self.sound.close)
 
@@ -159,6 +167,8 @@ class SiteRadios:
     def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         rx, simulated = self.audio.frame()
         real = self._cat_carrier | (self.lines.carrier() if self._has_lines else False)
+        if self.cm108 is not None:
+            real = real | self.cm108.carrier()
         carrier = np.where(self._real_squelch, real, simulated)
         if self.sound is not None:
             rx[self._sound_rows] = self.sound.receive()
@@ -173,6 +183,8 @@ class SiteRadios:
             self.sound.send(tx[self._sound_rows])
         if self._has_lines:
             self.lines.transmit(tx, ptt)
+        if self.cm108 is not None:
+            self.cm108.transmit(tx, ptt)
         changed = np.flatnonzero(ptt != self._ptt)
         if changed.size:
             self._ptt = ptt.copy()
@@ -220,6 +232,18 @@ class SiteRadios:
         for radio in radios:
             self._part_notice(PortNotice(radio, False, alarm=("port_offline", reason)), url)
         self._loop.call_soon_threadsafe(self._start_reopen, url, list(radios))
+
+    def _cm108_lost(self, device: str, reason: str) -> None:
+        """A CM108 failed or vanished (its device thread, or at start)."""
+        assert self.cm108 is not None
+        cm108 = self.cm108
+        part = f"CM108 {device}"
+        radios = list(cm108.wiring(device).radios)
+        for radio in radios:
+            self._part_notice(PortNotice(radio, False, alarm=("port_offline", reason)), part)
+        self._loop.call_soon_threadsafe(
+            self._bring_back, part, radios, lambda: cm108.reopen(device), Cm108Error
+        )
 
     def _start_reopen(self, url: str, radios: list[str]) -> None:
         self._bring_back(url, radios, lambda: self.lines.reopen(url), SerialLinesError)

@@ -1,12 +1,15 @@
 """What the config says about each radio's hardware, in the terms the hardware layer uses: CAT
-driver settings, the channel of each talkgroup, and the modem lines grouped per serial port."""
+driver settings, the channel of each talkgroup, the modem lines grouped per serial port, and the
+CM108 GPIOs grouped per sound card."""
 
 from __future__ import annotations
 
 from gateway.config import Config
-from gateway.config.models import ControlSettings, Radio, Talkgroup
+from gateway.config.models import DEFAULT_CM108_GPIO, ControlSettings, Radio, Talkgroup
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.registry import DriverSettings
+from gateway.hardware.cm108 import CosInput, PttGpio
+from gateway.hardware.cm108_ports import Cm108Wiring
 from gateway.hardware.serial_lines import CosLine, InputLine, OutputLine, PttLine, SerialLines
 
 _PTT_LINES: dict[str, OutputLine] = {"rts": "rts", "dtr": "dtr"}
@@ -59,3 +62,36 @@ def serial_line_wirings(cfg: Config) -> list[SerialLines]:
             cos.setdefault(q.port, []).append(CosLine(name, _SQUELCH_LINES[q.method], q.invert))
     devices = list(dict.fromkeys([*ptt, *cos]))
     return [SerialLines(d, ptt=ptt.get(d, ()), cos=cos.get(d, ())) for d in devices]
+
+
+def cm108_wirings(cfg: Config) -> list[Cm108Wiring]:
+    """One `Cm108Wiring` per CM108 that keys a radio or carries its COS, with every radio wired
+    to it. A CM108 is the ptt/squelch `port` (/dev/hidrawN) when given, else the one of the
+    radio's sound card, named by its audio output as the config checks name it (so the two
+    radios on a stereo CM119 share it) and found from its output or input device."""
+    ptt: dict[str, list[PttGpio]] = {}
+    cos: dict[str, list[CosInput]] = {}
+    found_from: dict[str, tuple[str, ...]] = {}
+
+    def device(radio: Radio, port: str | None) -> str:
+        if port is not None or radio.audio is None:
+            return port or ""  # the config requires a port when there is no sound card
+        found_from.setdefault(
+            radio.audio.output, tuple(dict.fromkeys([radio.audio.output, radio.audio.input]))
+        )
+        return radio.audio.output
+
+    for name, radio in hardware_radios(cfg).items():
+        p, q = radio.ptt, radio.squelch
+        if p is not None and p.method == "cm108":
+            gpio = p.gpio or DEFAULT_CM108_GPIO
+            ptt.setdefault(device(radio, p.port), []).append(PttGpio(name, gpio, p.invert))
+        if q is not None and q.method == "cm108":
+            # Inputs are pulled up and a COS pulls them low; invert: receiving while high.
+            cos_input = CosInput(name, q.gpio, q.button, active_low=not q.invert)
+            cos.setdefault(device(radio, q.port), []).append(cos_input)
+    devices = list(dict.fromkeys([*ptt, *cos]))
+    return [
+        Cm108Wiring(d, tuple(ptt.get(d, ())), tuple(cos.get(d, ())), found_from.get(d, ()))
+        for d in devices
+    ]

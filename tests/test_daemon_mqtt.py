@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from mqtt_env import Broker, Watcher
+from pydub import AudioSegment
 from test_daemon import Daemon, Site
 
 SITE = """\
@@ -54,6 +55,7 @@ access:
   technicians: [tech1]
   pending_expiry_s: {expiry_s}
 mqtt: {mqtt}
+{recording}
 """
 
 PREFIX = "crosspatch/mq-gw"
@@ -67,6 +69,7 @@ class MqttSite(Site):
         every_s: float = 3,
         talk_s: float = 1,
         expiry_s: int = 900,
+        recording: str = "",
     ) -> None:
         self.config.write_text(
             SITE.format(
@@ -76,6 +79,7 @@ class MqttSite(Site):
                 every_s=every_s,
                 talk_s=talk_s,
                 expiry_s=expiry_s,
+                recording=recording,
             )
         )
 
@@ -206,7 +210,7 @@ def test_a_broker_outage_loses_no_event(site: MqttSite, tmp_path: Path) -> None:
         queued = site.status()["mqtt"]
         assert queued["connected"] is False and queued["queued"] > 20
         broker.start()
-        daemon.wait_for(lambda: site.status()["mqtt"]["queued"] == 0, timeout=30)
+        daemon.wait_for(lambda: site.status()["mqtt"]["queued"] == 0, timeout=45)
         assert daemon.stop() == 0
         logged = {e["seq"] for e in daemon.events()}
         assert logged == set(range(1, max(logged) + 1))
@@ -513,3 +517,31 @@ def test_an_unreadable_password_file_is_one_line(site: MqttSite, broker: Broker)
     errors = [line for line in daemon.lines if "password_file" in line]
     assert len(errors) == 1 and "/nonexistent/pw" in errors[0], daemon.log()
     assert "Traceback" not in daemon.log()
+
+
+# ---------------------------------------------------------------------------------- recordings
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
+def test_each_call_is_recorded_and_its_file_named_in_call_end(
+    site: MqttSite, broker: Broker, tmp_path: Path, fmt: str
+) -> None:
+    recordings = tmp_path / "recordings"
+    watcher = Watcher(broker, f"{PREFIX}/calls")
+    daemon = start(
+        site,
+        broker,
+        every_s=2,
+        talk_s=1,
+        recording=f"recording: {{dir: {recordings}, format: {fmt}}}",
+    )
+    ends = watcher.wait_for(
+        lambda: [c for c in payloads(watcher, f"{PREFIX}/calls") if c["type"] == "call_end"],
+        timeout=20,
+    )
+    assert daemon.stop() == 0
+    end = ends[0]
+    path = Path(end["recording"])
+    assert path.parent.parent == recordings and path.suffix == f".{fmt}"
+    assert path.name.startswith(end["call_id"])
+    audio = AudioSegment.from_file(path)  # it plays: ffmpeg decodes it
+    assert audio.duration_seconds == pytest.approx(end["duration_s"], abs=0.1)
+    assert audio.dBFS > -40  # the talker's speech, not silence

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from emulators.kenwood import KenwoodRadio
 from emulators.line_radio import LineRadioServer
+from test_cm108_ports import FakeCm119
 from test_daemon import Daemon, Site
 
 SITE = """\
@@ -404,16 +405,60 @@ def test_reload_retunes_a_radio_whose_channel_changed_and_refuses_new_wiring(
 
 def test_run_refuses_what_this_build_cannot_drive_in_one_line(radio_site: Site) -> None:
     text = radio_site.config.read_text().replace(
-        "  cbsa-1: {talkgroup: cbsa/ops, simulated: {}}",
-        "  cbsa-1: {talkgroup: cbsa/ops, simulated: {}, "
-        "ptt: {method: cm108, port: /dev/hidraw9}, squelch: {method: cm108, port: /dev/hidraw9}}",
+        "patches:\n",
+        "links:\n"
+        "  to-blaine: {protocol: rtp, local: 127.0.0.1:40000, remote: 127.0.0.2:40000,\n"
+        "              talkgroup: cbsa/pacific, insecure: true}\n"
+        "patches:\n",
+        1,
     )
-    assert text != radio_site.config.read_text()
     radio_site.config.write_text(text)
     daemon = radio_site.start()
     code = daemon.proc.wait(20)
     daemon.stop()
     assert code == 1
     log = daemon.log()
-    assert "radio 'cbsa-1': ptt method cm108 (a sound card's GPIO) comes with" in log
+    assert "link 'to-blaine': links are not in this build yet" in log
     assert "Traceback" not in log
+
+
+def test_a_cm108_radio_is_heard_and_keyed_through_its_gpio(radio_site: Site, bench: Bench) -> None:
+    chip = FakeCm119(bench.dev / "cbsa-cm108")
+    chip.send(buttons=0b0011, gpio=0xFF)  # idle: the COS input (VOLDN) is pulled up
+    text = radio_site.config.read_text().replace(
+        "  cbsa-1: {talkgroup: cbsa/ops, simulated: {}}",
+        "  cbsa-1: {talkgroup: cbsa/ops, simulated: {}, timing: {tx_delay_ms: 0, hang_ms: 100},\n"
+        f"           ptt: {{method: cm108, port: {chip.link}}},\n"
+        f"           squelch: {{method: cm108, port: {chip.link}}}}}",
+    )
+    radio_site.config.write_text(text)
+    daemon = radio_site.start()
+    radio_site.wait_ready(daemon)
+    assert chip.report() == bytes([0, 0, 0b0000, 0b0100, 0])  # opened unkeyed: GPIO 3 low
+    enabled = radio_site.cli("patch", "enable", "cbsa-sheriff")
+    assert enabled.returncode == 0, enabled.stderr
+
+    chip.send(buttons=0b0001, gpio=0xFF)  # the radio's COS pulls VOLDN low: receiving
+    call = daemon.wait_for(
+        lambda: [e for e in daemon.events("call_start") if e["source"]["port"] == "cbsa-1"]
+    )
+    assert call[0]["patch"] == "cbsa-sheriff"
+    chip.send(buttons=0b0011, gpio=0xFF)
+    daemon.wait_for(
+        lambda: [e for e in daemon.events("call_end") if e["source"]["port"] == "cbsa-1"]
+    )
+
+    keyed = radio_site.cli("port", "key-test", "cbsa-1", "--seconds", "0.5")
+    assert keyed.returncode == 0, keyed.stderr
+    assert chip.report() == bytes([0, 0, 0b0100, 0b0100, 0])  # GPIO 3 high: keyed
+    assert chip.report() == bytes([0, 0, 0b0000, 0b0100, 0])  # and released
+    ptt = [e for e in daemon.events("ptt") if e["port"] == "cbsa-1"]
+    assert [(e["on"], e["reason"]) for e in ptt][:1] == [(True, "key_test")]
+
+    chip.unplug()  # the sound card and its GPIO go
+    alarm = first_alarm(daemon, "port_offline", "cbsa-1")
+    assert "cbsa-cm108" in alarm["detail"] or "CM108" in alarm["detail"]
+    chip.plug()
+    chip.send(buttons=0b0011, gpio=0xFF)
+    first_alarm(daemon, "port_online", "cbsa-1", timeout=20)
+    assert daemon.stop() == 0

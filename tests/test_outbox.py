@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.outbox import OutMessage, Outbox
+from gateway.outbox import Outbox, OutMessage
 
 
 def message(seq: int, kind: str = "call_end", size: int = 100) -> OutMessage:
