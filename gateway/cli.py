@@ -46,6 +46,7 @@ USER_ERRORS = (
     ("gateway.audio_tools", "AudioToolError"),
     ("gateway.mqtt_client", "MqttSetupError"),
     ("gateway.tail", "TailError"),
+    ("gateway.links", "LinkError"),
 )
 
 
@@ -326,6 +327,24 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"  {call['patch']}: {call['source']['port']} -> {to} since {call['start']}")
     if not status["calls"]:
         lines.append("  none")
+    links = status.get("links")
+    if links:
+        lines.append("links:")
+        for name, link in links.items():
+            drop_counts = {
+                "unknown source": link["unknown_source"],
+                "malformed": link["malformed"],
+                "auth failures": link["auth_failures"],
+                "late": link["rx_late"],
+            }
+            drops = ", ".join(f"{n} {what}" for what, n in drop_counts.items() if n) or "none"
+            lines.append(
+                f"  {name:<16} {'up' if link['online'] else 'DOWN':<4} {link['codec']}"
+                f"{'/srtp' if link['srtp'] else ' (insecure)'} to {link['remote']}: "
+                f"{link['packets_in']} in, {link['packets_out']} out, dropped: {drops}; "
+                f"{link['rx_concealed']} frames concealed, jitter {link['jitter_ms']} ms, "
+                f"buffer {link['target_ms']:g} ms"
+            )
     return "\n".join(lines)
 
 

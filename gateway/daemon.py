@@ -84,6 +84,11 @@ def has_radio_control(cfg: Config) -> bool:
     return any(radio.has_hardware_control for radio in cfg.radios.values())
 
 
+def needs_site_radios(cfg: Config) -> bool:
+    """Whether the ports need `SiteRadios`: radios with hardware control, or network links."""
+    return has_radio_control(cfg) or any(link.simulated is None for link in cfg.links.values())
+
+
 def patch_records(control: PatchControl) -> dict[str, PatchRecord]:
     return {
         name: PatchRecord(state=str(status.state), approved_by=dict(status.approved_by))
@@ -136,7 +141,7 @@ class Daemon:
         if self.outbox is not None:  # seq goes on from where the last run stopped
             stamper.next_seq = self.outbox.last_seq + 1
         bank: PortBank = radios
-        if has_radio_control(self.cfg):
+        if needs_site_radios(self.cfg):
             from gateway.hardware.radio_ports import SiteRadios
 
             self.hardware = SiteRadios(
@@ -382,6 +387,9 @@ class Daemon:
         if self.hardware is not None and self.hardware.sound is not None:
             # Per sound-card radio: FIFO under/overruns and clock-drift corrections so far.
             snapshot["audio"] = self.hardware.sound.stats()
+        if self.hardware is not None and self.hardware.links is not None:
+            # Per network link: packets, drops by cause, concealment, jitter and its target.
+            snapshot["links"] = self.hardware.links.stats()
         if self.runtime.recorder is not None:
             snapshot["recording"] = vars(self.runtime.recorder.stats)
         if self.mqtt is not None and self.outbox is not None:
@@ -443,10 +451,10 @@ class Daemon:
                 "the new config changes the ports or the wiring of radios with hardware control; "
                 "restart the daemon to apply it; still running the previous config"
             )
-        if hardware is None and has_radio_control(cfg):
+        if hardware is None and needs_site_radios(cfg):
             raise CommandRefused(
-                "the new config adds hardware control to a radio; restart the daemon to apply "
-                "it; still running the previous config"
+                "the new config adds hardware control to a radio or a network link; restart "
+                "the daemon to apply it; still running the previous config"
             )
         retune = _changed_channels(self.cfg, cfg)
         announcer = self._announcer(cfg)

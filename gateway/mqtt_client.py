@@ -1,10 +1,15 @@
 """The gateway's MQTT connection (aiomqtt): the outbox drained in order, retained states, commands.
 
 - Events: the daemon queues each tick's events in the durable `Outbox`; `_drain` publishes them
-  oldest first with QoS 1, a batch at a time (the publishes of a batch are in flight together,
-  and paho sends them in order), and deletes a batch from the outbox only once the broker
-  acknowledged all of it. A connection lost mid-batch means that batch is sent again after the
-  reconnect: delivery is at least once, and `seq` lets a consumer drop a repeat.
+  oldest first with QoS 1, keeping up to `IN_FLIGHT` publishes in flight (paho sends them in
+  order) and topping the window up as acknowledgements come back, and deletes a message from the
+  outbox once the broker acknowledged it and every older one. A connection lost mid-flight means
+  every unacknowledged message is sent again after the reconnect: delivery is at least once, and
+  `seq` lets a consumer drop a repeat. (Sending a batch and waiting for all of it before the next
+  left the connection idle at every batch's end, where mosquitto, which delays small writes by
+  default (Nagle), held the last acknowledgements until our delayed TCP ACK, about 40 ms: that
+  capped a flood near 2,500 events/s on loopback. The window is small because aiomqtt's cost per
+  publish grows with the number of publishes pending.)
 - Retained states: `status` is `online` once connected and `offline` as the last will (and on a
   clean stop); port and patch states are kept here and published whenever they change and again
   after every reconnect, so the broker always holds the current picture.
@@ -24,8 +29,10 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import math
 import ssl
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +50,13 @@ from gateway.site_status import retained_states
 
 log = logging.getLogger(__name__)
 
-BATCH = 256  # messages in flight at once while draining
+BATCH = 64  # messages read from the outbox at a time (and retained states published at a time)
+IN_FLIGHT = 64  # messages published but not yet acknowledged, at most, while draining
+REFILL = 16  # acknowledgements that make room for more (a read of the outbox costs the same)
+# aiomqtt logs a warning for every publish made while more than this many calls are pending (its
+# default, 10, is one warning per event in a flood): above what `_drain` ever has in flight.
+PENDING_CALLS_WARNING = IN_FLIGHT + BATCH + 64
+PUBLISH_TIMEOUT_S = 10.0  # a publish not acknowledged by then ends the connection
 MAX_COMMAND_BYTES = 16 * 1024  # what parse_request's refusal names
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0  # the call log waits at most this long after the broker is back
@@ -183,6 +196,7 @@ class MqttClient:
         )
 
     async def _serve(self, client: aiomqtt.Client) -> None:
+        client.pending_calls_threshold = PENDING_CALLS_WARNING
         # Subscribed before saying online: a console that waits for `online` can command at once.
         await client.subscribe(self.topics.commands, qos=1)
         await client.publish(self.topics.status, b"online", qos=1, retain=True)
@@ -206,26 +220,72 @@ class MqttClient:
             task.add_done_callback(self._tasks.discard)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        while True:
-            if self._dirty:
-                await self._publish_states(client)
-            batch = self.outbox.peek(BATCH)
-            if not batch:
-                self._wake.clear()
-                if self.outbox.count or self._dirty:  # arrived between peek and clear
+        # Messages in flight, oldest first: (outbox id, when sent, the publish).
+        in_flight: deque[tuple[int, float, asyncio.Future[None]]] = deque()
+        last = 0  # the outbox id of the last message sent on this connection
+        wake: asyncio.Future[Any] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if self._dirty:
+                    await self._publish_states(client)
+                room = IN_FLIGHT - len(in_flight)
+                if room >= REFILL:
+                    batch = self.outbox.peek(min(room, BATCH), after=last)
+                    if batch:
+                        last = batch[-1].id
+                        now = loop.time()
+                        for m in batch:
+                            sending = client.publish(
+                                m.topic, m.payload, qos=1, retain=m.retain, timeout=math.inf
+                            )
+                            in_flight.append((m.id, now, asyncio.ensure_future(sending)))
+                        continue
+                if in_flight and in_flight[0][2].done():
+                    # Everything acknowledged from the oldest on: off the outbox in one go.
+                    acked = []
+                    while in_flight and in_flight[0][2].done():
+                        message_id, _, done = in_flight.popleft()
+                        done.result()  # the MqttError that ends the connection
+                        acked.append(message_id)
+                    self.outbox.ack(acked)
+                    self.published += len(acked)
                     continue
-                await self._wake.wait()
-                continue
-            await _publish_all(client, [(m.topic, m.payload, m.retain) for m in batch])
-            self.outbox.ack([m.id for m in batch])
-            self.published += len(batch)
+                waits: set[asyncio.Future[Any]] = set()
+                timeout = None
+                if in_flight:
+                    waits.add(in_flight[0][2])
+                    timeout = max(0.0, in_flight[0][1] + PUBLISH_TIMEOUT_S - loop.time())
+                if room >= REFILL:  # room for more: wake on new messages too
+                    if wake is None or wake.done():
+                        self._wake.clear()
+                        if self.outbox.count > len(in_flight) or self._dirty:  # since the peek
+                            continue
+                        wake = asyncio.ensure_future(self._wake.wait())
+                    waits.add(wake)
+                done_now, _ = await asyncio.wait(
+                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done_now:
+                    raise aiomqtt.MqttError(
+                        f"the broker acknowledged nothing within {PUBLISH_TIMEOUT_S:g} s"
+                    )
+        finally:
+            for _, _, publish in in_flight:
+                if publish.done() and not publish.cancelled():
+                    publish.exception()  # retrieved: the connection's end is reported once
+                else:
+                    publish.cancel()
+            if wake is not None:
+                wake.cancel()
 
     async def _publish_states(self, client: aiomqtt.Client) -> None:
         topics, self._dirty = self._dirty, set()
         # An empty retained message clears a retained state (a removed port or patch).
         items = [(topic, self._retained.get(topic, b""), True) for topic in topics]
         try:
-            await _publish_all(client, items)
+            for start in range(0, len(items), BATCH):
+                await _publish_all(client, items[start : start + BATCH])
         except BaseException:
             self._dirty |= topics  # sent again after the reconnect
             raise
@@ -277,11 +337,22 @@ class MqttClient:
 
 async def _publish_all(client: aiomqtt.Client, items: Sequence[tuple[str, bytes, bool]]) -> None:
     """Publishes with QoS 1, all in flight at once; returns when the broker acknowledged every
-    one, or raises the first failure once every publish has settled."""
-    results = await asyncio.gather(
-        *(client.publish(topic, payload, qos=1, retain=retain) for topic, payload, retain in items),
-        return_exceptions=True,
-    )
+    one, or raises the first failure once every publish has settled. One timeout for the whole
+    batch (`PUBLISH_TIMEOUT_S`), not one per message: aiomqtt's own costs a task and a timer
+    per message."""
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            results = await asyncio.gather(
+                *(
+                    client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf)
+                    for topic, payload, retain in items
+                ),
+                return_exceptions=True,
+            )
+    except TimeoutError:
+        raise aiomqtt.MqttError(
+            f"the broker acknowledged no batch within {PUBLISH_TIMEOUT_S:g} s"
+        ) from None
     for result in results:
         if isinstance(result, BaseException):
             raise result

@@ -9,6 +9,8 @@ Each port's parts come from where the config says:
   radio with real squelch;
 - PTT: the line writer thread, the CM108's device thread, or the radio's CAT supervisor; a
   receive-only radio (`none`) is never keyed.
+Network links (not `simulated:`) are ports too: `LinkPorts` gives their audio and carrier and
+takes their frames and PTT; a link whose peer goes silent is offline like an unplugged radio.
 
 A port is online only while every part it depends on is (its sound card's input and output
 streams, its CAT link, its CM108 and the serial ports of its PTT and squelch lines). Parts
@@ -44,6 +46,7 @@ from gateway.hardware.site_wiring import (
     serial_line_wirings,
 )
 from gateway.hardware.sound_ports import SoundCardAudio, SoundCardLost, sound_card_radios
+from gateway.links.link_ports import LinkPorts, link_problem, network_links
 from gateway.runtime import PortNotice
 from gateway.simulated import SimulatedRadios
 
@@ -53,11 +56,12 @@ SOUND_CHECK_S = 0.1  # how often the sound cards' streams are checked for a vani
 
 
 def unsupported_hardware(cfg: Config) -> list[str]:
-    """Why each radio the daemon cannot drive yet cannot be driven (empty: all can)."""
+    """Why each radio or link the daemon cannot drive yet cannot be driven (empty: all can)."""
     problems: list[str] = []
-    for name, link in cfg.links.items():
-        if link.simulated is None:
-            problems.append(f"link '{name}': links are not in this build yet; mark it simulated")
+    for name in network_links(cfg):
+        problem = link_problem(cfg, name)
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 
@@ -133,6 +137,12 @@ class SiteRadios:
         self._reopening: set[str] = set()
         self._tasks: set[asyncio.Future[None]] = set()
         self._signature = hardware_signature(cfg)
+        # Reads the links' key files now: a bad one stops the daemon before anything opens.
+        self.links = (
+            LinkPorts(cfg, self.names, frame_samples, notify=lambda n: self._part_notice(n, "link"))
+            if network_links(cfg)
+            else None
+        )
 
     # ------------------------------------------------------------------ life cycle (loop)
     def start(self) -> None:
@@ -141,6 +151,8 @@ class SiteRadios:
         if self.sound is not None:
             self.sound.open()  # a missing card is a one-line error naming what exists
             self._spawn(self._watch_sound())
+        if self.links is not None:  # an address in use is a one-line error too
+            self.links.start()
         if self._has_lines:
             self.lines.start(tolerate_missing=True)
         if self.cm108 is not None:
@@ -152,6 +164,8 @@ class SiteRadios:
         """Unkeys every radio and closes every line (after the engine has stopped)."""
         for task in list(self._tasks):
             task.cancel()
+        if self.links is not None:  # first: the peers hear PTT off at once
+            await self.links.close()
         await asyncio.gather(*(cat.stop() for cat in self.cat.values()), return_exceptions=True)
         if self._has_lines:
             await asyncio.to_thread(self.lines.close)
@@ -175,6 +189,8 @@ class SiteRadios:
             carrier[self._vox_rows] = self.sound.vox[self.sound.vox_ports]
             # The CTCSS qualifier: carrier counts only while the radio's tone is present.
             carrier[self._ctcss_rows] &= self.sound.tone[self.sound.ctcss_wanted]
+        if self.links is not None:
+            self.links.fill(rx, carrier)
         return rx, carrier
 
     def transmit(self, tx: npt.NDArray[np.float32], ptt: npt.NDArray[np.bool_]) -> None:
@@ -185,6 +201,8 @@ class SiteRadios:
             self.lines.transmit(tx, ptt)
         if self.cm108 is not None:
             self.cm108.transmit(tx, ptt)
+        if self.links is not None:
+            self.links.transmit(tx, ptt)
         changed = np.flatnonzero(ptt != self._ptt)
         if changed.size:
             self._ptt = ptt.copy()
@@ -325,7 +343,8 @@ class SiteRadios:
 
 
 def hardware_signature(cfg: Config) -> list[tuple[object, ...]]:
-    """What a reload cannot change without a restart: how each radio is wired."""
+    """What a reload cannot change without a restart: how each radio is wired, and each
+    network link's settings (its socket and keys are set up at start)."""
     control: list[tuple[object, ...]] = [
         (name, r.control, r.ptt, r.squelch, r.bands_mhz, r.pool)
         for name, r in hardware_radios(cfg).items()
@@ -333,4 +352,8 @@ def hardware_signature(cfg: Config) -> list[tuple[object, ...]]:
     sound: list[tuple[object, ...]] = [
         (name, r.audio) for name, r in sound_card_radios(list(cfg.radios), cfg.radios).items()
     ]
-    return control + sound
+    links: list[tuple[object, ...]] = [
+        (name, k.protocol, k.local, k.remote, k.codec, k.srtp_key_file, k.insecure)
+        for name, k in network_links(cfg).items()
+    ]
+    return control + sound + links

@@ -214,7 +214,7 @@ links:
   peer:
     protocol: rtp
     local: 0.0.0.0:40000
-    remote: "[2001:db8::7]:40000"
+    remote: "[fd00::7]:40000"
     talkgroup: ca/net
     insecure: true
     timing: {hang_ms: 200}
@@ -232,7 +232,7 @@ links:
     assert (link.codec, link.duplex, link.remote_address) == (
         "pcmu",
         "full",
-        ("2001:db8::7", 40000),
+        ("fd00::7", 40000),
     )
     # A partial link timing keeps the link defaults for the rest.
     assert (link.timing.tx_delay_ms, link.timing.hang_ms, link.timing.rx_inhibit_ms) == (0, 200, 0)

@@ -407,8 +407,8 @@ def test_run_refuses_what_this_build_cannot_drive_in_one_line(radio_site: Site) 
     text = radio_site.config.read_text().replace(
         "patches:\n",
         "links:\n"
-        "  to-blaine: {protocol: rtp, local: 127.0.0.1:40000, remote: 127.0.0.2:40000,\n"
-        "              talkgroup: cbsa/pacific, insecure: true}\n"
+        "  to-blaine: {protocol: usrp, local: 127.0.0.1:40000, remote: 127.0.0.2:40000,\n"
+        "              talkgroup: cbsa/pacific}\n"
         "patches:\n",
         1,
     )
@@ -418,7 +418,7 @@ def test_run_refuses_what_this_build_cannot_drive_in_one_line(radio_site: Site) 
     daemon.stop()
     assert code == 1
     log = daemon.log()
-    assert "link 'to-blaine': links are not in this build yet" in log
+    assert "link 'to-blaine': USRP links come in a later part" in log
     assert "Traceback" not in log
 
 

@@ -9,6 +9,7 @@ serial line) are in `references.py` and run only once every section is well-form
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from bisect import bisect_left
 from pathlib import Path
@@ -739,6 +740,33 @@ class Radio(PortSettings):
 
 # --- links -------------------------------------------------------------------------------------
 
+# Where plain RTP may go: loopback, and networks that never route across the internet.
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+
+def is_loopback_or_private(host: str) -> bool:
+    """Whether `host` (an address, or `localhost`) is a loopback or private address. Other host
+    names are not: what they resolve to can change after the config was checked."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or any(address in net for net in _PRIVATE_NETWORKS)
+
 
 class Link(PortSettings):
     """A port to another gateway or network: an RTP or USRP audio stream."""
@@ -775,6 +803,14 @@ class Link(PortSettings):
                 problems.add(
                     ("insecure",),
                     "give srtp_key_file or insecure: true, not both",
+                    self.insecure,
+                )
+            elif self.insecure and not is_loopback_or_private(self.remote_address[0]):
+                problems.add(
+                    ("insecure",),
+                    f"insecure: true is only for a loopback or private remote address "
+                    f"(127.0.0.0/8, ::1, 10/8, 172.16/12, 192.168/16, 169.254/16, fc00::/7, "
+                    f"fe80::/10), and {self.remote_address[0]} is none: give srtp_key_file",
                     self.insecure,
                 )
         else:
