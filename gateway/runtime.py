@@ -8,6 +8,13 @@ with `call_soon_threadsafe`).
 
 Deadline scheduling: tick n is due at `start + n * frame`; a tick that comes late is counted as
 an overrun when it is more than one frame late, and the loop catches up rather than drifting.
+
+With sound cards, the first input card is the clock (a bank's `pacer`, see
+`gateway.hardware.sound_ports`): a tick is due when that card has delivered a whole frame, and
+the deadline schedule follows it, so the engine never runs ahead of or behind the card it
+listens to and needs no block of margin against it. If the card delivers nothing by half a
+frame after the timer's deadline (lost, stalled), the timer ticks instead, until the card is
+back.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ T = TypeVar("T")
 
 # Lateness beyond this many frames is an overrun: the frame's audio could not go out on time.
 OVERRUN_FRAMES = 1.0
+# How long past its timer deadline a tick waits for the clock card before the timer takes over.
+PACER_GRACE_FRAMES = 0.5
 SWITCH_INTERVAL_S = 0.0005
 ENGINE_NICE = -10
 
@@ -50,6 +59,14 @@ class PortBank(Protocol):
     def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]: ...
 
     def transmit(self, tx: npt.NDArray[np.float32], ptt: npt.NDArray[np.bool_]) -> None: ...
+
+
+class FrameClock(Protocol):
+    """A device clock the engine ticks by (a sound card's input)."""
+
+    def wait(self, timeout: float) -> float | None:
+        """The monotonic time the next frame was complete, or None after `timeout` seconds."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -234,11 +251,23 @@ class EngineRuntime:
         try:
             while not self._stop.is_set():
                 due = start + tick * frame_s
-                wait = due - time.monotonic()
-                if wait > 0:
-                    self._stop.wait(wait)  # returns at once on stop
+                pacer: FrameClock | None = getattr(self._ports, "pacer", None)
+                if pacer is not None:
+                    # `wait` returns within half a frame past the deadline at most, so a stop
+                    # is seen as soon as with the timer.
+                    limit = due + PACER_GRACE_FRAMES * frame_s
+                    came = pacer.wait(max(0.0, limit - time.monotonic()))
                     if self._stop.is_set():
                         break
+                    if came is not None:  # the card's frame is in: its time is the deadline
+                        due = came
+                        start = came - tick * frame_s
+                else:
+                    wait = due - time.monotonic()
+                    if wait > 0:
+                        self._stop.wait(wait)  # returns at once on stop
+                        if self._stop.is_set():
+                            break
                 began = time.monotonic()
                 lateness = began - due
                 if lateness > OVERRUN_FRAMES * frame_s:

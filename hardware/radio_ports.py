@@ -45,7 +45,12 @@ from gateway.hardware.site_wiring import (
     hardware_radios,
     serial_line_wirings,
 )
-from gateway.hardware.sound_ports import SoundCardAudio, SoundCardLost, sound_card_radios
+from gateway.hardware.sound_ports import (
+    FramePacer,
+    SoundCardAudio,
+    SoundCardLost,
+    sound_card_radios,
+)
 from gateway.links.link_ports import LinkPorts, link_problem, network_links
 from gateway.runtime import PortNotice
 from gateway.simulated import SimulatedRadios
@@ -176,6 +181,11 @@ class SiteRadios:
                 log.critical("UNKEY FAILED on a CM108, check the radio now: %s", exc)
         if self.sound is not None:
             await asyncio.to_thread(self.sound.close)
+
+    @property
+    def pacer(self) -> FramePacer | None:
+        """The engine's clock: the first input sound card's (None: the engine's timer)."""
+        return self.sound.pacer if self.sound is not None else None
 
     # ------------------------------------------------------------------ PortBank (engine thread)
     def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:

@@ -17,6 +17,13 @@ at each tick:
 
 Underruns and overruns are counted per radio for `status`.
 
+The engine's clock is the first input card (`pacer`): its callback signals each time a whole
+frame has come in, and the engine ticks then, not on a timer of its own. A tick then comes just
+after the frame it needs, so the radios on that card need almost no receive margin (a timer's
+tick falls anywhere in a card block, so it must keep a block in hand); the other cards' clocks
+are followed by drift control as before. When the clock card is lost the engine falls back to
+its timer (see `gateway.runtime`).
+
 A card that vanishes (USB unplugged) is noticed by `check_streams`, which the site's watcher
 calls a few times a second: PortAudio stops a stream whose ALSA device fails (ENODEV), and a
 stream whose callbacks stop coming is as good as gone. Its radios then hear silence and send
@@ -30,6 +37,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +63,50 @@ FIFO_SECONDS = 1.0
 # card normally shows; this catches a device that hangs instead, and is long enough (100 blocks of
 # the default 20 ms) that a loaded machine's scheduling never trips it.
 STALL_S = 2.0
+DRIFT_SMOOTHING_FRAMES = 50.0
+PACED_MARGIN = ENGINE_RATE // 1000  # 1 ms at 8 kHz: the resamplers' rounding, no more
+
+
+class FramePacer:
+    """Frame ticks from a sound card's clock: the card's input callback `feed`s the samples it
+    delivered, and each whole frame's worth makes one tick due; the engine thread `wait`s for
+    the next. Ticks that pile up (the engine was late) are served at once, up to `MAX_BACKLOG`;
+    beyond that the oldest are forgotten (their audio is still in the FIFOs, which drift
+    control trims)."""
+
+    MAX_BACKLOG = 8
+
+    def __init__(self, frame_device_samples: int) -> None:
+        self.frame_device_samples = frame_device_samples
+        self._pending = 0  # samples towards the next tick (the card's thread)
+        self._due: deque[float] = deque(maxlen=self.MAX_BACKLOG)
+        self._ready = threading.Condition(threading.Lock())
+
+    def feed(self, samples: int) -> None:
+        """From the card's callback: `samples` more came in (microseconds, never blocks long)."""
+        self._pending += samples
+        if self._pending < self.frame_device_samples:
+            return
+        now = time.monotonic()
+        with self._ready:
+            while self._pending >= self.frame_device_samples:
+                self._pending -= self.frame_device_samples
+                self._due.append(now)
+            self._ready.notify()
+
+    def wait(self, timeout: float) -> float | None:
+        """The monotonic time the next frame came in, waiting up to `timeout` s for it; None if
+        the card delivered none in that time."""
+        with self._ready:
+            if not self._due and not self._ready.wait_for(lambda: bool(self._due), timeout):
+                return None
+            return self._due.popleft()
+
+    def reset(self) -> None:
+        """After the card was lost: no stale ticks, count afresh."""
+        with self._ready:
+            self._due.clear()
+            self._pending = 0
 
 
 class SoundCardLost(Exception):
@@ -156,6 +208,9 @@ class SoundCardAudio:
         self.tone = np.zeros(n, dtype=bool)
         self.underruns = np.zeros(n, dtype=np.int64)
         self.overruns = np.zeros(n, dtype=np.int64)
+        # The engine's clock: the first input card, once open (None: no card, the timer rules).
+        self.pacer: FramePacer | None = None
+        self._clock_stream: _Stream | None = None
 
     # ------------------------------------------------------------------ life cycle
     def open(self) -> None:
@@ -177,8 +232,12 @@ class SoundCardAudio:
             inp = self._join(radio, card_in, card_in.max_input_channels, inputs, a)
             out = self._join(radio, card_out, card_out.max_output_channels, outputs, a)
             radio.in_rate, radio.out_rate = inp.rate, out.rate
-            self._prepare(radio)
         self._inputs, self._outputs = list(inputs.values()), list(outputs.values())
+        if self._inputs:
+            clock = self._clock_stream = self._inputs[0]
+            self.pacer = FramePacer(round(clock.rate * self.frame / ENGINE_RATE))
+        for radio in self.radios:
+            self._prepare(radio, paced=self._on_clock(radio))
         for s in self._outputs:
             s.input = False
         for s in self._inputs + self._outputs:
@@ -230,8 +289,13 @@ class SoundCardAudio:
         for radio in self.radios:
             self._prepare(radio)
 
-    def _prepare(self, radio: _Radio) -> None:
-        """FIFOs, drift control and resamplers of one radio, once its card rates are known."""
+    def _on_clock(self, radio: _Radio) -> bool:
+        clock = self._clock_stream
+        return clock is not None and any(r is radio for r, _ in clock.radios)
+
+    def _prepare(self, radio: _Radio, *, paced: bool = False) -> None:
+        """FIFOs, drift control and resamplers of one radio, once its card rates are known.
+        `paced`: its input card is the engine's clock."""
         a = _audio(radio.settings)
         block_s = a.block_ms / 1000
         radio.in_gain = 10 ** (a.input_gain_db / 20)
@@ -240,16 +304,26 @@ class SoundCardAudio:
         radio.out_fifo = SampleFifo(round(radio.out_rate * FIFO_SECONDS))
         radio.rx8 = SampleFifo(ENGINE_RATE)
         block8 = round(ENGINE_RATE * block_s)
-        # Receive: one device block of margin over the frame; transmit: one block queued.
-        radio.rx_drift = DriftCorrector(self.frame + block8, max(8, block8 // 2))
-        out_target = round(radio.out_rate * block_s) * 2  # two card blocks queued
+        # Receive: a tick of the clock card's comes when its frame is in, so its radios keep a
+        # millisecond over the frame; on any other card the tick falls anywhere in a block, so
+        # they keep a block. Transmit: one card block queued before each frame is added.
+        rx_margin = PACED_MARGIN if paced else block8
+        # The levels are averaged over a second: cards and the sound server deliver in bursts
+        # of a block or more, while 200 ppm of drift is one sample in 0.6 s.
+        tolerance = max(8, block8 // 2)
+        radio.rx_drift = DriftCorrector(
+            self.frame + rx_margin, tolerance, smoothing_frames=DRIFT_SMOOTHING_FRAMES
+        )
+        out_target = round(radio.out_rate * block_s)
         radio.tx_drift = DriftCorrector(
-            round(out_target * ENGINE_RATE / radio.out_rate), max(8, block8 // 2)
+            round(out_target * ENGINE_RATE / radio.out_rate),
+            tolerance,
+            smoothing_frames=DRIFT_SMOOTHING_FRAMES,
         )
         if radio.in_rate != ENGINE_RATE:
-            radio.down = StreamingResampler(radio.in_rate, ENGINE_RATE)
+            radio.down = StreamingResampler(radio.in_rate, ENGINE_RATE, minimum_phase=True)
         if radio.out_rate != ENGINE_RATE:
-            radio.up = StreamingResampler(ENGINE_RATE, radio.out_rate)
+            radio.up = StreamingResampler(ENGINE_RATE, radio.out_rate, minimum_phase=True)
 
     def close(self) -> None:
         for s in self._inputs + self._outputs:
@@ -313,6 +387,8 @@ class SoundCardAudio:
 
     def _mark_lost(self, s: _Stream, lost: bool) -> None:
         s.lost = lost
+        if s is self._clock_stream and self.pacer is not None:
+            self.pacer.reset()
         with self._lock:
             for radio, _ in s.radios:
                 if s.input:
@@ -327,6 +403,7 @@ class SoundCardAudio:
         import pyaudio
 
         columns = [(r, _channel_index(ch, s.channels)) for r, ch in s.radios]
+        pacer = self.pacer if s is self._clock_stream else None
 
         def callback(data: bytes | None, frames: int, info: Any, status: int) -> tuple[None, int]:
             s.last_callback = time.monotonic()
@@ -337,6 +414,8 @@ class SoundCardAudio:
                     samples = pcm.astype(np.float32) * (radio.in_gain / 32768.0)
                     with self._lock:
                         radio.in_fifo.write(samples)
+                if pacer is not None:  # after the write: the tick finds its frame there
+                    pacer.feed(len(block))
             return None, pyaudio.paContinue
 
         return callback

@@ -208,3 +208,61 @@ def test_an_unplugged_receive_card_is_an_alarm_and_its_radio_is_heard_again_afte
     first_alarm(daemon, "port_online", "rcmp-1", timeout=20)
     assert a_is_heard_on_b(env)
     assert daemon.stop() == 0
+
+
+ANNOUNCEMENTS = """\
+announcements:
+  level_dbfs: -6
+  on_enable: {{tones: [[1000, 600]]}}
+  on_disable: {{file: {disable_wav}}}
+"""
+
+
+def test_announcements_are_heard_on_every_member_card_with_ptt(
+    audio_site: tuple[Site, AudioEnv], tmp_path: Path
+) -> None:
+    """A dispatcher enables the patch: both agencies' transmitters play the enable prompt; on
+    disable they play the recorded prompt (a WAV file read through pydub), each keyed for it."""
+    import wave
+
+    site, env = audio_site
+    disable_wav = tmp_path / "patch-down.wav"
+    with wave.open(str(disable_wav), "wb") as out:  # a 1.5 kHz prompt recorded at 16 kHz
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        t = np.arange(8000) / 16000
+        out.writeframes((0.3 * 32767 * np.sin(2 * np.pi * 1500 * t)).astype(np.int16).tobytes())
+    text = site.config.read_text().replace("enabled: true", "enabled: false")
+    site.config.write_text(text + ANNOUNCEMENTS.format(disable_wav=disable_wav))
+    daemon = site.start()
+    site.wait_ready(daemon)
+
+    def heard(command: str, hz: float) -> list[npt.NDArray[np.float32]]:
+        recordings = [env.start_recording(env.pcm_record(s), 2.5, RATE) for s in ("a_tx", "b_tx")]
+        result = site.cli("patch", command, "border-tac")
+        assert result.returncode == 0, result.stderr
+        outs = [r.result(15) for r in recordings]
+        for out in outs:
+            loud = np.flatnonzero(np.abs(out) > 0.05)
+            assert loud.size > RATE // 4, (command, "no prompt")  # a quarter second or more
+            middle = out[loud[0] + RATE // 10 : loud[0] + RATE // 4]
+            # The prompt at its peak level and pitch (the WAV resampled from its 16 kHz).
+            assert 20 * np.log10(level_at(middle, hz)) == pytest.approx(-6, abs=1.5)
+        return outs
+
+    heard("enable", 1000)
+    keyed = daemon.wait_for(
+        lambda: (
+            {e["port"] for e in daemon.events("ptt") if e["on"] and e["reason"] == "announcement"}
+            >= {"rcmp-1", "usbp-1"}
+        )
+    )
+    assert keyed
+    heard("disable", 1500)
+    assert daemon.wait_for(
+        lambda: (
+            len([e for e in daemon.events("ptt") if e["on"] and e["reason"] == "announcement"]) >= 4
+        )
+    )
+    assert daemon.stop() == 0

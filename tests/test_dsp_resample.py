@@ -124,3 +124,55 @@ def test_rejects_wrong_shapes() -> None:
 def test_latency_is_a_few_milliseconds() -> None:
     for rate_in, rate_out in RATE_PAIRS:
         assert 0.002 < StreamingResampler(rate_in, rate_out).latency_seconds < 0.005
+
+
+# --- the minimum-phase filter the sound-card ports use ---------------------------------------
+
+
+def _burst_delay_ms(hz: float, resampler: StreamingResampler) -> float:
+    """Group delay at `hz`: how far the energy centroid of a 20 ms Hann-windowed burst moves."""
+    n = 960  # 20 ms at 48 kHz
+    t = np.arange(4 * n) / 48000
+    envelope = np.zeros(4 * n)
+    envelope[n : 2 * n] = np.hanning(n)
+    x = (0.5 * envelope * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+    y = resampler.process(x).astype(np.float64)
+    before = float(np.sum(np.arange(len(x)) * x.astype(np.float64) ** 2) / np.sum(x**2.0)) / 6
+    after = float(np.sum(np.arange(len(y)) * y**2) / np.sum(y**2))
+    return (after - before) / 8000 * 1000
+
+
+@pytest.mark.parametrize(("rate_in", "rate_out"), RATE_PAIRS)
+def test_minimum_phase_is_continuous_and_block_independent(rate_in: int, rate_out: int) -> None:
+    rng = np.random.default_rng(11)
+    y = _random_blocks(
+        StreamingResampler(rate_in, rate_out, minimum_phase=True),
+        _sine(1000.0, rate_in, rate_in),
+        rng,
+    )
+    settled = y[rate_out // 20 :]
+    max_step = 0.5 * 2 * np.pi * 1000.0 / rate_out
+    assert float(np.max(np.abs(np.diff(settled)))) <= max_step * 1.001
+    amplitude = math.sqrt(2 * float(np.mean(np.square(settled, dtype=np.float64))))
+    assert abs(20 * math.log10(amplitude / 0.5)) < 0.05
+    x = (rng.standard_normal(rate_in // 4) * 0.2).astype(np.float32)
+    whole = StreamingResampler(rate_in, rate_out, minimum_phase=True).process(x)
+    pieces = _random_blocks(StreamingResampler(rate_in, rate_out, minimum_phase=True), x, rng)
+    np.testing.assert_allclose(pieces, whole, atol=2e-6)
+
+
+def test_minimum_phase_keeps_the_magnitude_and_cuts_the_delay() -> None:
+    linear = StreamingResampler(48000, 8000)
+    quick = StreamingResampler(48000, 8000, minimum_phase=True)
+    assert quick.latency_seconds < 0.0005 < 0.003 < linear.latency_seconds
+    assert 3.0 < _burst_delay_ms(1000.0, StreamingResampler(48000, 8000)) < 4.0
+    for hz, most_ms in ((300.0, 0.6), (1000.0, 0.6), (3000.0, 1.5)):
+        delay = _burst_delay_ms(hz, StreamingResampler(48000, 8000, minimum_phase=True))
+        assert 0.0 < delay < most_ms, (hz, delay)
+        y = StreamingResampler(48000, 8000, minimum_phase=True).process(_sine(hz, 48000, 48000))
+        y = y[4000:]
+        amplitude = math.sqrt(2 * float(np.mean(np.square(y, dtype=np.float64))))
+        assert abs(20 * math.log10(amplitude / 0.5)) < 0.05, hz
+    for hz in (5000.0, 11000.0):  # still nothing aliases into the 8 kHz band
+        y = StreamingResampler(48000, 8000, minimum_phase=True).process(_sine(hz, 48000, 48000))
+        assert 20 * math.log10(float(np.max(np.abs(y[800:]))) / 0.5) < -60.0, hz

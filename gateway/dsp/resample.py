@@ -39,6 +39,13 @@ class StreamingResampler:
     These defaults give about 350 taps per output sample at 48 kHz/44.1 kHz -> 8 kHz and
     about 58 per output sample the other way, and a group delay of 3.6 ms.
 
+    `minimum_phase=True` turns the same filter into its minimum-phase twin (same magnitude
+    response, scipy.signal.minimum_phase with `half=False`): the delay through the voice band
+    drops from 3.6 ms to about 0.3 ms at 1 kHz (1.2 ms at the 3.4 kHz band edge), at the price
+    of a phase response that is no longer linear, which the ear does not hear in speech. The
+    sound-card ports use it: every millisecond of a radio-to-radio path counts, and a patch has
+    a resampler at each end.
+
     `x` is float32 of shape (n,) for one channel or (n, channels); the output has the same layout.
 
     One resampler per sound-card stream and direction: each card delivers blocks of its own size
@@ -57,6 +64,7 @@ class StreamingResampler:
         passband_hz: float | None = None,
         stopband_hz: float | None = None,
         attenuation_db: float = 70.0,
+        minimum_phase: bool = False,
     ) -> None:
         if rate_in <= 0 or rate_out <= 0 or channels <= 0:
             raise ValueError("rates and channels must be positive")
@@ -77,6 +85,10 @@ class StreamingResampler:
         taps = signal.firwin(
             numtaps, (passband + stop) / 2.0, window=("kaiser", beta), fs=fs_up, scale=True
         )
+        if minimum_phase:
+            # An FFT of 8x the filter keeps the magnitude within 0.01 dB of the original's.
+            n_fft = 1 << (8 * numtaps - 1).bit_length()
+            taps = signal.minimum_phase(taps, method="homomorphic", half=False, n_fft=n_fft)
         taps *= self.up  # zero-stuffing by L divides the amplitude by L
         k = -(-numtaps // self.up)  # taps per phase
         padded = np.zeros(k * self.up)
@@ -86,8 +98,14 @@ class StreamingResampler:
         self._poly = np.ascontiguousarray(padded.reshape(k, self.up).T[:, ::-1], dtype=np.float32)
         self._k = k
         self.numtaps = numtaps
-        # (numtaps-1)/2 samples at rate_in*L, in output samples (rate_in*L/M).
-        self.latency_samples: float = (numtaps - 1) / 2.0 / self.down
+        # (numtaps-1)/2 samples at rate_in*L, in output samples (rate_in*L/M); a minimum-phase
+        # filter's delay varies with frequency: its value at 1 kHz, the middle of speech.
+        self.latency_samples: float
+        if minimum_phase:
+            _, delay = signal.group_delay((taps, 1.0), w=[1000.0], fs=fs_up)
+            self.latency_samples = float(delay[0]) / self.down
+        else:
+            self.latency_samples = (numtaps - 1) / 2.0 / self.down
         self._history = np.zeros((channels, k - 1), dtype=np.float32)
         self._n_in = 0  # input samples consumed, modulo whole periods of M
         self._n_out = 0  # output samples produced, modulo whole periods of L
