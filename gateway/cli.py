@@ -334,13 +334,18 @@ def format_status(status: dict[str, Any]) -> str:
             drop_counts = {
                 "unknown source": link["unknown_source"],
                 "malformed": link["malformed"],
-                "auth failures": link["auth_failures"],
+                "auth failures": link.get("auth_failures", 0),
+                "wrong talkgroup": link.get("wrong_talkgroup", 0),
                 "late": link["rx_late"],
             }
             drops = ", ".join(f"{n} {what}" for what, n in drop_counts.items() if n) or "none"
+            if link.get("protocol") == "usrp":
+                carries = "usrp" + (f" tg {link['talkgroup_id']}" if link["talkgroup_id"] else "")
+            else:
+                carries = f"{link['codec']}{'/srtp' if link['srtp'] else ' (insecure)'}"
             lines.append(
-                f"  {name:<16} {'up' if link['online'] else 'DOWN':<4} {link['codec']}"
-                f"{'/srtp' if link['srtp'] else ' (insecure)'} to {link['remote']}: "
+                f"  {name:<16} {'up' if link['online'] else 'DOWN':<4} {carries}"
+                f" to {link['remote']}: "
                 f"{link['packets_in']} in, {link['packets_out']} out, dropped: {drops}; "
                 f"{link['rx_concealed']} frames concealed, jitter {link['jitter_ms']} ms, "
                 f"buffer {link['target_ms']:g} ms"

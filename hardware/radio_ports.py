@@ -51,7 +51,7 @@ from gateway.hardware.sound_ports import (
     SoundCardLost,
     sound_card_radios,
 )
-from gateway.links.link_ports import LinkPorts, link_problem, network_links
+from gateway.links.link_ports import LinkPorts, link_problem, network_links, talkgroup_id
 from gateway.runtime import PortNotice
 from gateway.simulated import SimulatedRadios
 
@@ -363,7 +363,19 @@ def hardware_signature(cfg: Config) -> list[tuple[object, ...]]:
         (name, r.audio) for name, r in sound_card_radios(list(cfg.radios), cfg.radios).items()
     ]
     links: list[tuple[object, ...]] = [
-        (name, k.protocol, k.local, k.remote, k.codec, k.srtp_key_file, k.insecure)
+        (
+            name,
+            k.protocol,
+            k.local,
+            k.remote,
+            k.codec,
+            k.srtp_key_file,
+            k.insecure,
+            k.usrp_type_byte_order,
+            k.usrp_ping_s,
+            k.usrp_timeout_s,
+            talkgroup_id(cfg, k),
+        )
         for name, k in network_links(cfg).items()
     ]
     return control + sound + links

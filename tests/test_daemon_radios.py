@@ -404,13 +404,18 @@ def test_reload_retunes_a_radio_whose_channel_changed_and_refuses_new_wiring(
 
 
 def test_run_refuses_what_this_build_cannot_drive_in_one_line(radio_site: Site) -> None:
-    text = radio_site.config.read_text().replace(
-        "patches:\n",
-        "links:\n"
-        "  to-blaine: {protocol: usrp, local: 127.0.0.1:40000, remote: 127.0.0.2:40000,\n"
-        "              talkgroup: cbsa/pacific}\n"
-        "patches:\n",
-        1,
+    # Links send 20 ms packets: a gateway ticking every 10 ms cannot drive one.
+    text = (
+        radio_site.config.read_text()
+        .replace("frame_ms: 20", "frame_ms: 10", 1)
+        .replace(
+            "patches:\n",
+            "links:\n"
+            "  to-blaine: {protocol: usrp, local: 127.0.0.1:40000, remote: 127.0.0.2:40000,\n"
+            "              talkgroup: cbsa/pacific}\n"
+            "patches:\n",
+            1,
+        )
     )
     radio_site.config.write_text(text)
     daemon = radio_site.start()
@@ -418,7 +423,10 @@ def test_run_refuses_what_this_build_cannot_drive_in_one_line(radio_site: Site) 
     daemon.stop()
     assert code == 1
     log = daemon.log()
-    assert "link 'to-blaine': USRP links come in a later part" in log
+    assert (
+        "link 'to-blaine': USRP links send 20 ms packets and need gateway.frame_ms 20 (it is 10)"
+        in log
+    )
     assert "Traceback" not in log
 
 

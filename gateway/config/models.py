@@ -768,6 +768,11 @@ def is_loopback_or_private(host: str) -> bool:
     return address.is_loopback or any(address in net for net in _PRIVATE_NETWORKS)
 
 
+USRP_ONLY_KEYS = ("usrp_type_byte_order", "usrp_ping_s", "usrp_timeout_s")
+USRP_TIMEOUT_PINGS = 3
+USRP_MAX_TALKGROUP_ID = 0xFFFF_FFFF  # the header's talkgroup is a uint32
+
+
 class Link(PortSettings):
     """A port to another gateway or network: an RTP or USRP audio stream."""
 
@@ -780,6 +785,14 @@ class Link(PortSettings):
     insecure: bool = False
     timing: LinkTiming = Field(default_factory=LinkTiming)
     duplex: Literal["half", "full"] = "full"
+    # USRP only (gateway.links.usrp_link). The byte order of the header's `type` field: ASL and
+    # DVSwitch put it little-endian, some other implementations big-endian.
+    usrp_type_byte_order: Literal["little", "big"] = "little"
+    # A PING (DVSwitch type 3, header only) after this long with nothing sent; 0: never. ASL
+    # ignores header-only packets, so pinging it is harmless.
+    usrp_ping_s: float = Field(default=1.0, ge=0, le=60)
+    # The peer is down after this long unheard; None: never (ASL sends nothing while idle).
+    usrp_timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -813,6 +826,13 @@ class Link(PortSettings):
                     f"fe80::/10), and {self.remote_address[0]} is none: give srtp_key_file",
                     self.insecure,
                 )
+            for key in USRP_ONLY_KEYS:
+                if key in self.model_fields_set:
+                    problems.add(
+                        (key,),
+                        f"{key} applies to USRP links: remove it, or use protocol usrp",
+                        getattr(self, key),
+                    )
         else:
             if self.srtp_key_file is not None:
                 problems.add(
@@ -826,8 +846,31 @@ class Link(PortSettings):
                     "USRP always carries 16-bit linear audio: remove codec",
                     self.codec,
                 )
+            host = self.remote_address[0]
+            if not self.insecure and not is_loopback_or_private(host):
+                problems.add(
+                    ("remote",),
+                    f"USRP audio is unencrypted and {host} is not a loopback or private address: "
+                    "add insecure: true to send it there anyway, or use protocol rtp with "
+                    "srtp_key_file",
+                    self.remote,
+                )
+            self._check_usrp_timeout(problems)
         problems.raise_if_any(type(self).__name__)
         return self
+
+    def _check_usrp_timeout(self, problems: RuleProblems) -> None:
+        timeout, ping = self.usrp_timeout_s, self.usrp_ping_s
+        # A peer configured like this link pings as often as we do: a timeout of fewer than
+        # three of its pings would declare it down whenever one or two are lost.
+        if timeout is not None and ping > 0 and timeout < USRP_TIMEOUT_PINGS * ping - 1e-9:
+            problems.add(
+                ("usrp_timeout_s",),
+                f"usrp_timeout_s {timeout:g} is shorter than {USRP_TIMEOUT_PINGS} pings of "
+                f"usrp_ping_s {ping:g}: make it at least {USRP_TIMEOUT_PINGS * ping:g}, so a peer "
+                "pinging like this link is not declared down when a ping or two are lost",
+                timeout,
+            )
 
 
 # --- patches -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from gateway.config.models import (
     SERIAL_DRIVERS,
     SERIAL_PTT_METHODS,
     SERIAL_SQUELCH_METHODS,
+    USRP_MAX_TALKGROUP_ID,
     AudioSettings,
     Config,
     Radio,
@@ -101,6 +102,14 @@ class _ReferenceChecker:
             problem = self.talkgroup_problem(link.talkgroup)
             if problem is not None:
                 self.add(("links", name, "talkgroup"), problem)
+            elif link.protocol == "usrp":
+                talkgroup_id = cfg.talkgroup(link.talkgroup).id
+                if talkgroup_id is not None and talkgroup_id > USRP_MAX_TALKGROUP_ID:
+                    self.add(
+                        ("links", name, "talkgroup"),
+                        f"talkgroup '{link.talkgroup}' has id {talkgroup_id}, too large for "
+                        f"the USRP header's 32-bit talkgroup (at most {USRP_MAX_TALKGROUP_ID})",
+                    )
         for patch_name, patch in cfg.patches.items():
             for index, member in enumerate(patch.members):
                 problem = self.talkgroup_problem(member.talkgroup)

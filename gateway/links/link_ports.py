@@ -1,10 +1,10 @@
 """A site's network links as one bank of ports, merged by `SiteRadios` into the engine's.
 
 Every kind of link offers the same small surface (`NetworkLink`); `make_link` picks the class
-by the config's `protocol`. Links not marked `simulated:` are built here; the simulated ones are
-the simulated radios' bank's. A link going down or coming back is posted through `notify` as a
-`PortNotice` with a `port_offline` / `port_online` alarm, so the engine takes it out of service
-(its PTT released, its patch carrying on without it) and back in.
+by the config's `protocol` (`RtpLink` or `UsrpLink`). Links not marked `simulated:` are built
+here; the simulated ones are the simulated radios' bank's. A link going down or coming back is
+posted through `notify` as a `PortNotice` with a `port_offline` / `port_online` alarm, so the
+engine takes it out of service (its PTT released, its patch carrying on without it) and back in.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.config.models import Link
 from gateway.links import LinkError
 from gateway.links.rtp_link import RtpLink, codec_problem
+from gateway.links.usrp_link import UsrpLink
 from gateway.runtime import PortNotice
 
 LINK_FRAME_MS = 20
@@ -57,22 +58,37 @@ def network_links(cfg: Config) -> dict[str, Link]:
 def link_problem(cfg: Config, name: str) -> str | None:
     """Why link `name` cannot run in this build, in one line, or None."""
     link = cfg.links[name]
-    if link.protocol == "usrp":
-        return f"link '{name}': USRP links come in a later part; mark it simulated"
     if cfg.gateway.frame_ms != LINK_FRAME_MS:
         return (
-            f"link '{name}': RTP links send 20 ms packets and need gateway.frame_ms 20 "
-            f"(it is {cfg.gateway.frame_ms})"
+            f"link '{name}': {link.protocol.upper()} links send 20 ms packets and need "
+            f"gateway.frame_ms 20 (it is {cfg.gateway.frame_ms})"
         )
+    if link.protocol == "usrp":
+        return None  # linear audio: no codec to be missing
     problem = codec_problem(link.codec)
     return f"link '{name}': {problem}" if problem is not None else None
 
 
-def make_link(name: str, link: Link, frame_samples: int, on_online: OnlineCallback) -> NetworkLink:
-    """The link for `link`'s protocol; raises LinkError (a key file, a codec)."""
+def talkgroup_id(cfg: Config, link: Link) -> int:
+    """The numeric id of the talkgroup `link` carries, 0 if it has none (USRP's header)."""
+    return cfg.talkgroup(link.talkgroup).id or 0
+
+
+def make_link(
+    name: str,
+    link: Link,
+    frame_samples: int,
+    on_online: OnlineCallback,
+    *,
+    talkgroup_id: int = 0,
+) -> NetworkLink:
+    """The link for `link`'s protocol; raises LinkError (a key file, a codec). `talkgroup_id`
+    is the numeric id of its talkgroup (USRP puts it in every header)."""
     if link.protocol == "rtp":
         return RtpLink(name, link, frame_samples=frame_samples, on_online=on_online)
-    raise LinkError(f"link '{name}': USRP links come in a later part")
+    return UsrpLink(
+        name, link, frame_samples=frame_samples, talkgroup_id=talkgroup_id, on_online=on_online
+    )
 
 
 class LinkPorts:
@@ -91,7 +107,9 @@ class LinkPorts:
         self._notify = notify
         index = {name: i for i, name in enumerate(self.names)}
         self.links: dict[str, NetworkLink] = {
-            name: make_link(name, link, frame_samples, self._online)
+            name: make_link(
+                name, link, frame_samples, self._online, talkgroup_id=talkgroup_id(cfg, link)
+            )
             for name, link in network_links(cfg).items()
         }
         self._rows = np.array([index[name] for name in self.links], dtype=np.int64)

@@ -1,6 +1,7 @@
 """One RTP link: a UDP socket on the daemon's asyncio loop carrying one talkgroup to a peer.
 
-The public surface, which every kind of link (RTP here, USRP next) offers to `LinkPorts`:
+The public surface, which every kind of link (RTP here, USRP in `usrp_link`) offers to
+`LinkPorts`:
 
     link = RtpLink(name, link_config, on_online=callback)  # reads the key file; LinkError
     link.start()                  # on the loop: binds the socket now (LinkError), runs in a task
@@ -39,7 +40,6 @@ import logging
 import secrets
 import socket
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -62,6 +62,7 @@ from gateway.links.rtp import (
     parse_packet,
     ssrc_of,
 )
+from gateway.links.send_queue import SendQueue, send_queue
 from gateway.links.srtp import SrtpContext, SrtpError, read_key_file
 
 log = logging.getLogger(__name__)
@@ -112,45 +113,6 @@ class LinkCounters:
     auth_failures: int = 0
     replayed: int = 0
     send_errors: int = 0
-
-
-class _SendQueue:
-    """Links with frames to send, flushed on the loop: one wake-up per tick for all of them
-    (a wake-up is a write to the loop's self-pipe, too dear to pay once per link)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._links: deque[RtpLink] = deque()
-        self._pending = False
-
-    def want(self, link: RtpLink) -> None:  # engine thread
-        self._links.append(link)
-        if not self._pending:
-            self._pending = True
-            with contextlib.suppress(RuntimeError):  # the loop is closed: we are stopping
-                self._loop.call_soon_threadsafe(self._flush)
-
-    def _flush(self) -> None:
-        self._pending = False  # first: a link queued from here on wakes us again
-        links = self._links
-        while links:
-            link = links.popleft()
-            try:
-                link._flush()
-            except Exception:  # one link's bug must not hold up the others' audio
-                log.exception("link %s: sending failed", link.name)
-
-
-_SEND_QUEUES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SendQueue] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _send_queue(loop: asyncio.AbstractEventLoop) -> _SendQueue:
-    queue = _SEND_QUEUES.get(loop)
-    if queue is None:
-        queue = _SEND_QUEUES[loop] = _SendQueue(loop)
-    return queue
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -220,7 +182,7 @@ class RtpLink:
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._send_queue: _SendQueue | None = None
+        self._send_queue: SendQueue | None = None
         self._online = True
         self._last_heard = self._last_sent = time.monotonic()
         # Engine thread -> loop: (tick, frame or None for unkeyed); loop -> engine: packets.
@@ -238,7 +200,7 @@ class RtpLink:
         """Binds the local address (a LinkError if it cannot) and starts sending keep-alives
         and listening. Call on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._send_queue = _send_queue(self._loop)
+        self._send_queue = send_queue(self._loop)
         local_host, local_port = self.config.local_address
         remote_host, remote_port = self.config.remote_address
         try:
