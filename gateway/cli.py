@@ -297,9 +297,11 @@ def format_status(status: dict[str, Any]) -> str:
         state = "connected" if mqtt["connected"] else "NOT CONNECTED"
         full = ", OUTBOX FULL" if mqtt["outbox_full"] else ""
         dropped = f", {mqtt['dropped']} ptt/carrier events dropped" if mqtt["dropped"] else ""
+        restarts = mqtt.get("publisher_restarts", 0)
+        restarted = f", publisher restarted {restarts} time(s)" if restarts else ""
         lines.append(
             f"mqtt: {state} to {mqtt['url']}, {mqtt['queued']} event(s) waiting in the outbox"
-            f"{full}{dropped}"
+            f"{full}{dropped}{restarted}"
         )
     lines += ["", "ports:"]
     for port in status["ports"]:

@@ -33,7 +33,9 @@ from gateway.commands import Command, PatchControl, PatchState, Principal, Role
 from gateway.config import Config, ConfigError, load_config
 from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
 from gateway.events import Event, EventStamper, TickClock, to_json_line
-from gateway.mqtt_client import MqttClient
+from gateway.logs import EACH_LINE
+from gateway.mqtt_client import set_retained
+from gateway.mqtt_process import MqttProcess
 from gateway.outbox import Outbox
 from gateway.recorder import CallRecorder
 from gateway.runtime import EngineRuntime, PortBank
@@ -42,7 +44,7 @@ from gateway.signals import tone
 from gateway.simulate import SimulationError, add_configured_traffic
 from gateway.simulated import SimulatedRadios
 from gateway.site import Site, build_site, hardware_ports, traffic_patterns
-from gateway.site_status import patch_list, status_snapshot
+from gateway.site_status import patch_list, retained_states, status_snapshot
 from gateway.state_store import PatchRecord, StateStore, acquire_lock
 
 if TYPE_CHECKING:
@@ -59,9 +61,15 @@ RECENT_CALLS = 20
 STOP_TIMEOUT_S = 2.0
 STATES_EVERY_S = 0.2  # retained port and patch states follow changes this closely
 EXPIRY_CHECK_S = 1.0
+EVENTS_RECHECK_S = 0.0005  # how often events handed over mid-tick look whether the tick is over
 KEY_TEST_DBFS = -10.0
 # What makes a retained port or patch state out of date.
 _STATE_EVENTS = frozenset({"carrier", "ptt", "alarm", "patch", "call_start", "call_end"})
+# Those that say all that changed: a port's carrier or ptt, with `port` and `on`.
+_LIVE_STATE_EVENTS = ("carrier", "ptt")
+# Calls that ended with nothing but carrier and ptt changing (their own events tell those); any
+# other reason (a port out of service, a retune, a patch disabled) may change more.
+_PLAIN_CALL_ENDS = frozenset({"carrier_drop", "timeout", "preempted"})
 
 
 def control_socket_path(cfg: Config) -> Path:
@@ -122,11 +130,24 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         self.hardware: SiteRadios | None = None
         self.outbox: Outbox | None = None
-        self.mqtt: MqttClient | None = None
+        self.mqtt: MqttProcess | None = None
         if cfg.mqtt is not None:
             self.outbox = Outbox(self.state_dir / OUTBOX_FILE, cfg.mqtt.outbox_mb * 1024 * 1024)
-            self.mqtt = MqttClient(cfg.mqtt, cfg.gateway.id, self.outbox, self._mqtt_command)
-        self._states_dirty = True
+            # The MQTT client runs in a process of its own (see gateway.mqtt_process): its work
+            # would otherwise take the interpreter lock from the engine thread.
+            verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+            self.mqtt = MqttProcess(
+                cfg.mqtt, cfg.gateway.id, self.outbox, self._mqtt_command, verbose=verbose
+            )
+        # Events from the engine thread, with when they were emitted, not yet handled.
+        self._events_in: deque[tuple[list[Event], float]] = deque()
+        self._events_retry: asyncio.TimerHandle | None = None
+        self._states_dirty = True  # a full snapshot of the retained states is due
+        self._port_states: dict[str, dict[str, Any]] = {}  # retained port states, by port
+        # The last carrier and ptt event of each port: (port, kind) -> (seq, on).
+        self._live: dict[tuple[str, str], tuple[int, bool]] = {}
+        self._live_changed: set[str] = set()  # ports with carrier or ptt news to publish
+        self._live_sent = 0.0  # when they were last passed on (loop time)
         self.router = CommandRouter(self, lambda: self.cfg)
         self.runtime = self._build_runtime()
 
@@ -150,7 +171,7 @@ class Daemon:
             bank = self.hardware
 
         def publish(events: list[Event]) -> None:  # engine thread: hand over, never block
-            self._loop.call_soon_threadsafe(self._on_events, events)
+            self._loop.call_soon_threadsafe(self._events_from_engine, events, time.monotonic())
 
         recording = self.cfg.recording
         recorder = CallRecorder.from_settings(recording) if recording is not None else None
@@ -227,6 +248,9 @@ class Daemon:
             if self.hardware is not None:  # unkeys every radio and closes every line
                 await self.hardware.close()
             await asyncio.sleep(0)  # let the engine's last events through
+            if self._events_retry is not None:
+                self._events_retry.cancel()
+            self._take_events(force=True)
             if self.mqtt is not None:
                 await self.mqtt.close()
             for task in background:
@@ -237,16 +261,56 @@ class Daemon:
         return self.exit_code
 
     # ------------------------------------------------------------------ events
+    def _events_from_engine(self, events: list[Event], emitted: float) -> None:
+        self._events_in.append((events, emitted))
+        if self._events_retry is None:
+            self._take_events()
+
+    def _take_events(self, force: bool = False) -> None:
+        """Handles the events handed over, in order, once the tick that emitted them is over.
+
+        The engine thread hands a tick's events over from inside the tick, which wakes this
+        loop at once; handling them (log, outbox, MQTT) takes the interpreter lock, and taken
+        then, the tick's end waits for it (a switch interval at a time). So they wait until
+        the engine has recorded the tick (`last_tick`), in the idle part of its frame. Events
+        emitted outside a tick (a command's, the last ones at stop) wait at most a frame."""
+        self._events_retry = None
+        runtime = self.runtime
+        while self._events_in:
+            events, emitted = self._events_in[0]
+            if (
+                not force
+                and runtime.last_tick < emitted
+                and time.monotonic() - emitted < runtime.frame_s
+                and runtime.engine_alive()
+            ):
+                self._events_retry = self._loop.call_later(EVENTS_RECHECK_S, self._take_events)
+                return
+            self._events_in.popleft()
+            self._on_events(events)
+
     def _on_events(self, events: list[Event]) -> None:
+        # Each event is encoded once: the same JSON line goes to the log and to the outbox.
+        lines = [to_json_line(e) for e in events]
+        if event_log.isEnabledFor(logging.INFO):  # one record for the batch, one line an event
+            event_log.info("%s", "\n".join(lines), extra={EACH_LINE: True})
         for event in events:
-            event_log.info("%s", to_json_line(event))
-            if event["type"] == "call_end":
+            kind = event["type"]
+            if kind == "call_end":
                 self.recent_calls.appendleft(event)
-            if event["type"] in _STATE_EVENTS:
+            if kind in _LIVE_STATE_EVENTS:
+                self._live[(event["port"], kind)] = (event["seq"], bool(event["on"]))
+                self._live_changed.add(event["port"])
+            elif kind in _STATE_EVENTS and not (
+                kind == "call_start"
+                or (kind == "call_end" and event.get("reason") in _PLAIN_CALL_ENDS)
+            ):
                 self._states_dirty = True
         if self.mqtt is not None:
+            if self._live_changed and self._loop.time() - self._live_sent >= STATES_EVERY_S:
+                self._send_live_states()
             try:
-                queued = self.mqtt.queue(events)
+                queued = self.mqtt.queue(events, [line.encode() for line in lines])
             except Exception as exc:  # a broken disk: the log above still has every event
                 log.error("MQTT outbox: %d event(s) not queued: %s", len(events), exc)
                 return
@@ -261,20 +325,59 @@ class Daemon:
                 self.runtime.submit(lambda rt: rt.emit([rt.engine.alarm("outbox_full", detail)]))
 
     async def _publish_states(self) -> None:
-        """Keeps the retained port and patch states on the broker current."""
+        """Keeps the retained port and patch states on the broker current.
+
+        A port's carrier and ptt follow its `carrier` and `ptt` events, with no work on the
+        engine thread (in a flood they are nearly all the events): `_on_events` passes them on
+        at most every STATES_EVERY_S, right after a tick's events, while the engine thread waits
+        for its next tick (the work then does not take the interpreter lock from a tick), and
+        this loop passes on what is left when events stop. Any other event that may change a
+        retained state (a patch change, an alarm, a call ended by a port going out of service)
+        and a reload take a full snapshot on the engine thread; carrier and ptt events newer
+        than the snapshot (by seq) win over it, whichever reached this loop first."""
         assert self.mqtt is not None
         mqtt = self.mqtt
         published: set[str] = set()
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(STATES_EVERY_S)
-            if not self._states_dirty:
+            if self._states_dirty:
+                self._states_dirty = False
+                try:
+                    snapshot, next_seq = await self._on_engine(partial(_snapshot_at, cfg=self.cfg))
+                except RuntimeError:  # the engine has stopped
+                    return
+                ports, patches = retained_states(snapshot)
+                for key, (seq, on) in list(self._live.items()):
+                    port, kind = key
+                    if seq < next_seq or port not in ports:
+                        del self._live[key]  # the snapshot has it
+                    else:
+                        ports[port][kind] = on
+                self._port_states = ports
+                self._live_changed.clear()
+                self._live_sent = loop.time()
+                published = set_retained(mqtt, ports, patches, published)
+            elif self._live_changed and loop.time() - self._live_sent >= STATES_EVERY_S:
+                self._send_live_states()
+
+    def _send_live_states(self) -> None:
+        """The retained states of the ports with carrier or ptt news."""
+        assert self.mqtt is not None
+        mqtt = self.mqtt
+        changed, self._live_changed = self._live_changed, set()
+        self._live_sent = self._loop.time()
+        for port in changed:
+            state = self._port_states.get(port)
+            if state is None:  # a port a reload removed (a snapshot follows)
                 continue
-            self._states_dirty = False
-            try:
-                snapshot = await self._on_engine(partial(_snapshot, cfg=self.cfg))
-            except RuntimeError:  # the engine has stopped
-                return
-            published = mqtt.set_states(snapshot, published)
+            state = dict(state)
+            for kind in _LIVE_STATE_EVENTS:
+                live = self._live.get((port, kind))
+                if live is not None:
+                    state[kind] = live[1]
+            self._port_states[port] = state
+            mqtt.set_state(mqtt.topics.port(port), state)
 
     async def _expire_requests(self) -> None:
         while True:
@@ -401,6 +504,7 @@ class Daemon:
                 "outbox_full": self.outbox.full,
                 "dropped": self.outbox.dropped,
                 "published": self.mqtt.published,
+                "publisher_restarts": self.mqtt.restarts,
             }
         return snapshot
 
@@ -481,6 +585,7 @@ class Daemon:
 
         enabled, records = await self._on_engine(swap)
         self.cfg, self.site = cfg, site
+        self._states_dirty = True  # ports or patches may have come or gone
         await self._save(records)
         log.info("reloaded %s: enabled patches: %s", self.config_path, ", ".join(enabled))
         return {"reloaded": str(self.config_path), "enabled": enabled}
@@ -510,6 +615,11 @@ def _changed_channels(old: Config, new: Config) -> set[str]:
 
 def _snapshot(rt: EngineRuntime, cfg: Config) -> dict[str, Any]:
     return status_snapshot(rt.engine, rt.control, cfg)
+
+
+def _snapshot_at(rt: EngineRuntime, cfg: Config) -> tuple[dict[str, Any], int]:
+    """A snapshot, and the seq of the first event it does not include."""
+    return status_snapshot(rt.engine, rt.control, cfg), rt.stamper.next_seq
 
 
 async def _serve(config_path: Path, cfg: Config) -> int:

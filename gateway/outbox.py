@@ -18,10 +18,13 @@ hard cap on call records.
 The last `seq` stamped on an event is kept here too, in the same transaction as the event, so
 `seq` goes on increasing across restarts and a gap on the broker always means a loss.
 
-One connection, used only by the thread that made the `Outbox` (SQLite's rule): in the daemon,
-its asyncio loop, which queues each tick's events in one transaction and acknowledges published
-batches in another (a few hundred microseconds a second even in a flood; the engine thread never
-touches it).
+Each `Outbox` is one connection, used only by the thread that made it (SQLite's rule). In the
+daemon there are two, in two processes (WAL lets them work at once): the daemon's asyncio loop
+queues each tick's events in one transaction (`put`; the engine thread never touches the
+outbox), and the MQTT publisher process (`gateway.mqtt_process`) reads them (`peek`) and deletes
+what the broker acknowledged (`ack`). Each side keeps `count` and `bytes` in memory and learns
+of the other's writes from the publisher's messages: `queued_elsewhere` in the publisher,
+`released` in the daemon.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class PutResult:
     queued: int
     dropped: int
     became_full: bool  # this put crossed the budget: raise the alarm once
+    last_id: int = 0  # the id of the last message queued (0: none)
+    queued_bytes: int = 0  # what the queued messages count against the budget
 
 
 class Outbox:
@@ -78,11 +83,16 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
         )
         self.dropped = self._meta("dropped")
+        # One statement, so one snapshot even while another process writes.
         row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(topic) + LENGTH(payload)), 0) FROM messages"
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(topic) + LENGTH(payload)), 0), "
+            "COALESCE(MAX(id), 0) FROM messages"
         ).fetchone()
         self.count, self.bytes = int(row[0]), int(row[1])
+        self._opened_upto = int(row[2])  # messages up to this id were counted at the opening
         self.full = self.bytes >= budget_bytes
+        # Acknowledged since the opening: messages and bytes (what `released` gets elsewhere).
+        self.acked_count = self.acked_bytes = 0
 
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -113,18 +123,21 @@ class Outbox:
             size += len(m.topic.encode()) + len(m.payload)
         if size >= self.budget_bytes and not self.full:
             self.full = became_full = True
+        last_id = 0
         with self._transaction():
             self._db.executemany(
                 "INSERT INTO messages (topic, payload, retain) VALUES (?, ?, ?)", rows
             )
+            if rows:
+                last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
             if last_seq is not None:
                 self._set_meta("last_seq", last_seq)
             if dropped:
                 self._set_meta("dropped", self.dropped + dropped)
+        added, self.bytes = size - self.bytes, size
         self.count += len(rows)
-        self.bytes = size
         self.dropped += dropped
-        return PutResult(len(rows), dropped, became_full)
+        return PutResult(len(rows), dropped, became_full, last_id, added)
 
     def peek(self, limit: int, after: int = 0) -> list[QueuedMessage]:
         """The oldest `limit` messages with an id above `after`, oldest first."""
@@ -150,8 +163,27 @@ class Outbox:
                 ).fetchone()
                 self._db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
                 self.count -= int(row[0])
+                self.acked_count += int(row[0])
                 freed += int(row[1])
         self.bytes -= freed
+        self.acked_bytes += freed
+        self._check_room()
+
+    def released(self, count: int, nbytes: int) -> None:
+        """Messages another connection (the publisher process) acknowledged and deleted."""
+        self.count -= count
+        self.bytes -= nbytes
+        self._check_room()
+
+    def queued_elsewhere(self, count: int, nbytes: int, last_id: int) -> None:
+        """Messages another connection (the daemon) queued, up to id `last_id`; those this
+        connection already counted when it opened are not counted twice (one `put` is one
+        transaction: the opening saw all of it or none)."""
+        if last_id > self._opened_upto:
+            self.count += count
+            self.bytes += nbytes
+
+    def _check_room(self) -> None:
         if self.full and self.bytes < self.budget_bytes * 0.9:
             self.full = False  # some room again (10 % below the budget, so it does not flap)
 

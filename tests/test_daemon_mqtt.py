@@ -3,7 +3,9 @@ commands with consent and ACLs, and no event lost across a broker outage or a ga
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -103,6 +105,15 @@ def start(site: MqttSite, broker: Broker, **options: Any) -> Daemon:
 
 def payloads(watcher: Watcher, topic: str) -> list[Any]:
     return [m.json() for m in watcher.on(topic) if m.payload]
+
+
+def seqs_seen(watcher: Watcher) -> set[int]:
+    """The seq of every event the watcher received on the calls, events and audit topics."""
+    return {
+        e["seq"]
+        for topic in ("calls", "events", "audit")
+        for e in payloads(watcher, f"{PREFIX}/{topic}")
+    }
 
 
 def command(
@@ -214,18 +225,10 @@ def test_a_broker_outage_loses_no_event(site: MqttSite, tmp_path: Path) -> None:
         assert daemon.stop() == 0
         logged = {e["seq"] for e in daemon.events()}
         assert logged == set(range(1, max(logged) + 1))
-
-        def seen() -> set[int]:
-            return {
-                e["seq"]
-                for topic in ("calls", "events", "audit")
-                for e in payloads(logger, f"{PREFIX}/{topic}")
-            }
-
         logger.wait_for(
-            lambda: logged <= seen(),
+            lambda: logged <= seqs_seen(logger),
             timeout=20,
-            message=f"lost across the outage: {sorted(logged - seen())[:20]}",
+            message=f"lost across the outage: {sorted(logged - seqs_seen(logger))[:20]}",
         )
         logger.close()
 
@@ -246,14 +249,7 @@ def test_events_queued_when_the_gateway_is_killed_are_sent_after_its_restart(
     again = site.start()
     site.wait_ready(again)
     watcher.wait_for(
-        lambda: (
-            logged
-            <= {
-                e["seq"]
-                for topic in ("calls", "events", "audit")
-                for e in payloads(watcher, f"{PREFIX}/{topic}")
-            }
-        ),
+        lambda: logged <= seqs_seen(watcher),
         timeout=20,
         message=f"not every queued event arrived (logged {sorted(logged)})",
     )
@@ -262,6 +258,57 @@ def test_events_queued_when_the_gateway_is_killed_are_sent_after_its_restart(
     assert restarted and min(restarted) > max(logged)
     assert again.stop() == 0
     watcher.close()
+
+
+def publisher_pid(daemon: Daemon) -> int | None:
+    """The daemon's MQTT publisher process (a child running gateway.mqtt_process), if running."""
+    for task in Path(f"/proc/{daemon.proc.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                if b"gateway.mqtt_process" in cmdline:
+                    return int(child)
+    return None
+
+
+def test_a_killed_publisher_is_restarted_and_loses_no_event(site: MqttSite, broker: Broker) -> None:
+    watcher = Watcher(broker, f"{PREFIX}/#")
+    daemon = start(site, broker, every_s=1.5, talk_s=0.7)
+    watcher.wait_for(lambda: payloads(watcher, f"{PREFIX}/calls"))
+    first = publisher_pid(daemon)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    daemon.wait_for(lambda: "the MQTT publisher process ended" in daemon.log())
+    daemon.wait_for(lambda: publisher_pid(daemon) not in (None, first), timeout=10)
+    daemon.wait_for(lambda: site.status()["mqtt"]["connected"], timeout=10)
+    assert site.status()["mqtt"]["publisher_restarts"] == 1
+    # Traffic went on meanwhile; the new publisher sends what the old one had not.
+    daemon.wait_for(lambda: len(daemon.events("call_end")) >= 3, timeout=20)
+    assert command(watcher, "alice", {"command": "status"})["ok"]  # commands reach the daemon
+    daemon.wait_for(lambda: site.status()["mqtt"]["queued"] == 0, timeout=20)
+    assert daemon.stop() == 0
+    logged = {e["seq"] for e in daemon.events()}
+    watcher.wait_for(
+        lambda: logged <= seqs_seen(watcher),
+        timeout=20,
+        message=f"lost with the publisher: {sorted(logged - seqs_seen(watcher))[:20]}",
+    )
+    assert "Traceback" not in daemon.log()
+    watcher.close()
+
+
+def test_the_publisher_does_not_outlive_a_killed_gateway(site: MqttSite, broker: Broker) -> None:
+    daemon = start(site, broker)
+    publisher = publisher_pid(daemon)
+    assert publisher is not None
+    daemon.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{publisher}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(publisher, os.WNOHANG)  # not ours: reaped by init, only seen gone
+        time.sleep(0.05)
+    stat = Path(f"/proc/{publisher}/stat")
+    assert not stat.exists() or stat.read_text().split()[2] == "Z", "publisher still running"
 
 
 # ---------------------------------------------------------------------------------- commands
