@@ -34,16 +34,12 @@ plays out (audio without the extension counts as keyed).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
-import socket
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from gateway.codecs import registry
 from gateway.codecs.base import CodecError, Pcm
@@ -62,18 +58,14 @@ from gateway.links.rtp import (
     parse_packet,
     ssrc_of,
 )
-from gateway.links.send_queue import SendQueue, send_queue
 from gateway.links.srtp import SrtpContext, SrtpError, read_key_file
+from gateway.links.udp_link import QUEUE_FRAMES, OnlineCallback, UdpCounters, UdpLink
 
 log = logging.getLogger(__name__)
 
-OnlineCallback = Callable[[str, bool, str], None]
-
 KEEPALIVE_S = 0.2  # R2S-KeepAlivePeriod (ms) 200
 KEEPALIVE_MULTIPLIER = 10  # R2S-KeepAliveMultiplier: missed periods before the link is down
-END_REPEATS = 3
 PTT_ID = 1
-QUEUE_FRAMES = 256  # 5 s either way: only a stalled thread fills it, then the oldest go
 
 # What we send while keyed. Both bits: a peer acting as a radio keys on PTT, one acting as a
 # controller opens on SQU; the other gateway takes either as carrier.
@@ -101,37 +93,24 @@ def codec_problem(name: str) -> str | None:
 
 
 @dataclass
-class LinkCounters:
-    """Counted on the loop thread (the jitter buffer counts on the engine thread)."""
+class LinkCounters(UdpCounters):
+    """Counted on the loop thread (the jitter buffer counts on the engine thread); packets_in
+    counts keep-alives too."""
 
-    packets_in: int = 0  # good packets, keep-alives included
-    packets_out: int = 0
     keepalives_in: int = 0
     keepalives_out: int = 0
-    unknown_source: int = 0
-    malformed: int = 0
     auth_failures: int = 0
     replayed: int = 0
-    send_errors: int = 0
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, link: RtpLink) -> None:
-        self._link = link
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self._link._on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # An ICMP error for something we sent (the peer's port is closed): the keep-alive
-        # timeout is what decides the link is down.
-        self._link.counters.send_errors += 1
-
-
-class RtpLink:
+class RtpLink(UdpLink):
     """One RTP link (see the module doc). `key` overrides the config's `srtp_key_file` (tests
     and benchmarks); `keepalive_s` and `keepalive_multiplier` are the R2S period and how many
     periods of silence mean the peer is down."""
+
+    counters: LinkCounters
+
+    _SEND_ERRORS: ClassVar[tuple[type[Exception], ...]] = (OSError, SrtpError)
 
     def __init__(
         self,
@@ -146,8 +125,7 @@ class RtpLink:
     ) -> None:
         if link.protocol != "rtp":
             raise LinkError(f"link '{name}': protocol {link.protocol} is not RTP")
-        self.name = name
-        self.config = link
+        super().__init__(name, link, frame_samples=frame_samples, on_online=on_online)
         problem = codec_problem(link.codec)
         if problem is not None:
             raise LinkError(f"link '{name}': {problem}")
@@ -168,121 +146,40 @@ class RtpLink:
             timestamp_step=self.codec.timestamp_step,
             clock_rate=self.codec.clock_rate,
         )
-        self._on_online = on_online
         self._period = keepalive_s
         self._timeout = keepalive_s * keepalive_multiplier
-        self._frame_s = frame_samples / 8000
         self.counters = LinkCounters()
         # RFC 3550: random SSRC, first sequence number and timestamp.
         self._ssrc = secrets.randbits(32)
         self._seq = secrets.randbits(16)
         self._ts0 = secrets.randbits(32)
-        self._remote: tuple[Any, ...] = ()
-        self._sock: socket.socket | None = None
-        self._transport: asyncio.DatagramTransport | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._send_queue: SendQueue | None = None
-        self._online = True
-        self._last_heard = self._last_sent = time.monotonic()
         # Engine thread -> loop: (tick, frame or None for unkeyed); loop -> engine: packets.
         self._outbox: deque[tuple[int, Pcm | None]] = deque(maxlen=QUEUE_FRAMES)
         self._inbox: deque[tuple[RtpPacket, float]] = deque(maxlen=QUEUE_FRAMES)
         self._tick = 0  # engine ticks so far (engine thread writes, loop reads)
-        self._keyed = False  # engine thread's view
-        self._sending_audio = False  # loop's view
-        self._spurt = 0
         self._peer_ssrc: int | None = None
         self._remote_state = IDLE
 
-    # ------------------------------------------------------------------ life cycle (loop)
-    def start(self) -> None:
-        """Binds the local address (a LinkError if it cannot) and starts sending keep-alives
-        and listening. Call on the running loop."""
-        self._loop = asyncio.get_running_loop()
-        self._send_queue = send_queue(self._loop)
-        local_host, local_port = self.config.local_address
-        remote_host, remote_port = self.config.remote_address
-        try:
-            family, _, _, _, local = socket.getaddrinfo(
-                local_host, local_port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
-            )[0]
-            remote = socket.getaddrinfo(remote_host, remote_port, family, socket.SOCK_DGRAM)[0]
-        except (OSError, IndexError) as exc:
-            raise LinkError(
-                f"link '{self.name}': cannot resolve {self.config.local} / "
-                f"{self.config.remote}: {exc}"
-            ) from None
-        self._remote = remote[4]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.bind(local)
-        except OSError as exc:
-            sock.close()
-            raise LinkError(
-                f"link '{self.name}': cannot listen on {self.config.local}: {exc.strerror or exc}"
-            ) from None
-        self._sock = sock
-        self._last_heard = self._last_sent = time.monotonic()
-        self._task = asyncio.ensure_future(self._run())
-
-    async def close(self) -> None:
-        """Sends what the engine queued last and a PTT-off keep-alive, then closes."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._transport is not None and not self._transport.is_closing():
-            self._flush()
-            self._sending_audio = False
+    # ------------------------------------------------------------------ loop: keep-alives
+    def _housekeeping(self, now: float) -> float:
+        if now - self._last_sent >= self._period:
             self._send_keepalive()
-            self._transport.close()
-        elif self._sock is not None and self._transport is None:
-            self._sock.close()
+        if self._online and now - self._last_heard > self._timeout:
+            self._set_online(
+                False,
+                f"link down: nothing from {self.config.remote} for {self._timeout:g} s "
+                f"({round(self._timeout / self._period)} keep-alives missed)",
+            )
+        wake = self._last_sent + self._period
+        if self._online:
+            wake = min(wake, self._last_heard + self._timeout)
+        return wake
 
-    async def _run(self) -> None:
-        try:
-            await self._serve()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug here must not pass silently: the link would just go quiet
-            log.exception("link %s stopped", self.name)
-
-    async def _serve(self) -> None:
-        assert self._loop is not None and self._sock is not None
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _Protocol(self), sock=self._sock
-        )
-        self._transport = transport
-        while True:
-            now = time.monotonic()
-            if now - self._last_sent >= self._period:
-                self._send_keepalive()
-            if self._online and now - self._last_heard > self._timeout:
-                self._set_online(
-                    False,
-                    f"link down: nothing from {self.config.remote} for {self._timeout:g} s "
-                    f"({round(self._timeout / self._period)} keep-alives missed)",
-                )
-            wake = self._last_sent + self._period
-            if self._online:
-                wake = min(wake, self._last_heard + self._timeout)
-            await asyncio.sleep(max(wake - time.monotonic(), 0.005))
+    def _goodbye(self) -> None:
+        self._send_keepalive()  # PTT off
 
     # ------------------------------------------------------------------ state
-    @property
-    def online(self) -> bool:
-        return self._online
-
-    def _set_online(self, online: bool, detail: str) -> None:
-        self._online = online
-        (log.info if online else log.warning)("link %s: %s", self.name, detail)
-        if self._on_online is not None:
-            self._on_online(self.name, online, detail)
-
     def stats(self) -> dict[str, Any]:
-        jitter = self._jitter
         return {
             "protocol": "rtp",
             "codec": self.codec.name,
@@ -292,9 +189,7 @@ class RtpLink:
             "online": self._online,
             "remote_keyed": self._remote_state.carrier,
             **asdict(self.counters),
-            **{f"rx_{key}": value for key, value in asdict(jitter.stats).items()},
-            "jitter_ms": round(jitter.jitter_ms, 2),
-            "target_ms": round(jitter.target_ms, 1),
+            **self._receive_stats(),
         }
 
     # ------------------------------------------------------------------ engine thread
@@ -340,10 +235,7 @@ class RtpLink:
         while outbox:
             tick, pcm = outbox.popleft()
             if pcm is None:
-                if self._sending_audio:
-                    self._sending_audio = False
-                    self._spurt += 1
-                    self._send_end(self._spurt, END_REPEATS)
+                self._end_transmission()
                 continue
             try:
                 payload = self._encoder.encode(pcm)
@@ -362,12 +254,8 @@ class RtpLink:
             self._sending_audio = True
             self._send(data)
 
-    def _send_end(self, spurt: int, remaining: int) -> None:
-        if spurt != self._spurt or self._sending_audio:
-            return  # keyed again meanwhile: no stale PTT-off after the new audio
-        self._send_keepalive()
-        if remaining > 1 and self._loop is not None:
-            self._loop.call_later(self._frame_s, self._send_end, spurt, remaining - 1)
+    def _send_end_packet(self) -> None:
+        self._send_keepalive()  # PTT off
 
     def _send_keepalive(self) -> None:
         """An R2S keep-alive with PTT off, stamped with the engine's current tick."""
@@ -375,21 +263,8 @@ class RtpLink:
         if self._send(pack(R2S_PAYLOAD_TYPE, seq, ts, self._ssrc, extension=_UNKEYED_BLOCK)):
             self.counters.keepalives_out += 1
 
-    def _send(self, data: bytes) -> bool:
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return False
-        try:
-            if self._srtp is not None:
-                data = self._srtp.protect(data)
-            transport.sendto(data, self._remote)
-        except (OSError, SrtpError) as exc:
-            self.counters.send_errors += 1
-            log.debug("link %s: not sent: %s", self.name, exc)
-            return False
-        self._last_sent = time.monotonic()
-        self.counters.packets_out += 1
-        return True
+    def _protect(self, data: bytes) -> bytes:
+        return data if self._srtp is None else self._srtp.protect(data)
 
     # ------------------------------------------------------------------ loop: receiving
     def _on_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
@@ -422,10 +297,7 @@ class RtpLink:
             counters.malformed += 1
             return
         now = time.monotonic()
-        self._last_heard = now
-        counters.packets_in += 1
+        self._heard_from_peer(now)
         if packet.payload_type == R2S_PAYLOAD_TYPE:
             counters.keepalives_in += 1
-        if not self._online:
-            self._set_online(True, f"link up: {self.config.remote} heard again")
         self._inbox.append((packet, now))

@@ -41,13 +41,9 @@ the `port_offline` / `port_online` alarms through `on_online`, as RtpLink's do.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import socket
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,16 +54,20 @@ from gateway.config.models import USRP_MAX_TALKGROUP_ID, Link
 from gateway.links import LinkError, usrp
 from gateway.links.jitter import IDLE, JitterBuffer
 from gateway.links.rtp import Ed137, PttType
-from gateway.links.send_queue import SendQueue, send_queue
+from gateway.links.udp_link import (
+    END_REPEATS,
+    QUEUE_FRAMES,
+    OnlineCallback,
+    UdpCounters,
+    UdpLink,
+)
 from gateway.links.usrp import UsrpError, UsrpType
 
 log = logging.getLogger(__name__)
 
-OnlineCallback = Callable[[str, bool, str], None]
+__all__ = ["END_REPEATS", "RX_HANG_FRAMES", "UsrpLink"]
 
-END_REPEATS = 3
 RX_HANG_FRAMES = 5  # ASL's MAX_RXKEY_TIME (4 polls of 20 ms) plus one: see the module doc
-QUEUE_FRAMES = 256  # 5 s either way: only a stalled thread fills it, then the oldest go
 # A packet at most this far behind the newest one taken, arriving between talkspurts, is a
 # straggler of the last one (dropped as late), unless the next number follows it: then the
 # sender started counting again.
@@ -97,11 +97,10 @@ class _LinearDecoder:
 
 
 @dataclass
-class UsrpCounters:
-    """Counted on the loop thread (the jitter buffer counts on the engine thread)."""
+class UsrpCounters(UdpCounters):
+    """Counted on the loop thread (the jitter buffer counts on the engine thread); packets_in
+    counts good packets of every type; malformed every parse failure (by reason in `dropped`)."""
 
-    packets_in: int = 0  # good packets from the peer, of every type
-    packets_out: int = 0
     voice_in: int = 0
     voice_out: int = 0
     unkeys_in: int = 0
@@ -109,28 +108,15 @@ class UsrpCounters:
     pings_in: int = 0
     pings_out: int = 0
     not_audio: int = 0  # DTMF, TEXT, TLV, ADPCM: heard, not played
-    unknown_source: int = 0
-    malformed: int = 0  # every parse failure; by reason in `dropped`
     wrong_talkgroup: int = 0
-    send_errors: int = 0
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, link: UsrpLink) -> None:
-        self._link = link
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self._link._on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # An ICMP error for something we sent (nobody listens at the peer's port yet).
-        self._link.counters.send_errors += 1
-
-
-class UsrpLink:
+class UsrpLink(UdpLink):
     """One USRP link (see the module doc). `talkgroup_id` is the numeric id of the talkgroup the
     link carries (0: none); `hang_frames` how long a carrier outlives its last frame when the
     unkey packet is lost."""
+
+    counters: UsrpCounters
 
     def __init__(
         self,
@@ -150,133 +136,50 @@ class UsrpLink:
             )
         if not 0 <= talkgroup_id <= USRP_MAX_TALKGROUP_ID:
             raise LinkError(f"link '{name}': talkgroup id {talkgroup_id} does not fit 32 bits")
-        self.name = name
-        self.config = link
+        super().__init__(name, link, frame_samples=frame_samples, on_online=on_online)
         self.talkgroup_id = talkgroup_id
         self._order: usrp.TypeOrder = link.usrp_type_byte_order
         self._ping_s = link.usrp_ping_s
         self._timeout_s = link.usrp_timeout_s
-        self._frame_s = frame_samples / 8000
         self._frame_samples = frame_samples
         self._jitter = JitterBuffer(
             _LinearDecoder(frame_samples), frame_samples=frame_samples, hold_frames=hang_frames
         )
-        self._on_online = on_online
         self.counters = UsrpCounters()
         self._dropped: dict[str, int] = {}
         self._seq = 0  # ASL starts its count at 0 too
-        self._remote: tuple[Any, ...] = ()
-        self._sock: socket.socket | None = None
-        self._transport: asyncio.DatagramTransport | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._send_queue: SendQueue | None = None
-        self._online = True
         self._heard = False
-        self._last_heard = self._last_sent = time.monotonic()
         # Engine thread -> loop: a frame, or None for unkeyed; loop -> engine: (seq, payload or
         # None for an unkey, arrival).
         self._outbox: deque[Pcm | None] = deque(maxlen=QUEUE_FRAMES)
         self._inbox: deque[tuple[int, bytes | None, float]] = deque(maxlen=QUEUE_FRAMES)
-        self._keyed = False  # engine thread's view
-        self._sending_audio = False  # loop's view
-        self._spurt = 0
         # Engine thread: the talkspurt being received.
         self._spurt_seq0 = 0
         self._newest: int | None = None
         self._stray: int | None = None
         self._remote_state = IDLE
 
-    # ------------------------------------------------------------------ life cycle (loop)
-    def start(self) -> None:
-        """Binds the local address (a LinkError if it cannot) and starts pinging and listening.
-        Call on the running loop."""
-        self._loop = asyncio.get_running_loop()
-        self._send_queue = send_queue(self._loop)
-        local_host, local_port = self.config.local_address
-        remote_host, remote_port = self.config.remote_address
-        try:
-            family, _, _, _, local = socket.getaddrinfo(
-                local_host, local_port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
-            )[0]
-            remote = socket.getaddrinfo(remote_host, remote_port, family, socket.SOCK_DGRAM)[0]
-        except (OSError, IndexError) as exc:
-            raise LinkError(
-                f"link '{self.name}': cannot resolve {self.config.local} / "
-                f"{self.config.remote}: {exc}"
-            ) from None
-        self._remote = remote[4]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.bind(local)
-        except OSError as exc:
-            sock.close()
-            raise LinkError(
-                f"link '{self.name}': cannot listen on {self.config.local}: {exc.strerror or exc}"
-            ) from None
-        self._sock = sock
-        self._last_heard = self._last_sent = time.monotonic()
-        self._task = asyncio.ensure_future(self._run())
-
-    async def close(self) -> None:
-        """Sends what the engine queued last and, if we ever keyed the peer, one more unkey;
-        then closes."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._transport is not None and not self._transport.is_closing():
-            self._flush()
-            self._sending_audio = False
-            self._spurt += 1  # no end repeats after this one
-            if self.counters.voice_out:
-                self._send_unkey()
-            self._transport.close()
-        elif self._sock is not None and self._transport is None:
-            self._sock.close()
-
-    async def _run(self) -> None:
-        try:
-            await self._serve()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug here must not pass silently: the link would just go quiet
-            log.exception("link %s stopped", self.name)
-
-    async def _serve(self) -> None:
-        assert self._loop is not None and self._sock is not None
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _Protocol(self), sock=self._sock
-        )
-        self._transport = transport
+    # ------------------------------------------------------------------ loop: pings, timeout
+    def _housekeeping(self, now: float) -> float:
         ping_s, timeout_s = self._ping_s, self._timeout_s
-        while True:
-            now = time.monotonic()
-            if ping_s > 0 and not self._sending_audio and now - self._last_sent >= ping_s:
-                self._send_ping()
-            if timeout_s is not None and self._online and now - self._last_heard > timeout_s:
-                self._set_online(
-                    False, f"link down: nothing from {self.config.remote} for {timeout_s:g} s"
-                )
-            wake = now + IDLE_WAKE_S
-            if ping_s > 0:
-                wake = min(wake, self._last_sent + ping_s)
-            if timeout_s is not None and self._online:
-                wake = min(wake, self._last_heard + timeout_s)
-            await asyncio.sleep(max(wake - time.monotonic(), 0.005))
+        if ping_s > 0 and not self._sending_audio and now - self._last_sent >= ping_s:
+            self._send_ping()
+        if timeout_s is not None and self._online and now - self._last_heard > timeout_s:
+            self._set_online(
+                False, f"link down: nothing from {self.config.remote} for {timeout_s:g} s"
+            )
+        wake = now + IDLE_WAKE_S
+        if ping_s > 0:
+            wake = min(wake, self._last_sent + ping_s)
+        if timeout_s is not None and self._online:
+            wake = min(wake, self._last_heard + timeout_s)
+        return wake
+
+    def _goodbye(self) -> None:
+        if self.counters.voice_out:  # one more unkey, if we ever keyed the peer
+            self._send_unkey()
 
     # ------------------------------------------------------------------ state
-    @property
-    def online(self) -> bool:
-        return self._online
-
-    def _set_online(self, online: bool, detail: str) -> None:
-        self._online = online
-        (log.info if online else log.warning)("link %s: %s", self.name, detail)
-        if self._on_online is not None:
-            self._on_online(self.name, online, detail)
-
     def stats(self) -> dict[str, Any]:
         jitter = self._jitter
         counters = self.counters
@@ -301,9 +204,7 @@ class UsrpLink:
             ),
             **asdict(counters),
             "dropped": {reason: n for reason, n in dropped.items() if n},
-            **{f"rx_{key}": value for key, value in asdict(jitter.stats).items()},
-            "jitter_ms": round(jitter.jitter_ms, 2),
-            "target_ms": round(jitter.target_ms, 1),
+            **self._receive_stats(),
         }
 
     # ------------------------------------------------------------------ engine thread
@@ -371,10 +272,7 @@ class UsrpLink:
         while outbox:
             pcm = outbox.popleft()
             if pcm is None:
-                if self._sending_audio:
-                    self._sending_audio = False
-                    self._spurt += 1
-                    self._send_end(self._spurt, END_REPEATS)
+                self._end_transmission()
                 continue
             data = usrp.voice(
                 self._next_seq(), pcm, talkgroup=self.talkgroup_id, type_order=self._order
@@ -383,12 +281,8 @@ class UsrpLink:
             if self._send(data):
                 self.counters.voice_out += 1
 
-    def _send_end(self, spurt: int, remaining: int) -> None:
-        if spurt != self._spurt or self._sending_audio:
-            return  # keyed again meanwhile: no stale unkey after the new audio
+    def _send_end_packet(self) -> None:
         self._send_unkey()
-        if remaining > 1 and self._loop is not None:
-            self._loop.call_later(self._frame_s, self._send_end, spurt, remaining - 1)
 
     def _send_unkey(self) -> None:
         data = usrp.unkey(self._next_seq(), talkgroup=self.talkgroup_id, type_order=self._order)
@@ -401,20 +295,6 @@ class UsrpLink:
             self.counters.pings_out += 1
         else:
             self._last_sent = time.monotonic()  # not sent: try again a period later, not now
-
-    def _send(self, data: bytes) -> bool:
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return False
-        try:
-            transport.sendto(data, self._remote)
-        except OSError as exc:
-            self.counters.send_errors += 1
-            log.debug("link %s: not sent: %s", self.name, exc)
-            return False
-        self._last_sent = time.monotonic()
-        self.counters.packets_out += 1
-        return True
 
     # ------------------------------------------------------------------ loop: receiving
     def _drop(self, reason: str, detail: str) -> None:
@@ -447,11 +327,8 @@ class UsrpLink:
                 )
             return
         now = time.monotonic()
-        self._last_heard = now
         self._heard = True
-        counters.packets_in += 1
-        if not self._online:
-            self._set_online(True, f"link up: {self.config.remote} heard again")
+        self._heard_from_peer(now)
         if packet.is_audio:
             counters.voice_in += 1
             payload = packet.payload
