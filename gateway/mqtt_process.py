@@ -198,7 +198,10 @@ class MqttProcess:
         loop = asyncio.get_running_loop()
         while not self._closing:
             began = loop.time()
-            code = await self._run_once()
+            try:
+                code: int | str | None = await self._run_once()
+            except OSError as exc:  # no process could be started (out of memory, of fds)
+                code = f"not started: {exc}"
             if self._closing:
                 return
             if loop.time() - began > 60:
@@ -381,7 +384,6 @@ def main(argv: list[str]) -> int:
     # The daemon stops us in order (see the module doc); a signal to the process group must not.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.nice(int(os.environ.get("XP_NICE", "0")))  # XPEXPERIMENT
     asyncio.run(_publisher(int(argv[1])))
     return 0
 
