@@ -1,7 +1,8 @@
 """MQTT benchmark: events per second through the outbox to mosquitto (QoS 1), and the engine's
 tick time with that flood against without it.
 
-    .venv/bin/python bench/mqtt.py [--only throughput|ticks] [--seconds 20] [--events 100000]
+    .venv/bin/python bench/mqtt.py [--only throughput|ticks] [--seconds 20] [--rounds 3]
+        [--events 100000]
 
 Both parts run a private mosquitto on a free loopback port (tests/mqtt_env.py's `Broker`) and a
 subscriber in a process of its own (paho, QoS 1) that keeps the `seq` and arrival time of every
@@ -83,7 +84,7 @@ EVENT_TOPICS = ("calls", "events", "audit")
 OFFERED_RATE = 2500  # events/s of the fixed-rate throughput row
 BACKLOG = 1024  # what the as-fast-as-it-goes producer keeps queued
 WARMUP_S = 2.0  # after the daemon is up, before the measured window
-ROUNDS = 2
+ROUNDS = 3  # of A B C, alternated
 
 
 # ---------------------------------------------------------------------------------- sites
@@ -501,7 +502,7 @@ def run_daemon(
     )
 
 
-def run_ticks(broker: Broker, sub: Subscriber, seconds: float) -> bool:
+def run_ticks(broker: Broker, sub: Subscriber, seconds: float, rounds: int) -> bool:
     print(
         f"engine ticks with and without an MQTT flood: crosspatch run, {PATCHES * MEMBERS} "
         f"simulated radios in {PATCHES} patches of {MEMBERS}, {seconds:.0f} s measured per run, "
@@ -519,7 +520,7 @@ def run_ticks(broker: Broker, sub: Subscriber, seconds: float) -> bool:
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
     runs: dict[str, list[DaemonRun]] = {label: [] for label, _, _ in conditions}
     ok = True
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for label, every_s, with_mqtt in conditions:
             try:
                 run = run_daemon(label, every_s, broker if with_mqtt else None, sub, seconds)
@@ -554,12 +555,12 @@ def run_ticks(broker: Broker, sub: Subscriber, seconds: float) -> bool:
     verdict = "met" if rate >= 2000 else "missed"
     print(
         f"C: {emitted:.0f} events/s emitted, {rate:.0f} published through MQTT "
-        f"(mean of {ROUNDS} runs); target at least 2000: {verdict}"
+        f"(mean of {rounds} runs); target at least 2000: {verdict}"
     )
     for key, name in (("tick_ms", "tick time"), ("lateness_ms", "lateness")):
         a, b, c = (mean_p99(label, key) for label, _, _ in conditions)
         print(
-            f"p99 {name} (mean of {ROUNDS} runs): A {a:.2f} ms, B {b:.2f} ms, C {c:.2f} ms; "
+            f"p99 {name} (mean of {rounds} runs): A {a:.2f} ms, B {b:.2f} ms, C {c:.2f} ms; "
             f"C/B x{c / b:.2f} (the MQTT path's cost), C/A x{c / a:.2f} (and ten times the "
             "traffic)"
         )
@@ -577,14 +578,20 @@ def main() -> int:
         "--seconds", type=float, default=20, help="length of each measured run (default: 20)"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"rounds of the three tick conditions (default: {ROUNDS})",
+    )
+    parser.add_argument(
         "--events",
         type=int,
         default=100_000,
         help="at most this many events per throughput row (default: 100000)",
     )
     args = parser.parse_args()
-    if args.seconds <= 0 or args.events < 1:
-        parser.error("--seconds and --events must be positive")
+    if args.seconds <= 0 or args.events < 1 or args.rounds < 1:
+        parser.error("--seconds, --rounds and --events must be positive")
     ok = True
     with Broker() as broker:
         sub = Subscriber(broker.port)
@@ -594,7 +601,7 @@ def main() -> int:
             if args.only is None:
                 print()
             if args.only in (None, "ticks"):
-                ok = run_ticks(broker, sub, args.seconds) and ok
+                ok = run_ticks(broker, sub, args.seconds, args.rounds) and ok
         finally:
             sub.close()
     return 0 if ok else 1

@@ -60,8 +60,10 @@ OUTBOX_FILE = "outbox.sqlite3"
 RECENT_CALLS = 20
 STOP_TIMEOUT_S = 2.0
 STATES_EVERY_S = 0.2  # retained port and patch states follow changes this closely
+# When events stop coming, what is left of the states' news goes out this long after the last
+# tick's events at the earliest (see `_states_due`).
+STATES_FALLBACK_S = 0.05
 EXPIRY_CHECK_S = 1.0
-EVENTS_RECHECK_S = 0.0005  # how often events handed over mid-tick look whether the tick is over
 KEY_TEST_DBFS = -10.0
 # What makes a retained port or patch state out of date.
 _STATE_EVENTS = frozenset({"carrier", "ptt", "alarm", "patch", "call_start", "call_end"})
@@ -139,15 +141,15 @@ class Daemon:
             self.mqtt = MqttProcess(
                 cfg.mqtt, cfg.gateway.id, self.outbox, self._mqtt_command, verbose=verbose
             )
-        # Events from the engine thread, with when they were emitted, not yet handled.
-        self._events_in: deque[tuple[list[Event], float]] = deque()
-        self._events_retry: asyncio.TimerHandle | None = None
         self._states_dirty = True  # a full snapshot of the retained states is due
         self._port_states: dict[str, dict[str, Any]] = {}  # retained port states, by port
         # The last carrier and ptt event of each port: (port, kind) -> (seq, on).
         self._live: dict[tuple[str, str], tuple[int, bool]] = {}
         self._live_changed: set[str] = set()  # ports with carrier or ptt news to publish
-        self._live_sent = 0.0  # when they were last passed on (loop time)
+        self._states_sent = 0.0  # when the retained states were last brought up to date
+        self._states_wanted = asyncio.Event()  # bring them up to date now
+        self._states_wanted.set()  # (the first snapshot)
+        self._states_timer: asyncio.TimerHandle | None = None
         self.router = CommandRouter(self, lambda: self.cfg)
         self.runtime = self._build_runtime()
 
@@ -171,7 +173,7 @@ class Daemon:
             bank = self.hardware
 
         def publish(events: list[Event]) -> None:  # engine thread: hand over, never block
-            self._loop.call_soon_threadsafe(self._events_from_engine, events, time.monotonic())
+            self._loop.call_soon_threadsafe(self._on_events, events)
 
         recording = self.cfg.recording
         recorder = CallRecorder.from_settings(recording) if recording is not None else None
@@ -248,9 +250,6 @@ class Daemon:
             if self.hardware is not None:  # unkeys every radio and closes every line
                 await self.hardware.close()
             await asyncio.sleep(0)  # let the engine's last events through
-            if self._events_retry is not None:
-                self._events_retry.cancel()
-            self._take_events(force=True)
             if self.mqtt is not None:
                 await self.mqtt.close()
             for task in background:
@@ -261,34 +260,6 @@ class Daemon:
         return self.exit_code
 
     # ------------------------------------------------------------------ events
-    def _events_from_engine(self, events: list[Event], emitted: float) -> None:
-        self._events_in.append((events, emitted))
-        if self._events_retry is None:
-            self._take_events()
-
-    def _take_events(self, force: bool = False) -> None:
-        """Handles the events handed over, in order, once the tick that emitted them is over.
-
-        The engine thread hands a tick's events over from inside the tick, which wakes this
-        loop at once; handling them (log, outbox, MQTT) takes the interpreter lock, and taken
-        then, the tick's end waits for it (a switch interval at a time). So they wait until
-        the engine has recorded the tick (`last_tick`), in the idle part of its frame. Events
-        emitted outside a tick (a command's, the last ones at stop) wait at most a frame."""
-        self._events_retry = None
-        runtime = self.runtime
-        while self._events_in:
-            events, emitted = self._events_in[0]
-            if (
-                not force
-                and runtime.last_tick < emitted
-                and time.monotonic() - emitted < runtime.frame_s
-                and runtime.engine_alive()
-            ):
-                self._events_retry = self._loop.call_later(EVENTS_RECHECK_S, self._take_events)
-                return
-            self._events_in.popleft()
-            self._on_events(events)
-
     def _on_events(self, events: list[Event]) -> None:
         # Each event is encoded once: the same JSON line goes to the log and to the outbox.
         lines = [to_json_line(e) for e in events]
@@ -307,8 +278,7 @@ class Daemon:
             ):
                 self._states_dirty = True
         if self.mqtt is not None:
-            if self._live_changed and self._loop.time() - self._live_sent >= STATES_EVERY_S:
-                self._send_live_states()
+            self._states_due()
             try:
                 queued = self.mqtt.queue(events, [line.encode() for line in lines])
             except Exception as exc:  # a broken disk: the log above still has every event
@@ -324,23 +294,46 @@ class Daemon:
                 log.error("%s", detail)
                 self.runtime.submit(lambda rt: rt.emit([rt.engine.alarm("outbox_full", detail)]))
 
+    def _states_due(self) -> None:
+        """After a tick's events (or, when they stop, from a timer): the retained states' news
+        go out now if STATES_EVERY_S has passed since they last did, else later.
+
+        Now means right after a tick, while the engine thread waits for its next one: work on
+        this loop then takes no interpreter lock from a tick. A free-running timer would wake
+        this loop mid-tick as often as not, and each wake-up mid-tick costs the tick a thread
+        switch. So the timer is only a fallback, armed no sooner than STATES_FALLBACK_S (more
+        than a frame) ahead and re-armed by every tick's events: while they come, it never
+        fires."""
+        if self._states_timer is not None:
+            self._states_timer.cancel()
+            self._states_timer = None
+        if not (self._states_dirty or self._live_changed):
+            return
+        now = self._loop.time()
+        due = self._states_sent + STATES_EVERY_S
+        if now >= due:
+            self._states_wanted.set()
+        else:
+            later = max(due, now + STATES_FALLBACK_S)
+            self._states_timer = self._loop.call_at(later, self._states_due)
+
     async def _publish_states(self) -> None:
         """Keeps the retained port and patch states on the broker current.
 
         A port's carrier and ptt follow its `carrier` and `ptt` events, with no work on the
-        engine thread (in a flood they are nearly all the events): `_on_events` passes them on
-        at most every STATES_EVERY_S, right after a tick's events, while the engine thread waits
-        for its next tick (the work then does not take the interpreter lock from a tick), and
-        this loop passes on what is left when events stop. Any other event that may change a
-        retained state (a patch change, an alarm, a call ended by a port going out of service)
-        and a reload take a full snapshot on the engine thread; carrier and ptt events newer
-        than the snapshot (by seq) win over it, whichever reached this loop first."""
+        engine thread (in a flood they are nearly all the events). Any other event that may
+        change a retained state (a patch change, an alarm, a call ended by a port going out of
+        service) and a reload take a full snapshot on the engine thread; carrier and ptt events
+        newer than the snapshot (by seq) win over it, whichever reached this loop first. When:
+        `_states_due`."""
         assert self.mqtt is not None
         mqtt = self.mqtt
         published: set[str] = set()
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(STATES_EVERY_S)
+            await self._states_wanted.wait()
+            self._states_wanted.clear()
+            self._states_sent = loop.time()
             if self._states_dirty:
                 self._states_dirty = False
                 try:
@@ -356,9 +349,8 @@ class Daemon:
                         ports[port][kind] = on
                 self._port_states = ports
                 self._live_changed.clear()
-                self._live_sent = loop.time()
                 published = set_retained(mqtt, ports, patches, published)
-            elif self._live_changed and loop.time() - self._live_sent >= STATES_EVERY_S:
+            elif self._live_changed:
                 self._send_live_states()
 
     def _send_live_states(self) -> None:
@@ -366,7 +358,6 @@ class Daemon:
         assert self.mqtt is not None
         mqtt = self.mqtt
         changed, self._live_changed = self._live_changed, set()
-        self._live_sent = self._loop.time()
         for port in changed:
             state = self._port_states.get(port)
             if state is None:  # a port a reload removed (a snapshot follows)
@@ -586,6 +577,8 @@ class Daemon:
         enabled, records = await self._on_engine(swap)
         self.cfg, self.site = cfg, site
         self._states_dirty = True  # ports or patches may have come or gone
+        if self.mqtt is not None:
+            self._states_due()
         await self._save(records)
         log.info("reloaded %s: enabled patches: %s", self.config_path, ", ".join(enabled))
         return {"reloaded": str(self.config_path), "enabled": enabled}

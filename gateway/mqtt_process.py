@@ -6,7 +6,7 @@
     retained states ------------------------>  retained publishes
     CommandRouter (authz, consent, audit) <---  "cmd" from PREFIX/GW/cmd/USER
               "reply" --------------------------> the reply topic
-    status (connected, published, acked) <-----  "status", every STATUS_EVERY_S while it changes
+    status (connected, published, acked) <-----  "status", at most every STATUS_EVERY_S, on change
 
 Why a process: the engine thread shares the interpreter lock with every other thread of the
 daemon. The MQTT client (aiomqtt and paho) costs some 100 us of Python per event; in a flood of
@@ -67,7 +67,7 @@ from gateway.site_status import retained_states
 
 log = logging.getLogger(__name__)
 
-STATUS_EVERY_S = 0.1  # how often the publisher reports, while something changed
+STATUS_EVERY_S = 0.1  # how often the publisher reports, at most, while something changed
 CLOSE_TIMEOUT_S = 5.0  # the publisher's own close takes up to 2 s of drain, then `offline`
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 10.0
@@ -217,6 +217,9 @@ class MqttProcess:
             self.restarts += 1
 
     async def _run_once(self) -> int | None:
+        # What a publisher that died acknowledged but never reported is gone from the file: count
+        # afresh, now that no other process deletes.
+        self.outbox.recount()
         ours, theirs = socket.socketpair()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -337,14 +340,25 @@ async def _publisher(fd: int) -> None:
             outbox.acked_bytes,
         )
 
+    # The status goes to the daemon in answer to its "queued" (sent right after an engine
+    # tick), so it arrives while the engine thread waits for its next tick: a message arriving
+    # mid-tick would wake the daemon's loop, which would take the interpreter lock from the
+    # tick. Only when no "queued" came for STATUS_EVERY_S (events stopped) does a timer send it.
+    last_status: tuple[Any, ...] | None = None
+    status_sent = queued_at = 0.0
+
+    def report_status() -> None:
+        nonlocal last_status, status_sent
+        now = status()
+        if now != last_status:
+            writer.write(_frame(now))
+            last_status, status_sent = now, loop.time()
+
     async def report() -> None:
-        last: tuple[Any, ...] | None = None
         while True:
-            now = status()
-            if now != last:
-                writer.write(_frame(now))
-                last = now
             await asyncio.sleep(STATUS_EVERY_S)
+            if loop.time() - queued_at >= STATUS_EVERY_S:
+                report_status()
 
     runner = asyncio.ensure_future(client.run())
     reporter = asyncio.ensure_future(report())
@@ -360,6 +374,9 @@ async def _publisher(fd: int) -> None:
             if kind == "queued":
                 outbox.queued_elsewhere(message[1], message[2], message[3])
                 client.wake()
+                queued_at = loop.time()
+                if queued_at - status_sent >= STATUS_EVERY_S:
+                    report_status()
             elif kind == "states":
                 for topic, payload in message[1]:
                     client.set_payload(topic, payload)
@@ -384,6 +401,7 @@ def main(argv: list[str]) -> int:
     # The daemon stops us in order (see the module doc); a signal to the process group must not.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.nice(int(os.environ.get("XPNICE", "0")))
     asyncio.run(_publisher(int(argv[1])))
     return 0
 

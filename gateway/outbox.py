@@ -83,16 +83,27 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
         )
         self.dropped = self._meta("dropped")
+        self.count = self.bytes = 0
+        self.full = False
+        self._opened_upto = self.recount()  # messages up to this id were counted at the opening
+        # Acknowledged since the opening: messages and bytes (what `released` gets elsewhere).
+        self.acked_count = self.acked_bytes = 0
+
+    def recount(self) -> int:
+        """Counts the queued messages and their bytes afresh from the file (after another
+        connection deleted some it could not report: a publisher process that was killed);
+        returns the highest id queued."""
         # One statement, so one snapshot even while another process writes.
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(topic) + LENGTH(payload)), 0), "
             "COALESCE(MAX(id), 0) FROM messages"
         ).fetchone()
         self.count, self.bytes = int(row[0]), int(row[1])
-        self._opened_upto = int(row[2])  # messages up to this id were counted at the opening
-        self.full = self.bytes >= budget_bytes
-        # Acknowledged since the opening: messages and bytes (what `released` gets elsewhere).
-        self.acked_count = self.acked_bytes = 0
+        if self.bytes >= self.budget_bytes:
+            self.full = True
+        else:
+            self._check_room()
+        return int(row[2])
 
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

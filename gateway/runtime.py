@@ -165,6 +165,9 @@ class EngineRuntime:
         self.ports = ports
         self.stamper = stamper
         self._publish = publish
+        # Events emitted during a tick, published once it is over (see `emit`).
+        self._held: list[Event] = []
+        self._holding = False
         self.stats = TickStats()
         self._jobs: queue.SimpleQueue[tuple[Callable[[EngineRuntime], Any], Future[Any]]] = (
             queue.SimpleQueue()
@@ -225,13 +228,29 @@ class EngineRuntime:
 
     # ------------------------------------------------------------------ on the engine thread
     def emit(self, events: list[Event]) -> None:
-        """Stamps and publishes events (engine thread only: `seq` is assigned here)."""
+        """Stamps and publishes events (engine thread only: `seq` is assigned here).
+
+        During a tick they are held and published together when it is over: publishing wakes
+        the thread that handles them (the daemon's loop), which then wants the interpreter
+        lock; woken mid-tick, it takes the lock from the tick at the next switch interval and
+        the tick waits until that thread is scheduled and done. After the tick, the engine
+        thread sleeps until its next deadline and the handling costs it nothing."""
         if events:
             if self.recorder is not None:  # fills call_end's `recording` before the stamp
                 self.recorder.on_events(events)
             if self.announcer is not None:
                 self.announcer.on_events(self.engine, events)
-            self._publish([self.stamper.stamp(e) for e in events])
+            stamped = [self.stamper.stamp(e) for e in events]
+            if self._holding:
+                self._held.extend(stamped)
+            else:
+                self._publish(stamped)
+
+    def _publish_held(self) -> None:
+        self._holding = False
+        held, self._held = self._held, []
+        if held:
+            self._publish(held)
 
     def _raise_priority(self) -> None:
         """Asks the OS to run this thread before the control plane when both want a core (a
@@ -275,6 +294,7 @@ class EngineRuntime:
                     if lateness > 50 * frame_s:  # a long stall (suspend, debugger): resync
                         log.warning("engine stalled %.0f ms; resynchronising", lateness * 1000)
                         start = began - tick * frame_s
+                self._holding = True
                 self._run_jobs()
                 self._tick()
                 ended = time.monotonic()
@@ -283,7 +303,9 @@ class EngineRuntime:
                 self.stats.lateness.add(lateness * 1000)
                 self.stats.duration.add((ended - began) * 1000)
                 tick += 1
+                self._publish_held()
         finally:
+            self._publish_held()  # a tick that failed: what it emitted still goes out
             # Every exit path unkeys: the last word of the engine thread is release_all.
             self._run_jobs()
             try:

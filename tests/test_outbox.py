@@ -71,3 +71,30 @@ def test_a_full_outbox_keeps_call_records_and_counts_what_it_drops(tmp_path: Pat
     assert box.put([message(300, "ptt")]).queued == 1
     box.close()
     assert Outbox(tmp_path / "outbox.sqlite3", budget_bytes=5_000).dropped == 10
+
+
+def test_two_connections_keep_their_counts_and_a_recount_finds_unreported_deletes(
+    tmp_path: Path,
+) -> None:
+    # The daemon queues on one connection; the publisher process drains on another.
+    daemon = Outbox(tmp_path / "outbox.db")
+    daemon.put([message(1), message(2)])
+    publisher = Outbox(tmp_path / "outbox.db")
+    assert publisher.count == 2  # counted at its opening
+    result = daemon.put([message(3)])
+    publisher.queued_elsewhere(result.queued, result.queued_bytes, result.last_id)
+    assert publisher.count == 3
+    publisher.queued_elsewhere(2, 200, 2)  # already counted at the opening: not twice
+    assert publisher.count == 3
+    acked = publisher.peek(2)
+    publisher.ack([m.id for m in acked])
+    daemon.released(publisher.acked_count, publisher.acked_bytes)
+    assert daemon.count == publisher.count == 1
+    assert daemon.bytes == publisher.bytes
+    # A publisher killed after deleting a message, before it could tell the daemon.
+    publisher.ack([publisher.peek(1)[0].id])
+    publisher.close()
+    assert daemon.count == 1
+    daemon.recount()
+    assert daemon.count == 0 and daemon.bytes == 0
+    daemon.close()
