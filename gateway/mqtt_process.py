@@ -59,11 +59,9 @@ from gateway.mqtt_client import (
     check_settings,
     encode,
     outbox_messages,
-    set_retained,
 )
 from gateway.mqtt_topics import Topics
 from gateway.outbox import Outbox, PutResult
-from gateway.site_status import retained_states
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +100,7 @@ async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...]:
 class MqttProcess:
     """The daemon's side: queues events in the outbox and keeps the publisher process running.
 
-    The same face to the daemon as an `MqttClient` (queue, set_state, set_states, run, close,
+    The same face to the daemon as an `MqttClient` (queue, set_state, forget_state, run, close,
     connected, published); `handle_command` runs in the daemon's loop."""
 
     def __init__(
@@ -142,7 +140,6 @@ class MqttProcess:
         self._published_before = 0  # by publishers that have exited
         self._published_now = 0  # by the running one
         self.connected = False
-        self.pid: int | None = None  # the running publisher's
         self.restarts = 0  # publishers started again after one ended
 
     @property
@@ -179,11 +176,6 @@ class MqttProcess:
     def _send_states(self) -> None:
         states, self._states_out = self._states_out, {}
         self._send(("states", list(states.items())))
-
-    def set_states(self, snapshot: dict[str, Any], published: set[str]) -> set[str]:
-        """As `MqttClient.set_states`."""
-        ports, patches = retained_states(snapshot)
-        return set_retained(self, ports, patches, published)
 
     def _send(self, message: tuple[Any, ...]) -> None:
         # No publisher (between a death and the restart): the next one reads the outbox itself
@@ -236,7 +228,7 @@ class MqttProcess:
             raise
         finally:
             theirs.close()
-        self._process, self.pid = process, process.pid
+        self._process = process
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         self._writer = writer
         self._send(("start", self._start))
