@@ -143,6 +143,12 @@ class MqttProcess:
         self.restarts = 0  # publishers started again after one ended
 
     @property
+    def pid(self) -> int | None:
+        """The running publisher's process id (benchmarks measure its CPU time)."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
+    @property
     def published(self) -> int:
         """Messages the broker acknowledged since the daemon started."""
         return self._published_before + self._published_now
