@@ -135,13 +135,29 @@ def _decode(path: Path) -> tuple[npt.NDArray[np.float64], int]:
     return raw.reshape(-1, channels) / scale, int(segment.frame_rate)
 
 
+# ffmpeg's framing around its reason, which differs between releases: ffmpeg 5 (Debian 12) ends
+# with `FILE: Invalid data found...`, ffmpeg 7 (Debian 13) with `Error opening input files:
+# Invalid data found...`.
+_FFMPEG_PREFIXES = (
+    "error opening input files:",
+    "error opening input file:",
+    "error opening input:",
+)
+
+
 def _decoder_reason(exc: Exception, path: Path) -> str:
-    """ffmpeg's own last word (`FILE: Invalid data found...`), else the exception's."""
+    """ffmpeg's own last word (`invalid data found...`), else the exception's."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
+    if len(lines) == 1:
+        return lines[0]
     last = lines[-1].removeprefix(f"{path}:").strip()
-    return f"ffmpeg: {last[:1].lower()}{last[1:]}" if len(lines) > 1 else last
+    for prefix in _FFMPEG_PREFIXES:
+        if last.lower().startswith(prefix):
+            last = last[len(prefix) :].strip()
+            break
+    return f"ffmpeg: {last[:1].lower()}{last[1:]}"
 
 
 def _fade(samples: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

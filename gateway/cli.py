@@ -7,6 +7,7 @@ scenario, bad audio file) is one line on stderr and exit 1; a traceback only wit
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import traceback
@@ -498,6 +499,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
+    # Commands that stream lines (`radio watch`, `tail`, `audio levels`) feed pipes to grep,
+    # logger and scripts: each line must leave when it is printed, not when a block fills.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     sys.exit(run())
 
 

@@ -191,9 +191,8 @@ class PatchEngine:
         frame = self.frame_samples
         ms_per_frame = clock.frame_ms
         self._full = np.array([p.full_duplex for p in self.ports], dtype=bool)
-        delay = np.array(
-            [round(p.timing.tx_delay_ms * SAMPLE_RATE / 1000) for p in self.ports], dtype=np.int64
-        )
+        delays = [round(p.timing.tx_delay_ms * SAMPLE_RATE / 1000) for p in self.ports]
+        delay = np.array(delays, dtype=np.int64)
         hang = np.array(
             [round(p.timing.hang_ms * SAMPLE_RATE / 1000) for p in self.ports], dtype=np.int64
         )
@@ -210,7 +209,7 @@ class PatchEngine:
 
         # Delay line: one ring buffer row per port, read back per group of equal delays (a site
         # has a handful of distinct delays, so this loops over groups, not ports).
-        self._ring_len = int(-(-(int(delay.max(initial=0)) + frame) // frame) * frame)
+        self._ring_len = -(-(max(delays, default=0) + frame) // frame) * frame
         self._ring = np.zeros((n, self._ring_len), dtype=np.float32)
         self._delay_groups = [(int(d), np.flatnonzero(delay == d)) for d in np.unique(delay)]
 

@@ -22,6 +22,7 @@ at that first initialisation.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import pyaudio
 
 Direction = Literal["input", "output"]
+log = logging.getLogger(__name__)
 
 
 class SoundDeviceError(Exception):
@@ -69,6 +71,12 @@ _PROBE_NOISE = re.compile(
     rb"^(ALSA lib |Expression '.*' failed in |Cannot connect to server|jack server is not"
     rb"|JackShmReadWritePtr|Cannot lock down|\s*$)"
 )
+# Berkeley DB's complaints through JACK's client library, which opens its metadata database in
+# /dev/shm (jack_db-UID) when loaded: "BDB1539 Build signature doesn't match environment",
+# "Cannot open DB environment: BDB0091 DB_VERSION_MISMATCH ...". They mean that database was made
+# by another libdb build (a container or chroot sharing /dev/shm with its host, a release
+# upgraded in place). crosspatch does not use JACK, so they are harmless here.
+_JACK_METADATA_NOISE = re.compile(rb"^(BDB\d{4} |Cannot open DB environment: )")
 
 # Pa_Initialize and Pa_Terminate are not thread-safe, and the stderr redirection below is
 # process-wide: both are done under this lock.
@@ -98,11 +106,18 @@ def _quiet_stderr() -> Iterator[None]:
             finally:
                 os.dup2(saved, 2)
                 capture.seek(0)
-                kept = [
-                    line
-                    for line in capture.read().splitlines(keepends=True)
-                    if not _PROBE_NOISE.match(line)
-                ]
+                kept: list[bytes] = []
+                jack_metadata = False
+                for line in capture.read().splitlines(keepends=True):
+                    if _JACK_METADATA_NOISE.match(line):
+                        jack_metadata = True
+                    elif not _PROBE_NOISE.match(line):
+                        kept.append(line)
+                if jack_metadata:
+                    log.debug(
+                        "JACK's metadata database in /dev/shm was made by another libdb build "
+                        "(crosspatch does not use JACK): its Berkeley DB errors are ignored"
+                    )
                 if kept:
                     os.write(2, b"".join(kept))
     finally:

@@ -4,6 +4,7 @@ TCP server of our own standing in for a broken rigctld (garbage, silence, refusa
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import subprocess
@@ -160,11 +161,32 @@ def test_key_unkey_and_dcd(rigctld: tuple[subprocess.Popen[bytes], int]) -> None
     assert run(rigctld[1], body) == [1, 0, False]
 
 
+def hamlib_version() -> tuple[int, int]:
+    assert RIGCTLD is not None
+    out = subprocess.run([RIGCTLD, "--version"], capture_output=True, text=True, timeout=10)
+    found = re.search(r"Hamlib (\d+)\.(\d+)", out.stdout)
+    assert found, f"rigctld --version said {out.stdout!r}"
+    return int(found[1]), int(found[2])
+
+
 @needs_rigctld
-def test_rprt_error_is_rejected(rigctld_no_ptt: int) -> None:
-    # Without -P the dummy has no PTT and answers RPRT -1.
-    with pytest.raises(CatRejected, match=r"^rigctld: the rig refused set_ptt 1: EINVAL"):
-        run(rigctld_no_ptt, lambda d: d.set_ptt(True))
+def test_dummy_ptt_without_ptt_type_as_each_hamlib_release_answers(rigctld_no_ptt: int) -> None:
+    """Started without -P, Hamlib 4.5's dummy (Debian 12) has no PTT and answers RPRT -1 to
+    set_ptt; Hamlib 4.6's (Debian 13) keys itself. The driver reports what rigctld says in both:
+    a refusal is CatRejected (and an unkey goes out: test_failed_key_up_sends_unkey), an
+    accepted key-up is read back keyed."""
+
+    async def key_and_read_back(d: FastRigctld) -> tuple[str | None, str | None]:
+        await d.set_ptt(True)
+        keyed = await d._get("get_ptt", "PTT")
+        await d.set_ptt(False)
+        return keyed, await d._get("get_ptt", "PTT")
+
+    if hamlib_version() < (4, 6):
+        with pytest.raises(CatRejected, match=r"^rigctld: the rig refused set_ptt 1: EINVAL"):
+            run(rigctld_no_ptt, lambda d: d.set_ptt(True))
+    else:
+        assert run(rigctld_no_ptt, key_and_read_back) == ("1", "0")
 
 
 @needs_rigctld

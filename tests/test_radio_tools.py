@@ -3,6 +3,7 @@ against the Kenwood emulator on a real pty and a real rigctld."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from child_lines import ChildLines
 from emulators.kenwood import KenwoodRadio
 
 from gateway.cli import run
@@ -120,25 +122,31 @@ def test_ctrl_c_during_key_unkeys_at_once(radio: KenwoodRadio) -> None:
 
 
 def test_watch_reports_squelch_changes(radio: KenwoodRadio) -> None:
+    # Each line reaches a pipe when it is printed, without PYTHONUNBUFFERED in the environment
+    # (grep, logger and scripts read `watch` through a pipe).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen(
         [*CROSSPATCH, "radio", "watch", "--driver", "kenwood", "--port", radio.path],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
-        assert "squelch closed" in proc.stdout.readline()
+        lines = ChildLines(proc.stdout)
+        assert "squelch closed" in lines.next()
         radio.squelch_open = True
-        assert "squelch OPEN" in proc.stdout.readline()
+        assert "squelch OPEN" in lines.next()
         radio.squelch_open = False
-        assert "squelch closed" in proc.stdout.readline()
+        assert "squelch closed" in lines.next()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        out = lines.rest()
+        assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
+            proc.wait()
     assert "2 squelch changes seen" in out
 
 

@@ -19,6 +19,7 @@ import pytest
 from gateway.hardware.sound_devices import (
     SoundDevice,
     SoundDeviceError,
+    _quiet_stderr,
     describe_devices,
     devices_of,
     find_device,
@@ -382,3 +383,26 @@ def test_audio_devices_command_lists_the_test_pcms(audio_env: AudioEnv) -> None:
     assert audio_env.pcm_record(sink) in result.stdout
     assert audio_env.pcm_play(sink) in result.stdout
     assert result.stdout.splitlines()[0].split()[:4] == ["index", "in", "out", "rate"]
+
+
+def test_probe_noise_and_jack_metadata_errors_are_dropped_but_other_lines_kept(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # What PortAudio's probe prints on Debian 13 when /dev/shm holds a JACK metadata database of
+    # another libdb build (a chroot or container sharing its host's /dev/shm), around a line of
+    # someone else's that must survive.
+    noise = (
+        b"ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM cards.pcm.front\n"
+        b"BDB1539 Build signature doesn't match environment\n"
+        b"Cannot open DB environment: BDB0091 DB_VERSION_MISMATCH: Database environment "
+        b"version mismatch\n"
+        b"JackShmReadWritePtr::~JackShmReadWritePtr - Init not done for -1, skipping unlock\n"
+        b"Cannot connect to server socket err = No such file or directory\n"
+        b"jack server is not running or cannot be started\n"
+        b"\n"
+    )
+    with _quiet_stderr():
+        os.write(2, noise)
+        os.write(2, b"another thread's warning\n")
+        os.write(2, noise)
+    assert capfd.readouterr().err == "another thread's warning\n"
