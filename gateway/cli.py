@@ -290,9 +290,22 @@ def format_status(status: dict[str, Any]) -> str:
     ticks = status["ticks"]
     lines = [
         f"{status['gateway']}  up {status['uptime_s']:.0f} s  config {status['config']}",
-        f"engine: {ticks['ticks']} ticks, {ticks['overruns']} overruns, lateness median "
+        f"engine: {ticks['ticks']} ticks ({ticks.get('ticks_per_s', 0):g}/s), "
+        f"{ticks['overruns']} overruns, lateness median "
         f"{ticks['lateness_ms']['median']} ms p99 {ticks['lateness_ms']['p99']} ms",
     ]
+    clock = status.get("audio_clock")
+    if clock:
+        lines.append(
+            f"clock card {clock['card']}: {clock['card_frames']} frames, "
+            f"{clock['card_ticks']} ticked, {clock['timer_ticks']} timer ticks while silent, "
+            f"{clock['repaid']} caught up, {clock['skipped']} skipped"
+        )
+    for radio, audio in (status.get("audio") or {}).items():
+        lines.append(
+            f"  audio {radio}: rx {audio['rx_fifo_ms']:g} ms, tx {audio['tx_fifo_ms']:g} ms "
+            f"queued; {audio['underruns']} underruns, {audio['overruns']} overruns"
+        )
     mqtt = status.get("mqtt")
     if mqtt is not None:
         state = "connected" if mqtt["connected"] else "NOT CONNECTED"

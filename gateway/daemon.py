@@ -479,8 +479,10 @@ class Daemon:
             }
         )
         if self.hardware is not None and self.hardware.sound is not None:
-            # Per sound-card radio: FIFO under/overruns and clock-drift corrections so far.
+            # Per sound-card radio: FIFO under/overruns, clock-drift corrections, FIFO depths;
+            # and the clock card's frames against the engine's ticks.
             snapshot["audio"] = self.hardware.sound.stats()
+            snapshot["audio_clock"] = self.hardware.sound.clock_stats()
         if self.hardware is not None and self.hardware.links is not None:
             # Per network link: packets, drops by cause, concealment, jitter and its target.
             snapshot["links"] = self.hardware.links.stats()

@@ -12,9 +12,10 @@ an overrun when it is more than one frame late, and the loop catches up rather t
 With sound cards, the first input card is the clock (a bank's `pacer`, see
 `gateway.hardware.sound_ports`): a tick is due when that card has delivered a whole frame, and
 the deadline schedule follows it, so the engine never runs ahead of or behind the card it
-listens to and needs no block of margin against it. If the card delivers nothing by half a
-frame after the timer's deadline (lost, stalled), the timer ticks instead, until the card is
-back.
+listens to and needs no block of margin against it. The engine ticks exactly once per frame the
+card delivered, whatever bursts it delivers them in; only when the card has delivered nothing
+for the pacer's stall limit (lost, hung) does the timer tick instead, until the card is back
+(`gateway.hardware.frame_pacer`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -39,16 +41,18 @@ from gateway.engine import PatchEngine
 from gateway.events import Event, EventStamper
 
 if TYPE_CHECKING:
+    from gateway.hardware.frame_pacer import Tick
     from gateway.recorder import CallRecorder
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The tick rate in `status` is measured over this many ticks (10 s at 20 ms frames).
+RATE_TICKS = 500
 # Lateness beyond this many frames is an overrun: the frame's audio could not go out on time.
 OVERRUN_FRAMES = 1.0
 # How long past its timer deadline a tick waits for the clock card before the timer takes over.
-PACER_GRACE_FRAMES = 0.5
 SWITCH_INTERVAL_S = 0.0005
 ENGINE_NICE = -10
 
@@ -62,10 +66,15 @@ class PortBank(Protocol):
 
 
 class FrameClock(Protocol):
-    """A device clock the engine ticks by (a sound card's input)."""
+    """A device clock the engine ticks by (a sound card's input: `FramePacer`)."""
 
-    def wait(self, timeout: float) -> float | None:
-        """The monotonic time the next frame was complete, or None after `timeout` seconds."""
+    def wait(self) -> Tick | None:
+        """Blocks until the next tick is due (a card frame, or the timer while the card is
+        silent); None after `wake`."""
+        ...
+
+    def wake(self) -> None:
+        """Ends a `wait` at once."""
         ...
 
 
@@ -139,10 +148,21 @@ class TickStats:
     port_errors: int = 0
     lateness: _Histogram = field(default_factory=_Histogram)  # start of tick after its deadline
     duration: _Histogram = field(default_factory=_Histogram)  # time spent in the tick
+    # When the last RATE_TICKS ticks ended: the tick rate now (50/s at 20 ms frames; more
+    # would mean the engine ticks faster than its clock, and audio piles up in the FIFOs).
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RATE_TICKS))
+
+    @property
+    def ticks_per_s(self) -> float:
+        recent = list(self.recent)  # a copy: the engine thread appends meanwhile
+        if len(recent) < 2 or recent[-1] <= recent[0]:
+            return 0.0
+        return round((len(recent) - 1) / (recent[-1] - recent[0]), 2)
 
     def summary(self) -> dict[str, Any]:
         return {
             "ticks": self.ticks,
+            "ticks_per_s": self.ticks_per_s,
             "overruns": self.overruns,
             "port_errors": self.port_errors,
             "lateness_ms": self.lateness.summary(),
@@ -214,6 +234,9 @@ class EngineRuntime:
         encoding the last calls may take longer). Returns False if the engine thread did not
         finish in time."""
         self._stop.set()
+        pacer: FrameClock | None = getattr(self._ports, "pacer", None)
+        if pacer is not None:
+            pacer.wake()
         self._thread.join(timeout)
         stopped = not self._thread.is_alive()
         if self.recorder is not None:
@@ -272,15 +295,15 @@ class EngineRuntime:
                 due = start + tick * frame_s
                 pacer: FrameClock | None = getattr(self._ports, "pacer", None)
                 if pacer is not None:
-                    # `wait` returns within half a frame past the deadline at most, so a stop
-                    # is seen as soon as with the timer.
-                    limit = due + PACER_GRACE_FRAMES * frame_s
-                    came = pacer.wait(max(0.0, limit - time.monotonic()))
+                    # One tick per frame the card delivered; the pacer's own timer only when
+                    # the card has been silent for its stall limit. `stop` wakes it.
+                    paced = pacer.wait()
                     if self._stop.is_set():
                         break
-                    if came is not None:  # the card's frame is in: its time is the deadline
-                        due = came
-                        start = came - tick * frame_s
+                    if paced is None:
+                        continue
+                    due = paced.due  # the schedule follows the pacer's
+                    start = due - tick * frame_s
                 else:
                     wait = due - time.monotonic()
                     if wait > 0:
@@ -300,6 +323,7 @@ class EngineRuntime:
                 ended = time.monotonic()
                 self.last_tick = ended
                 self.stats.ticks += 1
+                self.stats.recent.append(ended)
                 self.stats.lateness.add(lateness * 1000)
                 self.stats.duration.add((ended - began) * 1000)
                 tick += 1

@@ -40,6 +40,11 @@ BACKOFF_MAX_S = 30.0
 # Consecutive failed squelch polls before the radio counts as gone (each already had retries).
 MAX_POLL_FAILURES = 3
 UNKEY_TRIES = 3
+# Stop: the session has this long to end once cancelled; the final unkey and the close have
+# their own limits. A stop is over within their sum whatever the radio does.
+STOP_TIMEOUT_S = 1.0
+UNKEY_TIMEOUT_S = 2.0
+CLOSE_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class CatRadio:
         self._online = False
         self._announced_offline = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._driver: CatDriver | None = None
         self.identity = ""
         self.tuned: str | None = None
@@ -109,18 +115,27 @@ class CatRadio:
         self._task = asyncio.ensure_future(self._supervise())
 
     async def stop(self) -> None:
-        """Unkeys (best effort, bounded) and closes the line."""
+        """Unkeys (best effort, bounded) and closes the line, within STOP_TIMEOUT_S plus the
+        unkey's and the close's own limits."""
+        self._stopping = True  # the session and the supervisor end at their next look
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+            if not done:
+                log.error(
+                    "%s: the CAT session did not stop within %.1f s; closing its line anyway",
+                    self.name,
+                    STOP_TIMEOUT_S,
+                )
+            elif not task.cancelled():
+                task.exception()  # retrieved: an ended session is no news at stop
         await self._close_driver(unkey=True)
 
     # ------------------------------------------------------------------ the supervisor
     async def _supervise(self) -> None:
         delay = self._backoff[0]
-        while True:
+        while not self._stopping:
             try:
                 await self._session()
             except CatLinkLost as exc:
@@ -134,6 +149,8 @@ class CatRadio:
                 reason = f"unexpected failure: {exc}"
             else:
                 reason = "session ended"
+            if self._stopping:
+                return
             if self._online:  # a fresh failure: start the backoff over
                 delay = self._backoff[0]
             self._go_offline(reason)
@@ -150,7 +167,7 @@ class CatRadio:
         await self._unkey(driver)  # before anything else: never inherit a keyed transmitter
         self.tuned = None
         failures = 0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             wanted = self._talkgroup
             if wanted is not None and wanted != self.tuned:
@@ -172,8 +189,11 @@ class CatRadio:
                     failures += 1
                     if failures >= MAX_POLL_FAILURES:
                         raise _Offline(f"squelch reads failing: {exc}") from None
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives in the
+            # same loop pass as the wake (gh-86296), and a stop would then never end.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                async with asyncio.timeout(self._poll_s):
+                    await self._wake.wait()
 
     async def _tune(self, driver: CatDriver, talkgroup: str) -> None:
         if talkgroup == "":  # an idle pool radio: left where it is, out of service
@@ -275,7 +295,13 @@ class CatRadio:
             return
         if unkey and self._ptt_applied and driver.is_open:
             with contextlib.suppress(CatError, TimeoutError):
-                await asyncio.wait_for(driver.set_ptt(False), 2.0)
+                async with asyncio.timeout(UNKEY_TIMEOUT_S):
+                    await driver.set_ptt(False)
         self._ptt_applied = False
-        with contextlib.suppress(Exception):
-            await driver.close()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await driver.close()
+        except TimeoutError:
+            log.error("%s: closing the CAT line took over %.1f s; left", self.name, CLOSE_TIMEOUT_S)
+        except Exception:
+            log.debug("%s: closing the CAT line failed", self.name, exc_info=True)

@@ -36,6 +36,7 @@ from gateway.hardware.cat.registry import make_driver
 from gateway.hardware.cat_radio import BACKOFF_MAX_S, BACKOFF_MIN_S, CatRadio
 from gateway.hardware.cm108 import Cm108Error
 from gateway.hardware.cm108_ports import Cm108PortBank
+from gateway.hardware.frame_pacer import FramePacer
 from gateway.hardware.line_ports import LinePortBank
 from gateway.hardware.serial_lines import SerialLinesError
 from gateway.hardware.site_wiring import (
@@ -46,7 +47,6 @@ from gateway.hardware.site_wiring import (
     serial_line_wirings,
 )
 from gateway.hardware.sound_ports import (
-    FramePacer,
     SoundCardAudio,
     SoundCardLost,
     sound_card_radios,

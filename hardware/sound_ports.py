@@ -37,7 +37,6 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +51,7 @@ from gateway.dsp.filters import HighPass
 from gateway.dsp.level import AutoLevel
 from gateway.dsp.resample import StreamingResampler
 from gateway.dsp.vox import Vox
+from gateway.hardware.frame_pacer import FramePacer
 from gateway.hardware.sound_devices import SoundDevice, devices_of, find_device
 
 log = logging.getLogger(__name__)
@@ -65,48 +65,6 @@ FIFO_SECONDS = 1.0
 STALL_S = 2.0
 DRIFT_SMOOTHING_FRAMES = 50.0
 PACED_MARGIN = ENGINE_RATE // 1000  # 1 ms at 8 kHz: the resamplers' rounding, no more
-
-
-class FramePacer:
-    """Frame ticks from a sound card's clock: the card's input callback `feed`s the samples it
-    delivered, and each whole frame's worth makes one tick due; the engine thread `wait`s for
-    the next. Ticks that pile up (the engine was late) are served at once, up to `MAX_BACKLOG`;
-    beyond that the oldest are forgotten (their audio is still in the FIFOs, which drift
-    control trims)."""
-
-    MAX_BACKLOG = 8
-
-    def __init__(self, frame_device_samples: int) -> None:
-        self.frame_device_samples = frame_device_samples
-        self._pending = 0  # samples towards the next tick (the card's thread)
-        self._due: deque[float] = deque(maxlen=self.MAX_BACKLOG)
-        self._ready = threading.Condition(threading.Lock())
-
-    def feed(self, samples: int) -> None:
-        """From the card's callback: `samples` more came in (microseconds, never blocks long)."""
-        self._pending += samples
-        if self._pending < self.frame_device_samples:
-            return
-        now = time.monotonic()
-        with self._ready:
-            while self._pending >= self.frame_device_samples:
-                self._pending -= self.frame_device_samples
-                self._due.append(now)
-            self._ready.notify()
-
-    def wait(self, timeout: float) -> float | None:
-        """The monotonic time the next frame came in, waiting up to `timeout` s for it; None if
-        the card delivered none in that time."""
-        with self._ready:
-            if not self._due and not self._ready.wait_for(lambda: bool(self._due), timeout):
-                return None
-            return self._due.popleft()
-
-    def reset(self) -> None:
-        """After the card was lost: no stale ticks, count afresh."""
-        with self._ready:
-            self._due.clear()
-            self._pending = 0
 
 
 class SoundCardLost(Exception):
@@ -131,6 +89,7 @@ class _Radio:
     out_gain: float = 1.0
     limiter_gain: float = 1.0
     underrun_blocks: int = 0  # output blocks the card wanted before we had them (its thread)
+    paced: bool = False  # its input card is the engine's clock
     in_lost: bool = False  # its input card is gone: it hears silence, nothing is counted
     out_lost: bool = False  # its output card is gone: what it would send is dropped
 
@@ -211,6 +170,9 @@ class SoundCardAudio:
         # The engine's clock: the first input card, once open (None: no card, the timer rules).
         self.pacer: FramePacer | None = None
         self._clock_stream: _Stream | None = None
+        # Frames of the clock card's input the pacer dropped (caught up with timer ticks, or
+        # too far behind): taken out of its radios' FIFOs at the next tick, not heard late.
+        self._skip_frames = 0
 
     # ------------------------------------------------------------------ life cycle
     def open(self) -> None:
@@ -235,7 +197,11 @@ class SoundCardAudio:
         self._inputs, self._outputs = list(inputs.values()), list(outputs.values())
         if self._inputs:
             clock = self._clock_stream = self._inputs[0]
-            self.pacer = FramePacer(round(clock.rate * self.frame / ENGINE_RATE))
+            self.pacer = FramePacer(
+                round(clock.rate * self.frame / ENGINE_RATE),
+                self.frame / ENGINE_RATE,
+                on_skip=self._skip_clock_frames,
+            )
         for radio in self.radios:
             self._prepare(radio, paced=self._on_clock(radio))
         for s in self._outputs:
@@ -298,6 +264,7 @@ class SoundCardAudio:
         `paced`: its input card is the engine's clock."""
         a = _audio(radio.settings)
         block_s = a.block_ms / 1000
+        radio.paced = paced
         radio.in_gain = 10 ** (a.input_gain_db / 20)
         radio.out_gain = 10 ** (a.output_gain_db / 20)
         radio.in_fifo = SampleFifo(round(radio.in_rate * FIFO_SECONDS))
@@ -442,12 +409,18 @@ class SoundCardAudio:
 
         return callback
 
+    def _skip_clock_frames(self, frames: int) -> None:
+        with self._lock:
+            self._skip_frames += frames
+
     # ------------------------------------------------------------------ engine thread
     def receive(self) -> npt.NDArray[np.float32]:
         """One frame per sound-card radio: resampled, drift-corrected, tone-free, levelled.
         Also updates `vox` and `tone` (the wanted CTCSS tone present)."""
         n = len(self.radios)
         raw = np.zeros((n, self.frame), dtype=np.float32)
+        with self._lock:
+            skip, self._skip_frames = self._skip_frames * self.frame, 0
         for r in self.radios:
             if r.in_lost:
                 continue  # silence, and no underruns to count: its port is out of service
@@ -456,6 +429,8 @@ class SoundCardAudio:
             pcm = r.down.process(fresh) if r.down is not None else fresh
             if r.rx8.write(pcm):
                 self.overruns[r.row] += 1
+            if skip and r.paced:  # keep this frame, drop what the pacer did not tick
+                r.rx8.read(min(skip, max(0, r.rx8.level - self.frame)))
             before = r.rx_drift.underruns
             raw[r.row] = r.rx_drift.pull(r.rx8, self.frame)
             self.underruns[r.row] += r.rx_drift.underruns - before
@@ -493,16 +468,38 @@ class SoundCardAudio:
                 if r.out_fifo.write(pcm):
                     self.overruns[r.row] += 1
 
-    def stats(self) -> dict[str, dict[str, int]]:
+    def stats(self) -> dict[str, dict[str, int | float]]:
+        """Per radio: FIFO under/overruns, clock-drift corrections so far, and how much audio
+        its FIFOs hold now (ms): the receive side waiting for a tick, the transmit side waiting
+        for the card. In steady state the transmit FIFO holds about one card block (the target
+        of drift control) and at most one more block and frame while a burst is in flight."""
+        with self._lock:
+            levels = [(r.in_fifo.level, r.out_fifo.level) for r in self.radios]
         return {
             r.name: {
                 "underruns": int(self.underruns[r.row]) + r.underrun_blocks,
                 "overruns": int(self.overruns[r.row]),
                 "rx_drift_corrections": r.rx_drift.drops + r.rx_drift.inserts,
                 "tx_drift_corrections": r.tx_drift.drops + r.tx_drift.inserts,
+                "rx_fifo_ms": _ms(in_level, r.in_rate) + _ms(r.rx8.level, ENGINE_RATE),
+                "tx_fifo_ms": _ms(out_level, r.out_rate),
             }
-            for r in self.radios
+            for r, (in_level, out_level) in zip(self.radios, levels, strict=True)
         }
+
+    def clock_stats(self) -> dict[str, int | str] | None:
+        """What the engine's clock card did (`PacerStats`), or None when the timer rules."""
+        if self.pacer is None or self._clock_stream is None:
+            return None
+        return {
+            "card": self._clock_stream.device.name,
+            **self.pacer.stats.summary(),
+            "backlog": self.pacer.backlog,
+        }
+
+
+def _ms(samples: int, rate: int) -> float:
+    return round(samples * 1000 / rate, 1) if rate else 0.0
 
 
 def sound_card_radios(names: Sequence[str], radios: Mapping[str, Radio]) -> dict[str, Radio]:

@@ -5,6 +5,7 @@ card, at the expected level, with PTT, and without the first agency's CTCSS tone
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,9 +115,22 @@ def test_a_tone_on_radio_a_comes_out_of_radio_b_with_ptt_and_without_the_ctcss(
     ctcss = level_at(middle, 100)
     assert 20 * np.log10(max(ctcss, 1e-9) / 10 ** (-20 / 20)) < -30  # 100 Hz at least 30 dB down
     assert np.abs(out_a).max() < 0.01  # the talker does not hear itself
-    audio = site.status()["audio"]
+    status = site.status()
+    audio = status["audio"]
     assert set(audio) == {"rcmp-1", "usbp-1"}
     assert {"underruns", "overruns", "rx_drift_corrections"} <= set(audio["usbp-1"])
+    # The engine ticks once per frame of its clock card, at 50 a second, and the transmit FIFO
+    # holds about a card block (10 ms) and a frame (20 ms), with PulseAudio's bursts on top:
+    # not a growing backlog of extra ticks. Sampled a few times: a sample falls anywhere in a
+    # burst.
+    clock = status["audio_clock"]
+    assert clock["card_frames"] - clock["card_ticks"] - clock["repaid"] <= 1 + clock["backlog"]
+    assert 45 <= status["ticks"]["ticks_per_s"] <= 55
+    depths = []
+    for _ in range(5):
+        depths.append(site.status()["audio"]["usbp-1"]["tx_fifo_ms"])
+        time.sleep(0.1)
+    assert sorted(depths)[2] <= 60, depths
     assert daemon.stop() == 0
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from gateway.commands import PatchControl
 from gateway.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
 from gateway.events import EventStamper, TickClock
-from gateway.hardware.sound_ports import FramePacer
+from gateway.hardware.frame_pacer import CARD_STALL_S, MAX_BACKLOG, FramePacer
 from gateway.runtime import EngineRuntime
 from gateway.simulated import SimulatedRadios
 
@@ -22,42 +25,209 @@ DEVICE_FRAME = 960  # 20 ms at 48 kHz
 TIMING = PortTiming(tx_delay_ms=0, hang_ms=200, timeout_s=60, rx_inhibit_ms=100)
 
 
+FRAME_S = 0.020
+
+
+class Clock:
+    """Simulated monotonic time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pacer_at(clock: Clock, on_skip: Callable[[int], None] | None = None) -> FramePacer:
+    return FramePacer(DEVICE_FRAME, FRAME_S, on_skip=on_skip, clock=clock)
+
+
+def ticks_by(pacer: FramePacer, now: float) -> list[float | None]:
+    """Every tick `poll` allows at `now`: card frame times, None for timer ticks."""
+    ticks: list[float | None] = []
+    while (tick := pacer.poll(now)) is not None:
+        ticks.append(tick.due if tick.by_card else None)
+    return ticks
+
+
 def test_a_tick_is_due_for_each_whole_frame_the_card_delivers() -> None:
-    pacer = FramePacer(DEVICE_FRAME)
-    assert pacer.wait(0.0) is None
-    pacer.feed(480)
-    assert pacer.wait(0.01) is None  # half a frame is no tick
-    before = time.monotonic()
-    pacer.feed(480)
-    came = pacer.wait(0.0)
-    assert came is not None and before <= came <= time.monotonic()
-    pacer.feed(3 * DEVICE_FRAME + 100)  # a burst: three ticks, served at once
-    assert all(pacer.wait(0.0) is not None for _ in range(3))
-    assert pacer.wait(0.0) is None
-    pacer.feed(DEVICE_FRAME - 100)  # with the 100 left over: one more
-    assert pacer.wait(0.0) is not None
+    pacer = pacer_at(Clock())
+    assert ticks_by(pacer, 0.0) == []
+    pacer.feed(480, now=0.01)
+    assert ticks_by(pacer, 0.01) == []  # half a frame is no tick
+    pacer.feed(480, now=0.02)
+    assert ticks_by(pacer, 0.02) == [0.02]
+    pacer.feed(3 * DEVICE_FRAME + 100, now=0.08)  # a burst: three ticks, served at once
+    assert ticks_by(pacer, 0.08) == [0.08, 0.08, 0.08]
+    pacer.feed(DEVICE_FRAME - 100, now=0.1)  # with the 100 left over: one more
+    assert ticks_by(pacer, 0.1) == [0.1]
+
+
+def test_the_timer_ticks_only_after_the_stall_limit_on_its_own_deadlines() -> None:
+    pacer = pacer_at(Clock())
+    pacer.feed(DEVICE_FRAME, now=0.02)
+    assert ticks_by(pacer, 0.02) == [0.02]
+    stall_at = 0.02 + CARD_STALL_S
+    assert ticks_by(pacer, stall_at - 0.001) == []
+    assert pacer.next_change() == pytest.approx(stall_at)
+    assert ticks_by(pacer, stall_at) == [None]  # one, not the silent half second's worth
+    assert ticks_by(pacer, stall_at + FRAME_S / 2) == []
+    assert pacer.next_change() == pytest.approx(stall_at + FRAME_S)
+    assert ticks_by(pacer, stall_at + 3 * FRAME_S) == [None, None, None]  # a late engine
+    assert pacer.stats.timer_ticks == 4
 
 
 def test_a_late_engine_catches_up_a_bounded_backlog_and_reset_forgets_it() -> None:
-    pacer = FramePacer(DEVICE_FRAME)
-    pacer.feed(20 * DEVICE_FRAME)
-    served = 0
-    while pacer.wait(0.0) is not None:
-        served += 1
-    assert served == FramePacer.MAX_BACKLOG
-    pacer.feed(2 * DEVICE_FRAME + 10)
+    clock = Clock()
+    skipped: list[int] = []
+    pacer = pacer_at(clock, skipped.append)
+    clock.now = 0.1
+    pacer.feed((MAX_BACKLOG + 5) * DEVICE_FRAME, now=0.1)
+    assert len(ticks_by(pacer, 0.1)) == MAX_BACKLOG
+    assert skipped == [5] and pacer.stats.skipped == 5  # their input is dropped too
+    pacer.feed(2 * DEVICE_FRAME + 10, now=0.12)
+    clock.now = 0.12
     pacer.reset()  # the card was lost: nothing stale, and the 10 spare samples are gone
-    assert pacer.wait(0.0) is None
-    pacer.feed(DEVICE_FRAME - 10)
-    assert pacer.wait(0.0) is None
+    assert ticks_by(pacer, 0.12) == []
+    pacer.feed(DEVICE_FRAME - 10, now=0.14)
+    assert ticks_by(pacer, 0.14) == []
 
 
-def test_wait_wakes_when_the_card_delivers() -> None:
-    pacer = FramePacer(DEVICE_FRAME)
+Arrivals = list[tuple[float, int]]  # (time, frames the card delivers then)
+
+
+def deliveries(seconds: float, burst: int = 1, start: float = 0.0) -> Arrivals:
+    """A card delivering `burst` frames at a time, on time on average."""
+    count = round(seconds / FRAME_S / burst)
+    return [(start + (i + 1) * burst * FRAME_S, burst) for i in range(count)]
+
+
+def irregular(seconds: float, seed: int) -> Arrivals:
+    """Callbacks at random gaps (0-150 ms), each with the whole frames come in by then."""
+    rng = np.random.default_rng(seed)
+    out: Arrivals = []
+    t, delivered = 0.0, 0
+    while t < seconds:
+        t += float(rng.uniform(0.0, 0.150))
+        due = int(t / FRAME_S) - delivered
+        if due > 0:
+            out.append((t, due))
+            delivered += due
+    return out
+
+
+@dataclass
+class Run:
+    card_frames: int
+    tick_times: list[float]
+    timer_ticks: int
+    arrivals: Arrivals
+    depth: list[float]  # an output FIFO's depth in frames after each delivery and its ticks
+
+
+def run(arrivals: Arrivals, until: float) -> Run:
+    """The engine loop of `gateway.runtime` on simulated time (1 ms steps) against `arrivals`;
+    an output FIFO gets a frame per tick and the card takes back what it delivered (it plays
+    at the rate it records), so its depth shows what extra ticks would leave behind."""
+    pacer = pacer_at(Clock())
+    pending = sorted(arrivals)
+    tick_times: list[float] = []
+    depth, depths = 0.0, []
+    seen: Arrivals = []  # as the engine saw them: on its 1 ms steps
+    for step in range(round(until * 1000) + 1):
+        now = step / 1000
+        delivered = False
+        while pending and pending[0][0] <= now:
+            _, frames = pending.pop(0)
+            pacer.feed(frames * DEVICE_FRAME, now=now)
+            depth -= frames
+            delivered = True
+            seen.append((now, frames))
+        while pacer.poll(now) is not None:
+            tick_times.append(now)
+            depth += 1
+        if delivered:
+            depths.append(depth)
+    return Run(pacer.stats.card_frames, tick_times, pacer.stats.timer_ticks, seen, depths)
+
+
+def per_second(times: list[float], until: float) -> list[int]:
+    return [sum(1 for t in times if s <= t < s + 1) for s in range(int(until))]
+
+
+def worst_window(result: Run, until: float) -> int:
+    """The largest difference between ticks and frames delivered over any one-second window
+    (sliding in 10 ms steps)."""
+    worst = 0
+    for step in range(int((until - 1.0) * 100) + 1):
+        s = step / 100
+        frames = sum(n for t, n in result.arrivals if s <= t < s + 1)
+        ticks = sum(1 for t in result.tick_times if s <= t < s + 1)
+        worst = max(worst, abs(ticks - frames))
+    return worst
+
+
+@pytest.mark.parametrize("burst", [1, 2, 3, 4])
+def test_bursts_tick_exactly_the_frames_delivered(burst: int) -> None:
+    result = run(deliveries(10.0, burst), until=10.4)
+    assert len(result.tick_times) == result.card_frames
+    assert result.timer_ticks == 0
+    assert worst_window(result, 10.4) == 0
+    # The output FIFO, fed a frame a tick and drained a block at a time, neither grows nor
+    # starves: it holds the block in flight and at most a frame more.
+    assert max(result.depth) <= 1 and min(result.depth) >= -1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_irregular_gaps_tick_exactly_the_frames_delivered(seed: int) -> None:
+    arrivals = irregular(10.0, seed)
+    result = run(arrivals, until=10.4)
+    assert len(result.tick_times) == result.card_frames
+    assert result.timer_ticks == 0
+    assert worst_window(result, 10.4) == 0
+    assert max(result.depth) <= 1 and min(result.depth) >= -1  # no growth
+
+
+def test_a_200_ms_stall_that_catches_up_ticks_the_card_only() -> None:
+    arrivals = [a for a in deliveries(4.0) if not 2.0 < a[0] <= 2.2]
+    arrivals.append((2.2, 10))  # the stalled frames, all at once
+    result = run(arrivals, until=4.4)
+    assert result.card_frames == 200
+    assert len(result.tick_times) == 200 and result.timer_ticks == 0
+
+
+def test_a_longer_stall_is_bridged_by_the_timer_and_not_counted_twice() -> None:
+    # Silent for a whole second, then every frame of it at once and on time again.
+    arrivals = [a for a in deliveries(4.0) if not 1.0 < a[0] <= 2.0]
+    arrivals.append((2.0 + FRAME_S / 2, 50))
+    result = run(arrivals, until=4.4)
+    assert result.card_frames == 200
+    assert 20 <= result.timer_ticks <= 26  # from CARD_STALL_S after the last frame
+    assert abs(len(result.tick_times) - result.card_frames) <= 1
+    assert per_second(result.tick_times, 4)[3] == 50  # and at the card's rate afterwards
+    assert max(result.depth[-20:]) <= 1
+
+
+def test_a_card_that_loses_a_second_is_bridged_and_resumes_at_its_rate() -> None:
+    # Its audio of that second is gone: the timer's ticks stand, nothing is paid back.
+    arrivals = [a for a in deliveries(4.0) if not 1.0 < a[0] <= 2.0]
+    result = run(arrivals, until=4.01)
+    assert 20 <= result.timer_ticks <= 26
+    assert max(per_second(result.tick_times, 4)) <= 50
+    assert len(result.tick_times) - result.card_frames == result.timer_ticks
+
+
+def test_wait_wakes_when_the_card_delivers_or_the_engine_stops() -> None:
+    pacer = FramePacer(DEVICE_FRAME, FRAME_S)
     threading.Timer(0.05, pacer.feed, args=(DEVICE_FRAME,)).start()
     began = time.monotonic()
-    came = pacer.wait(2.0)
-    assert came is not None and 0.03 < came - began < 1.0
+    tick = pacer.wait()
+    assert tick is not None and tick.by_card and 0.03 < tick.due - began < 1.0
+    threading.Timer(0.05, pacer.wake).start()
+    began = time.monotonic()
+    assert pacer.wait() is None
+    assert time.monotonic() - began < CARD_STALL_S
+    assert pacer.stats.timer_ticks == 0
 
 
 class PacedRadios(SimulatedRadios):
@@ -65,7 +235,7 @@ class PacedRadios(SimulatedRadios):
 
     def __init__(self, names: list[str]) -> None:
         super().__init__(names, FRAME)
-        self.pacer = FramePacer(DEVICE_FRAME)
+        self.pacer = FramePacer(DEVICE_FRAME, FRAME_S)
         self.ticks = 0
 
     def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
@@ -109,10 +279,10 @@ def test_the_engine_follows_the_card_clock_and_falls_back_to_its_timer() -> None
         time.sleep(0.3)
         paced = ticks_in(radios, 1.5)
         feeding.clear()  # the card is unplugged: the timer keeps the engine going
-        time.sleep(0.3)
+        time.sleep(CARD_STALL_S + 0.3)
         timed = ticks_in(radios, 1.5)
-        feeding.set()  # back: the card rules again
-        time.sleep(0.3)
+        feeding.set()  # back: the card rules again (and pays back no debt at this rate)
+        time.sleep(CARD_STALL_S + 0.3)
         again = ticks_in(radios, 1.5)
     finally:
         done.set()
