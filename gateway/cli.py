@@ -228,11 +228,9 @@ def cmd_radio(args: argparse.Namespace) -> int:
 
 
 def _socket(args: argparse.Namespace) -> Path:
-    from gateway.daemon import control_socket_path
-
     if args.socket:
         return Path(args.socket)
-    return control_socket_path(load_config(Path(args.config or DEFAULT_CONFIG)))
+    return load_config(Path(args.config or DEFAULT_CONFIG)).gateway.control_socket_path
 
 
 def _ask(args: argparse.Namespace, command: str, **fields: Any) -> dict[str, Any]:

@@ -32,8 +32,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from gateway.command_router import BadRequest, one_line, parse_request
-
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
@@ -384,6 +382,10 @@ class ControlServer:
             buffer += chunk
 
     async def _answer(self, line: bytes, peer: _Peer) -> dict[str, Any]:
+        # Imported by the server only: the CLI's `request` must not load the engine (numpy)
+        # that the command layer brings in.
+        from gateway.command_router import BadRequest, one_line, parse_request
+
         try:
             command, args, request_id = parse_request(line, "request")
         except BadRequest as bad:

@@ -74,10 +74,6 @@ _LIVE_STATE_EVENTS = ("carrier", "ptt")
 _PLAIN_CALL_ENDS = frozenset({"carrier_drop", "timeout", "preempted"})
 
 
-def control_socket_path(cfg: Config) -> Path:
-    return cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
-
-
 def require_supported_ports(cfg: Config) -> None:
     """Refuses, in one sentence, a config that asks for hardware this build cannot drive."""
     if not hardware_ports(cfg) and not has_radio_control(cfg):
@@ -212,7 +208,7 @@ class Daemon:
         gc.freeze()
         await self._save(patch_records(self.runtime.control))
         self.runtime.start()
-        server = ControlServer(control_socket_path(self.cfg), self._handle)
+        server = ControlServer(self.cfg.gateway.control_socket_path, self._handle)
         await server.start()
         loop = self._loop
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -231,7 +227,7 @@ class Daemon:
             self.site.gateway_id,
             ports,
             len(self.site.patches),
-            control_socket_path(self.cfg),
+            self.cfg.gateway.control_socket_path,
         )
         self.notifier.ready(f"{ports} ports, {len(self.runtime.engine.enabled_patches)} patches on")
         try:
