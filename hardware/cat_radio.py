@@ -42,9 +42,10 @@ MAX_POLL_FAILURES = 3
 UNKEY_TRIES = 3
 # Stop: the session has this long to end once cancelled; the final unkey and the close have
 # their own limits. A stop is over within their sum whatever the radio does.
-STOP_TIMEOUT_S = 1.0
-UNKEY_TIMEOUT_S = 2.0
-CLOSE_TIMEOUT_S = 1.0
+STOP_TIMEOUT_S = 0.5
+UNKEY_TIMEOUT_S = 1.0
+CLOSE_TIMEOUT_S = 0.5
+STOP_BOUND_S = STOP_TIMEOUT_S + UNKEY_TIMEOUT_S + CLOSE_TIMEOUT_S
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from gateway.config import Config
 from gateway.hardware.cat.registry import make_driver
-from gateway.hardware.cat_radio import BACKOFF_MAX_S, BACKOFF_MIN_S, CatRadio
+from gateway.hardware.cat_radio import BACKOFF_MAX_S, BACKOFF_MIN_S, STOP_BOUND_S, CatRadio
 from gateway.hardware.cm108 import Cm108Error
 from gateway.hardware.cm108_ports import Cm108PortBank
 from gateway.hardware.frame_pacer import FramePacer
@@ -68,6 +68,24 @@ def unsupported_hardware(cfg: Config) -> list[str]:
         if problem is not None:
             problems.append(problem)
     return problems
+
+
+# Stop: each part of the bank has this long to close; a CAT radio's stop has its own limits
+# inside (`gateway.hardware.cat_radio`), and a margin on their sum here.
+CLOSE_TIMEOUT_S = 1.0
+CAT_STOP_TIMEOUT_S = STOP_BOUND_S + 0.5
+
+
+async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:
+    """Awaits one part of the stop for at most `limit_s`; a part that runs out is named in the
+    log, and a part that fails is logged, without stopping the others."""
+    try:
+        async with asyncio.timeout(limit_s):
+            await step
+    except TimeoutError:
+        log.error("stop: %s did not close within %.1f s; left behind", what, limit_s)
+    except Exception:
+        log.exception("stop: closing %s failed", what)
 
 
 class SiteRadios:
@@ -166,21 +184,36 @@ class SiteRadios:
             cat.start()
 
     async def close(self) -> None:
-        """Unkeys every radio and closes every line (after the engine has stopped)."""
+        """Unkeys every radio and closes every line (after the engine has stopped). Each part
+        has its own time limit; one that runs out is named in the log and left behind, so a
+        hung device never holds up the stop (the engine's last frame already unkeyed the line
+        and CM108 radios, and asked the CAT radios to unkey)."""
         for task in list(self._tasks):
             task.cancel()
         if self.links is not None:  # first: the peers hear PTT off at once
-            await self.links.close()
-        await asyncio.gather(*(cat.stop() for cat in self.cat.values()), return_exceptions=True)
+            await _bounded("the links", self.links.close(), CLOSE_TIMEOUT_S)
+        parts = [
+            _bounded(f"CAT radio {name}", cat.stop(), CAT_STOP_TIMEOUT_S)
+            for name, cat in self.cat.items()
+        ]
         if self._has_lines:
-            await asyncio.to_thread(self.lines.close)
+            parts.append(
+                _bounded("the serial lines", asyncio.to_thread(self.lines.close), CLOSE_TIMEOUT_S)
+            )
         if self.cm108 is not None:
-            try:
-                await asyncio.to_thread(self.cm108.close)
-            except Cm108Error as exc:
-                log.critical("UNKEY FAILED on a CM108, check the radio now: %s", exc)
+            parts.append(
+                _bounded("the CM108 GPIO", asyncio.to_thread(self._close_cm108), CLOSE_TIMEOUT_S)
+            )
+        await asyncio.gather(*parts)
         if self.sound is not None:
-            await asyncio.to_thread(self.sound.close)
+            await _bounded("the sound cards", asyncio.to_thread(self.sound.close), CLOSE_TIMEOUT_S)
+
+    def _close_cm108(self) -> None:
+        assert self.cm108 is not None
+        try:
+            self.cm108.close()
+        except Cm108Error as exc:
+            log.critical("UNKEY FAILED on a CM108, check the radio now: %s", exc)
 
     @property
     def pacer(self) -> FramePacer | None:

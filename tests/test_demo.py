@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from child_lines import ChildLines
 from mqtt_env import Broker, Watcher
 from rich.console import Console
 
@@ -68,11 +69,14 @@ def test_ctrl_c_ends_the_demo_cleanly_and_releases_every_transmitter() -> None:
     try:
         assert proc.stdout is not None
         # Wait until the demo is running (the config's patches are enabled first thing).
-        first = proc.stdout.readline()
-        assert " PATCH " in first
-        time.sleep(1.0)
+        lines = ChildLines(proc.stdout)
+        assert " PATCH " in lines.next(timeout_s=30)
+        time.sleep(1.0)  # a second of traffic
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+        out = lines.rest()
+        assert proc.stderr is not None
+        err = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -87,7 +91,7 @@ def test_sigterm_ends_the_demo_cleanly() -> None:
     )
     try:
         assert proc.stdout is not None
-        proc.stdout.readline()
+        ChildLines(proc.stdout).next(timeout_s=30)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
     finally:

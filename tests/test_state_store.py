@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from child_lines import ChildLines
 
 from gateway.commands import PatchState
 from gateway.state_store import (
@@ -292,7 +293,7 @@ def test_lock_refused_while_another_process_holds_it(tmp_path: Path) -> None:
     holder = python(HOLD_LOCK, str(tmp_path))
     try:
         assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
+        assert ChildLines(holder.stdout).next(timeout_s=30).strip() == "locked"
         with pytest.raises(StateLockedError) as info:
             acquire_lock(tmp_path)
         assert str(info.value) == (
