@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/audio.py [--radios 8] [--seconds 30]
         [--latency-only | --cpu-only] [--clicks 200] [--rounds 8] [--block-ms 10]
-        [--keepalive-ms 10]
+        [--keepalive-ms 10] [--load N]
 
 CPU: `SoundCardAudio` driven as the engine thread does (receive then send, once per 20 ms frame)
 with its card FIFOs fed and drained as 48 kHz (or 44.1 kHz) cards would, without devices: the
@@ -83,8 +83,10 @@ import numpy.typing as npt
 from scipy import signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from audio_env import DISCARD_SINK, KEEPALIVE_LATENCY_MS, AudioEnv, missing_requirements
+from machine import cpu_burners, describe
 from test_daemon import Daemon, Site
 
 from gateway.config.models import AudioSettings, Radio
@@ -666,15 +668,20 @@ def main() -> int:
         help=f"null sinks' keep-alive latency (default {KEEPALIVE_MS}; AudioEnv's is "
         f"{KEEPALIVE_LATENCY_MS})",
     )
+    parser.add_argument(
+        "--load", type=int, default=0, metavar="N", help="N CPU-burning processes beside it"
+    )
     args = parser.parse_args()
     if args.clicks < 1 or args.rounds < 1:
         parser.error("--clicks and --rounds must be at least 1")
-    if not args.latency_only:
-        run_cpu(args.radios, args.seconds)
-    if not args.latency_only and not args.cpu_only:
-        print()
-    if not args.cpu_only:
-        run_latency(args.clicks, args.rounds, args.block_ms, args.keepalive_ms)
+    with cpu_burners(args.load):
+        print(describe(args.load))
+        if not args.latency_only:
+            run_cpu(args.radios, args.seconds)
+        if not args.latency_only and not args.cpu_only:
+            print()
+        if not args.cpu_only:
+            run_latency(args.clicks, args.rounds, args.block_ms, args.keepalive_ms)
     return 0
 
 

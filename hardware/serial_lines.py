@@ -45,15 +45,16 @@ InputLine = Literal["cts", "dsr", "dcd", "ri"]
 OUTPUT_LINES: tuple[OutputLine, ...] = ("rts", "dtr")
 INPUT_LINES: tuple[InputLine, ...] = ("cts", "dsr", "dcd", "ri")
 
-# A 5 ms poll sees a change within 5 ms (10 ms with scheduling slack), a quarter of a 20 ms
-# frame; 4 ioctls per poll cost nothing measurable.
-DEFAULT_POLL_S = 0.005
+# A 2.5 ms poll sees a change within 2.5 ms, an eighth of a 20 ms frame: with the 5 ms debounce
+# and up to one 20 ms tick, COS to PTT stays within 30 ms at the 95th percentile (bench/serial.py:
+# 28 ms; a 5 ms poll gave 31 ms). A port's poll thread costs 1.7 % of a core (1.4 % at 5 ms).
+DEFAULT_POLL_S = 0.0025
 # Debounce: a level must hold this long before it counts. It rejects contact bounce of relay
 # COS outputs and spikes that RF or a keying transmitter induce on long unshielded COS wires,
 # each of which would otherwise start a call (and key every transmitter in the patch). The
 # price is latency: a real change is reported debounce_s (+ up to one poll) late. 5 ms rejects
 # relay bounce (1-3 ms) and keeps COS-to-PTT through the engine within 30 ms at the 95th
-# percentile (bench/serial.py: 10 ms gave 33 ms); the report carries the time the change was
+# percentile (bench/serial.py: 10 ms gave 32 ms); the report carries the time the change was
 # first seen, so the engine's timing is not skewed by it.
 DEFAULT_DEBOUNCE_S = 0.005
 DEFAULT_BAUD = 9600
