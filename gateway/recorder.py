@@ -39,6 +39,7 @@ import warnings
 import wave
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -180,6 +181,9 @@ class _Writer:
         self.problems = problems
         self.stats = stats
         self.recordings: dict[str, _Recording] = {}
+        # Inline recorders (simulate) encode after the run, in parallel: `encode_deferred`.
+        self.defer_encoding = False
+        self.deferred: list[_Recording] = []
         # Calls whose file could not be created, until their end is handled: the engine thread
         # reads it (GIL-atomic membership) to report `recording: null`.
         self.unopened: set[str] = set()
@@ -241,12 +245,33 @@ class _Writer:
         self._close(rec)
         if self.fmt == "wav":
             return
+        if self.defer_encoding and not rec.failed:
+            self.deferred.append(rec)
+            return
         try:
             if not rec.failed:
                 self._encode(rec)
         finally:
             with contextlib.suppress(OSError):
                 rec.wav_path.unlink(missing_ok=True)
+
+    def encode_deferred(self, workers: int) -> int:
+        """Encodes the recordings `defer_encoding` kept as WAV, `workers` ffmpeg children at a
+        time; failures are reported in the order the calls ended, as inline encoding would.
+        Returns how many were encoded."""
+        recs, self.deferred = self.deferred, []
+        if not recs:
+            return 0
+        with contextlib.suppress(Exception):  # imported once here: its warning filter is global
+            _audio_segment()
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            failures = list(pool.map(self._encode_file, recs))
+        for rec, failure in zip(recs, failures, strict=True):
+            with contextlib.suppress(OSError):
+                rec.wav_path.unlink(missing_ok=True)
+            if failure is not None:
+                self._fail(rec, failure)
+        return len(recs)
 
     def _flush(self, rec: _Recording) -> None:
         if rec.wav is None or rec.failed or not rec.pending:
@@ -267,6 +292,13 @@ class _Writer:
             self._fail(rec, f"closing {rec.wav_path} failed: {_reason(exc)}")
 
     def _encode(self, rec: _Recording) -> None:
+        failure = self._encode_file(rec)
+        if failure is not None:
+            self._fail(rec, failure)
+
+    def _encode_file(self, rec: _Recording) -> str | None:
+        """Encodes one call's WAV into its format; the failure, in one line, or None. Touches
+        nothing but the call's own files (it runs on several threads at once)."""
         # Encoded beside the final name, then renamed: a file under the final name is complete.
         part = rec.path.with_name(rec.path.name + ".part")
         try:
@@ -275,9 +307,10 @@ class _Writer:
             part.replace(rec.path)
         except Exception as exc:  # pydub raises its own errors (ffmpeg's output), or OSError
             log.debug("recorder: encoding %s: %s", rec.path, exc)
-            self._fail(rec, f"encoding {rec.path} failed: {_reason(exc)}")
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)
+            return f"encoding {rec.path} failed: {_reason(exc)}"
+        return None
 
     def _fail(self, rec: _Recording, detail: str) -> None:
         """First failure of a call: logged and raised as an alarm; the call records no more."""
@@ -353,7 +386,9 @@ class CallRecorder:
     Engine thread: `on_events` (before stamping: it fills `recording` of `call_end`), `on_tick`
     (after the tick, with the rx frames the engine was given) and `take_alarms`. Around them,
     `start` and `close` (or `with`). `threaded=False` does the disk work inline instead, for
-    `crosspatch simulate`, whose outputs must be the same on every run.
+    `crosspatch simulate`, whose outputs must be the same on every run; with `encode_workers`
+    it keeps WAV files during the run and encodes them at `close`, that many at a time, so
+    ffmpeg does not slow the run down.
     """
 
     def __init__(
@@ -363,6 +398,7 @@ class CallRecorder:
         *,
         keep_days: int | None = None,
         threaded: bool = True,
+        encode_workers: int = 0,
     ) -> None:
         self.directory = Path(directory)
         self.format: RecordingFormat = fmt
@@ -371,6 +407,9 @@ class CallRecorder:
         self._problems: deque[tuple[str | None, str]] = deque()
         self._writer = _Writer(self.directory, fmt, keep_days, self._problems, self.stats)
         self._threaded = threaded
+        # Inline only: keep WAV during the run and encode at `close`, this many at a time.
+        self._encode_workers = encode_workers
+        self._writer.defer_encoding = not threaded and encode_workers > 0
         # Unbounded as a queue, bounded in effect: audio is refused past MAX_BACKLOG_S (see
         # on_tick); starts and ends are few and never refused (a lost end would leave a file
         # open for good).
@@ -414,6 +453,7 @@ class CallRecorder:
             while not self._queue.empty():
                 self._writer.handle(self._queue.get_nowait())
             self._writer.finish_all()
+            self._writer.encode_deferred(self._encode_workers)
             return True
         self._queue.put(_Stop())
         self._thread.join(timeout)

@@ -12,6 +12,7 @@ machine allows. Outputs, byte-identical for the same inputs:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ class SimulationError(Exception):
 @dataclass(frozen=True)
 class SimulationSummary:
     simulated_s: float
-    wall_s: float
+    wall_s: float  # the run itself
+    encode_s: float  # recordings encoded after it
+    recordings: int
     events: int
     calls: int
     refused_commands: int
@@ -58,10 +61,15 @@ class SimulationSummary:
 
     def describe(self) -> str:
         refused = f", {self.refused_commands} commands refused" if self.refused_commands else ""
+        recorded = (
+            f"; {self.recordings} recordings written in {self.encode_s:.2f} s more"
+            if self.recordings
+            else ""
+        )
         return (
             f"simulated {self.simulated_s:g} s in {self.wall_s:.2f} s ({self.speed:.0f}x real "
             f"time): {self.calls} calls, {self.events} events{refused} -> "
-            f"{self.out_dir / 'events.jsonl'}, {self.out_dir / 'tx'}/*.wav"
+            f"{self.out_dir / 'events.jsonl'}, {self.out_dir / 'tx'}/*.wav{recorded}"
         )
 
 
@@ -184,13 +192,20 @@ def run_simulation(
         if recorder is not None:
             recorder.on_events(last)
         out.events(last)
+        ran_s = time.perf_counter() - started
+        if recorder is not None:
+            # Encoded after the run, in parallel: ffmpeg must not set the dry run's pace.
+            recorder.close()
+            out.events(recorder.take_alarms(engine))  # at the end time, in call order
     finally:
         if recorder is not None:
             recorder.close()
         out.close()
     return SimulationSummary(
         simulated_s=total_ticks * site.frame_ms / 1000,
-        wall_s=time.perf_counter() - started,
+        wall_s=ran_s,
+        encode_s=time.perf_counter() - started - ran_s,
+        recordings=recorder.stats.calls if recorder is not None else 0,
         events=out.count,
         calls=out.calls,
         refused_commands=refused,
@@ -200,7 +215,8 @@ def run_simulation(
 
 def _recorder(cfg: Config, out_dir: Path) -> CallRecorder | None:
     """Recordings of a dry run go into OUT, written inline: no thread, so the same inputs give
-    the same events (a failure's alarm at the same tick) on every run."""
+    the same events (a failure's alarm at the same tick) on every run. Formats other than WAV
+    are encoded after the run, in parallel; their failures are alarms at the end."""
     if cfg.recording is None:
         return None
     directory = out_dir / RECORDINGS_DIR
@@ -210,7 +226,9 @@ def _recorder(cfg: Config, out_dir: Path) -> CallRecorder | None:
     for day in directory.glob("*"):
         if day.is_dir() and not any(day.iterdir()):
             day.rmdir()
-    recorder = CallRecorder(directory, cfg.recording.format, threaded=False)
+    recorder = CallRecorder(
+        directory, cfg.recording.format, threaded=False, encode_workers=os.cpu_count() or 1
+    )
     recorder.start()
     return recorder
 

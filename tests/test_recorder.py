@@ -280,3 +280,36 @@ def test_simulate_records_calls_into_its_out_dir(tmp_path: Path) -> None:
     assert samples.size == round(end["duration_s"] * RATE) == 2 * RATE
     np.testing.assert_array_equal(samples, to_pcm16(tone(1000.0, 2.0, -12.0)))
     assert [p.name for p in (out / "recordings" / DAY).iterdir()] == [path.name]
+
+
+SCENARIO_TWO_CALLS = """\
+start: "2026-01-01T00:00:00Z"
+duration_s: 8
+events:
+  - {at: 1.0, port: rcmp-1, receive: {tone_hz: 1000, level_dbfs: -12, seconds: 2}}
+  - {at: 5.0, port: usbp-1, receive: {tone_hz: 1000, level_dbfs: -12, seconds: 1}}
+"""
+
+
+def test_simulate_encodes_after_the_run_and_reports_a_failed_file_as_an_alarm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, scenario = tmp_path / "site.yaml", tmp_path / "scenario.yaml"
+    config.write_text(SITE.replace("format: wav", "format: opus"))
+    scenario.write_text(SCENARIO_TWO_CALLS)
+    out = tmp_path / "out"
+    day = out / "recordings" / DAY
+    blocked = day / "peace-arch-20260101T000005.000Z-usbp-1.opus"
+    blocked.mkdir(parents=True)  # the second call's file cannot be put in place
+    assert run(["simulate", str(config), str(scenario), "--out", str(out)]) == 0
+    assert "2 recordings written in" in capsys.readouterr().out
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    ends = [e for e in events if e["type"] == "call_end"]
+    first = Path(ends[0]["recording"])
+    assert first == day / "peace-arch-20260101T000001.000Z-rcmp-1.opus"
+    assert decode(first).duration_seconds == pytest.approx(ends[0]["duration_s"], abs=0.05)
+    # The failure is the last event: an alarm naming the file, after the run's shutdown.
+    assert events[-1]["type"] == "alarm" and events[-1]["kind"] == "recording_failed"
+    assert str(blocked) in events[-1]["detail"] and events[-1]["port"] == "usbp-1"
+    # Nothing temporary is left: the two recordings' places only.
+    assert sorted(p.name for p in day.iterdir()) == sorted([first.name, blocked.name])
