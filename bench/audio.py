@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/audio.py [--radios 8] [--seconds 30]
         [--latency-only | --cpu-only] [--clicks 200] [--rounds 8] [--block-ms 10]
-        [--keepalive-ms 10] [--load N]
+        [--keepalive-ms 10] [--load N] [--soak-s 300]
 
 CPU: `SoundCardAudio` driven as the engine thread does (receive then send, once per 20 ms frame)
 with its card FIFOs fed and drained as 48 kHz (or 44.1 kHz) cards would, without devices: the
@@ -58,6 +58,14 @@ would depend on where start-up left them; with this one they behave as in speech
 The first burst of a segment comes 0.8 s after the switch, the last leaves 0.4 s before the
 next.
 
+Soak (--soak-s S): one run of at least S seconds (take 300 or more) in which the two paths take
+turns as above, without restarting anything; the gateway's added latency is printed minute by
+minute. Target: the last minute within 10 ms of the first (the engine ticks once per frame of
+its clock card, so nothing piles up in the FIFOs however the cards bunch their blocks).
+
+--load N runs N CPU-burning processes beside everything (the cards, PulseAudio and both paths
+see the same load); the first line says the machine and the load.
+
 --keepalive-ms sets the latency of the loopback that keeps each null sink rendering in short
 blocks. AudioEnv's 50 ms quantises both paths' latencies to 10 ms steps here; the bench's 10 ms
 gives finer and steadier figures, at twice PulseAudio's CPU. The machine is shared: the figures
@@ -67,6 +75,7 @@ are noisy, but (a) and (b) always see the same load.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -644,6 +653,65 @@ def run_latency(clicks: int, rounds: int, block_ms: int, keepalive_ms: int) -> b
     return met
 
 
+def segment_medians(values: list[float | None], per_segment: int) -> list[float | None]:
+    """The median latency of each segment's bursts (None: the segment found none)."""
+    medians: list[float | None] = []
+    for start in range(0, len(values), per_segment):
+        good = [v for v in values[start : start + per_segment] if v is not None]
+        medians.append(statistics.median(good) if good else None)
+    return medians
+
+
+def run_soak(seconds: float, block_ms: int, keepalive_ms: int) -> bool:
+    """One long round, the two paths taking turns, and the gateway's added latency minute by
+    minute: it must not drift (the last minute within 10 ms of the first)."""
+    per_segment = 20
+    segment_s = LEAD_S + per_segment * statistics.mean(SPACING_S) + TAIL_S
+    pairs = max(2, math.ceil(seconds / (2 * segment_s)))
+    print(
+        f"soak, radio A's card to radio B's card for {2 * pairs * segment_s / 60:.1f} min in one "
+        f"run: {RATE} Hz, {block_ms} ms card blocks, keep-alive {keepalive_ms} ms",
+        flush=True,
+    )
+    rng = np.random.default_rng(2)
+    with audio_env(keepalive_ms) as env, tempfile.TemporaryDirectory() as tmp:
+        for attempt in range(3):
+            folder = Path(tmp) / f"soak{attempt}"
+            folder.mkdir()
+            result = run_round(env, folder, [BARE, GATEWAY] * pairs, per_segment, block_ms, rng)
+            if not result.meter_xruns:
+                break
+            print("  the meter lost samples, again", file=sys.stderr)
+        else:
+            print("every attempt lost samples in the meter: no figure")
+            return False
+    bare = segment_medians(result.found.get(BARE, []), per_segment)
+    gateway = segment_medians(result.found.get(GATEWAY, []), per_segment)
+    rows: dict[int, list[tuple[float, float]]] = {}
+    for k, (b, g) in enumerate(zip(bare, gateway, strict=False)):
+        if b is not None and g is not None:
+            rows.setdefault(int(k * 2 * segment_s // 60), []).append((b, g))
+    print(f"{'minute':>6} {'(a) ms':>8} {'(b) ms':>8} {'(b)-(a) ms':>11}")
+    added: dict[int, float] = {}
+    for minute, pairs_in in sorted(rows.items()):
+        a = statistics.median(b for b, _ in pairs_in)
+        g = statistics.median(g for _, g in pairs_in)
+        added[minute] = statistics.median(g - b for b, g in pairs_in)
+        print(f"{minute + 1:>6} {a:>8.1f} {g:>8.1f} {added[minute]:>+11.1f}")
+    stats = ", ".join(f"{key} {value}" for key, value in result.gateway_stats.items())
+    print(f"gateway's cards over the run (both radios): {stats}")
+    if len(added) < 2:
+        print("too short to tell a drift")
+        return False
+    first, last = added[min(added)], added[max(added)]
+    met = abs(last - first) <= 10.0
+    print(
+        f"target: the last minute within 10 ms of the first: {'met' if met else 'NOT met'} "
+        f"({first:+.1f} ms, then {last:+.1f} ms)"
+    )
+    return met
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--radios", type=int, default=8, help="radios in the CPU table's 2nd row")
@@ -671,6 +739,13 @@ def main() -> int:
     parser.add_argument(
         "--load", type=int, default=0, metavar="N", help="N CPU-burning processes beside it"
     )
+    parser.add_argument(
+        "--soak-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="also one run of S seconds (300 or more) to show the latency does not drift",
+    )
     args = parser.parse_args()
     if args.clicks < 1 or args.rounds < 1:
         parser.error("--clicks and --rounds must be at least 1")
@@ -682,6 +757,9 @@ def main() -> int:
             print()
         if not args.cpu_only:
             run_latency(args.clicks, args.rounds, args.block_ms, args.keepalive_ms)
+        if args.soak_s > 0:
+            print()
+            run_soak(args.soak_s, args.block_ms, args.keepalive_ms)
     return 0
 
 
