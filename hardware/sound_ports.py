@@ -64,6 +64,10 @@ FIFO_SECONDS = 1.0
 # the default 20 ms) that a loaded machine's scheduling never trips it.
 STALL_S = 2.0
 DRIFT_SMOOTHING_FRAMES = 50.0
+# A FIFO whose level, averaged over a second, is this far over its target is cut back at once:
+# its card stalled and went on without catching up (see `DriftCorrector.catch_up`). Well above
+# what a busy machine's bursts add to the average (40-60 ms seen here).
+RESYNC_SAMPLES = ENGINE_RATE * 120 // 1000
 PACED_MARGIN = ENGINE_RATE // 1000  # 1 ms at 8 kHz: the resamplers' rounding, no more
 
 
@@ -279,13 +283,17 @@ class SoundCardAudio:
         # of a block or more, while 200 ppm of drift is one sample in 0.6 s.
         tolerance = max(8, block8 // 2)
         radio.rx_drift = DriftCorrector(
-            self.frame + rx_margin, tolerance, smoothing_frames=DRIFT_SMOOTHING_FRAMES
+            self.frame + rx_margin,
+            tolerance,
+            smoothing_frames=DRIFT_SMOOTHING_FRAMES,
+            resync_samples=RESYNC_SAMPLES,
         )
         out_target = round(radio.out_rate * block_s)
         radio.tx_drift = DriftCorrector(
             round(out_target * ENGINE_RATE / radio.out_rate),
             tolerance,
             smoothing_frames=DRIFT_SMOOTHING_FRAMES,
+            resync_samples=RESYNC_SAMPLES,
         )
         if radio.in_rate != ENGINE_RATE:
             radio.down = StreamingResampler(radio.in_rate, ENGINE_RATE, minimum_phase=True)
@@ -463,10 +471,19 @@ class SoundCardAudio:
                 x = x[:-1]  # the card is slower than our clock: one sample fewer
             elif step < 0:
                 x = np.append(x, x[-1])  # faster: one sample more
+            behind = r.tx_drift.catch_up(level8)  # the card stalled and did not catch up
             pcm = r.up.process(x) if r.up is not None else x
             with self._lock:
+                if behind:
+                    r.out_fifo.skip(round(behind * r.out_rate / ENGINE_RATE))
                 if r.out_fifo.write(pcm):
                     self.overruns[r.row] += 1
+            if behind:
+                log.warning(
+                    "%s: its card fell %.0f ms behind (it stalled): dropped to keep up",
+                    r.name,
+                    behind * 1000 / ENGINE_RATE,
+                )
 
     def stats(self) -> dict[str, dict[str, int | float]]:
         """Per radio: FIFO under/overruns, clock-drift corrections so far, and how much audio
@@ -481,6 +498,8 @@ class SoundCardAudio:
                 "overruns": int(self.overruns[r.row]),
                 "rx_drift_corrections": r.rx_drift.drops + r.rx_drift.inserts,
                 "tx_drift_corrections": r.tx_drift.drops + r.tx_drift.inserts,
+                "rx_resyncs": r.rx_drift.resyncs,
+                "tx_resyncs": r.tx_drift.resyncs,
                 "rx_fifo_ms": _ms(in_level, r.in_rate) + _ms(r.rx8.level, ENGINE_RATE),
                 "tx_fifo_ms": _ms(out_level, r.out_rate),
             }

@@ -77,6 +77,7 @@ ORPHAN_SINK = "audio_env_orphan"  # default sink: where streams of a removed sin
 DISCARD_SINK = "audio_env_discard"  # where the keep-alive loopbacks play
 KEEPALIVE_LATENCY_MS = 50
 FRAMES_PER_BUFFER = 480  # 10 ms at 48 kHz
+PLAY_BUFFER_S = 0.05  # what `play` keeps in hand against a late scheduler
 _SINK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _PR_SET_PDEATHSIG = 1
 
@@ -515,14 +516,16 @@ class AudioEnv:
     def play(self, pcm: str, samples: npt.ArrayLike, rate: int) -> None:
         """Plays float samples (frames, or frames x channels) to a PCM and waits until done.
 
-        0.1 s of silence follows the samples: stopping a PortAudio stream on the pulse plugin
+        0.2 s of silence follows the samples: stopping a PortAudio stream on the pulse plugin
         can drop what is still buffered (seen: the last ~25 ms, with a 10 ms keep-alive).
+        The stream keeps PLAY_BUFFER_S in hand: on a busy machine this process is not scheduled
+        every 10 ms, and a player that underruns plays gaps the gateway would be blamed for.
         """
         import pyaudio
 
         data = np.ascontiguousarray(samples, dtype=np.float32)
         channels = 1 if data.ndim == 1 else data.shape[1]
-        tail = np.zeros((rate // 10, channels) if data.ndim > 1 else rate // 10, np.float32)
+        tail = np.zeros((rate // 5, channels) if data.ndim > 1 else rate // 5, np.float32)
         data = np.concatenate([data, tail])
         with open_portaudio() as audio:
             stream = audio.open(
@@ -531,7 +534,7 @@ class AudioEnv:
                 format=pyaudio.paFloat32,
                 output=True,
                 output_device_index=_device_index(audio, pcm, "output"),
-                frames_per_buffer=FRAMES_PER_BUFFER,
+                frames_per_buffer=round(rate * PLAY_BUFFER_S),
             )
             try:
                 stream.write(data.tobytes())

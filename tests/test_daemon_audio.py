@@ -120,9 +120,10 @@ def test_a_tone_on_radio_a_comes_out_of_radio_b_with_ptt_and_without_the_ctcss(
     assert set(audio) == {"rcmp-1", "usbp-1"}
     assert {"underruns", "overruns", "rx_drift_corrections"} <= set(audio["usbp-1"])
     # The engine ticks once per frame of its clock card, at 50 a second, and the transmit FIFO
-    # holds about a card block (10 ms) and a frame (20 ms), with PulseAudio's bursts on top:
-    # not a growing backlog of extra ticks. Sampled a few times: a sample falls anywhere in a
-    # burst.
+    # holds about a card block (10 ms) and a frame (20 ms) with PulseAudio's bursts on top, and
+    # never more than the 120 ms at which a card that stalled is caught up with: not the second
+    # of backlog a stalled card or extra ticks left behind. Sampled a few times: a sample falls
+    # anywhere in a burst.
     clock = status["audio_clock"]
     assert clock["card_frames"] - clock["card_ticks"] - clock["repaid"] <= 1 + clock["backlog"]
     assert 45 <= status["ticks"]["ticks_per_s"] <= 55
@@ -130,7 +131,7 @@ def test_a_tone_on_radio_a_comes_out_of_radio_b_with_ptt_and_without_the_ctcss(
     for _ in range(5):
         depths.append(site.status()["audio"]["usbp-1"]["tx_fifo_ms"])
         time.sleep(0.1)
-    assert sorted(depths)[2] <= 60, depths
+    assert sorted(depths)[2] <= 120 + 40, depths
     assert daemon.stop() == 0
 
 

@@ -70,6 +70,18 @@ def level_at(x: Samples, hz: float) -> float:
     return float(np.sqrt(2 * power))
 
 
+def present_level_at(x: Samples, hz: float) -> tuple[float, float]:
+    """(amplitude of the sine at `hz`, fraction of x it is present in), over the 10 ms blocks
+    that carry it: on a busy machine the test's own player can underrun and leave gaps, which
+    are no loss of level in the gateway (the fraction says how much of it came through)."""
+    blocks = x[: x.size // 480 * 480].reshape(-1, 480).astype(np.float64)
+    rms = np.sqrt(np.mean(np.square(blocks), axis=1))
+    present = blocks[rms > 0.01]
+    if not present.size:
+        return 0.0, 0.0
+    return level_at(present.reshape(-1), hz), present.shape[0] / blocks.shape[0]
+
+
 def dbfs(amplitude: float) -> float:
     return float(20 * np.log10(max(amplitude, 1e-9)))
 
@@ -145,7 +157,9 @@ def check_crossing(
         f"(peak there {np.abs(heard).max():.4f}, on the other channel {np.abs(quiet).max():.4f})"
     )
     middle = heard[loud[0] + RATE // 2 : loud[0] + 3 * RATE // 2]
-    assert dbfs(level_at(middle, hz)) == pytest.approx(LEVEL_DBFS, abs=1.5)
+    level, present = present_level_at(middle, hz)
+    assert present >= 0.8, f"the tone was there for {present:.0%} of the middle second"
+    assert dbfs(level) == pytest.approx(LEVEL_DBFS, abs=1.5)
     # The talker's transmit channel stays silent: a stereo card's columns are not mixed.
     assert np.abs(quiet).max() < 1e-3, (
         f"{talker_port}'s transmit channel {talker_channel} carries "

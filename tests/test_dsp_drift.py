@@ -151,3 +151,38 @@ def test_corrector_primes_and_reprimes_after_the_source_stops() -> None:
     out = corrector.pull(fifo, FRAME)  # 20 samples were left
     assert out[:20].all() and not out[20:].any()
     assert corrector.underruns == 1 and not corrector.started
+
+
+def test_a_source_that_piles_up_a_second_is_cut_back_at_once_and_a_burst_is_not() -> None:
+    frame, target = 160, 240
+    corrector = DriftCorrector(
+        target, 40, smoothing_frames=50, resync_samples=960
+    )  # 120 ms at 8 kHz
+    fifo = SampleFifo(16000)
+    tone = (0.3 * np.sin(np.arange(frame) * 0.3)).astype(np.float32)
+
+    def run(frames: int, extra: int = 0) -> int:
+        """Feeds a frame per pulled frame (plus `extra` samples once); the highest level seen."""
+        fifo.write(np.zeros(extra, np.float32))
+        highest = 0
+        for _ in range(frames):
+            fifo.write(tone)
+            corrector.pull(fifo, frame)
+            highest = max(highest, fifo.level)
+        return highest
+
+    run(100, extra=target)  # settled at the target
+    assert abs(fifo.level - target) <= frame
+    # A burst of 100 ms that the consumer takes back within a few frames: no resync.
+    fifo.write(np.zeros(800, np.float32))
+    for _ in range(4):
+        corrector.pull(fifo, frame)
+        corrector.pull(fifo, frame)
+        fifo.write(tone)
+    run(50)
+    assert corrector.resyncs == 0
+    # A second piled up for good (the card stalled and went on): back near the target within
+    # a fifth of a second, in one cut, not six minutes of one sample a frame.
+    run(10, extra=8000)
+    assert corrector.resyncs == 1 and corrector.resynced_samples > 7000
+    assert fifo.level <= target + frame

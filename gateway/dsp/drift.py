@@ -118,6 +118,7 @@ class DriftCorrector:
         silence_dbfs: float = -50.0,
         crossfade_samples: int = 32,
         smoothing_frames: float = 10.0,
+        resync_samples: int | None = None,
     ) -> None:
         if target_samples <= 0 or tolerance_samples <= 0 or crossfade_samples <= 0:
             raise ValueError("target, tolerance and crossfade must be positive")
@@ -132,6 +133,10 @@ class DriftCorrector:
         self.inserts = 0
         self.underruns = 0
         self.loud_corrections = 0  # corrections that could not wait for a quiet frame
+        # Beyond this excess, averaged, the FIFO is cut back to target at once (`catch_up`).
+        self.resync = resync_samples
+        self.resyncs = 0
+        self.resynced_samples = 0
         self._ramps: dict[int, Float64Array] = {}
 
     @property
@@ -157,6 +162,22 @@ class DriftCorrector:
         self.inserts += step < 0
         return step
 
+    def catch_up(self, level: int) -> int:
+        """Samples to drop at once from a FIFO at `level`: all beyond target, when the averaged
+        level has been more than `resync_samples` over it. One sample a frame takes back 6 ms a
+        second; a card that stalled without catching up (a busy machine: the sound server
+        underran and went on) leaves up to a second of audio behind, which would otherwise be
+        heard that late for minutes. A burst in flight passes: the average barely moves."""
+        if self.resync is None or self._smoothed is None:
+            return 0
+        if self._smoothed - self.target <= self.resync or level <= self.target:
+            return 0
+        excess = level - self.target
+        self._smoothed = float(self.target)
+        self.resyncs += 1
+        self.resynced_samples += excess
+        return excess
+
     def pull(self, fifo: SampleFifo, n: int) -> Float32Array:
         """The next n output samples from `fifo`, with drift correction."""
         if not self.started:
@@ -164,6 +185,7 @@ class DriftCorrector:
                 return np.zeros(n, dtype=np.float32)
             self.started = True
             self._smoothed = None
+        fifo.skip(self.catch_up(fifo.level))
         ahead = fifo.peek(n + 1)
         if ahead.size < n:  # the source stopped or stalled: play what is left, then re-prime
             fifo.read(n)
