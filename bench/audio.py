@@ -449,7 +449,8 @@ class Gateway:
         radios: dict[str, dict[str, int]] = self.site.status()["audio"]
         for stats in radios.values():
             for key, value in stats.items():
-                totals[key] = totals.get(key, 0) + value
+                if not key.endswith("_ms"):  # FIFO depths are levels, not counters
+                    totals[key] = totals.get(key, 0) + value
         return totals
 
     def close(self) -> None:
