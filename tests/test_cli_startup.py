@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,21 @@ from gateway.cli import run
 code = run(sys.argv[1:])
 print(json.dumps({{"code": code, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
 """
+
+
+def probe(args: list[str]) -> tuple[dict[str, Any], str]:
+    """Runs the CLI with `args` in a fresh interpreter: (its exit code and the heavy modules it
+    loaded, its stderr)."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -35,29 +51,12 @@ print(json.dumps({{"code": code, "heavy": [m for m in {HEAVY!r} if m in sys.modu
 )
 def test_thin_clients_load_no_engine_nor_dsp(args: list[str], tmp_path: Path) -> None:
     # No daemon listens: the command fails in one line, having loaded only what it needs.
-    socket = tmp_path / "control.sock"
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args, "--socket", str(socket)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["code"] == 1, result.stderr
-    assert "no crosspatch daemon is listening" in result.stderr
+    report, stderr = probe([*args, "--socket", str(tmp_path / "control.sock")])
+    assert report["code"] == 1, stderr
+    assert "no crosspatch daemon is listening" in stderr
     assert report["heavy"] == []
 
 
 def test_thin_client_with_a_config_loads_no_engine_nor_dsp() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, "status", "--config", str(ROOT / "config" / "demo.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["code"] == 1 and report["heavy"] == [], result.stderr
+    report, stderr = probe(["status", "--config", str(ROOT / "config" / "demo.yaml")])
+    assert report["code"] == 1 and report["heavy"] == [], stderr
