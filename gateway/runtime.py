@@ -52,7 +52,6 @@ T = TypeVar("T")
 RATE_TICKS = 500
 # Lateness beyond this many frames is an overrun: the frame's audio could not go out on time.
 OVERRUN_FRAMES = 1.0
-# How long past its timer deadline a tick waits for the clock card before the timer takes over.
 SWITCH_INTERVAL_S = 0.0005
 ENGINE_NICE = -10
 

@@ -195,10 +195,16 @@ class FramePacer:
             self._woken = True
             self._ready.notify()
 
-    def reset(self) -> None:
-        """After the card was lost or reopened: no stale ticks, no debt, count afresh."""
+    def reset(self, *, lost: bool = False) -> None:
+        """After the card was lost or reopened: no stale ticks, no debt, count afresh. `lost`:
+        the card is known gone, so the timer ticks from now on instead of after the stall
+        limit."""
         with self._ready:
-            self._reset(self._clock())
+            now = self._clock()
+            self._reset(now)
+            if lost:
+                self._last_frame = now - self.stall_s
+            self._ready.notify()
 
     @property
     def backlog(self) -> int:

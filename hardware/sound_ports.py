@@ -363,7 +363,7 @@ class SoundCardAudio:
     def _mark_lost(self, s: _Stream, lost: bool) -> None:
         s.lost = lost
         if s is self._clock_stream and self.pacer is not None:
-            self.pacer.reset()
+            self.pacer.reset(lost=lost)  # lost: the timer ticks from now on, without waiting
         with self._lock:
             for radio, _ in s.radios:
                 if s.input:
@@ -438,7 +438,7 @@ class SoundCardAudio:
             if r.rx8.write(pcm):
                 self.overruns[r.row] += 1
             if skip and r.paced:  # keep this frame, drop what the pacer did not tick
-                r.rx8.read(min(skip, max(0, r.rx8.level - self.frame)))
+                r.rx8.skip(min(skip, max(0, r.rx8.level - self.frame)))
             before = r.rx_drift.underruns
             raw[r.row] = r.rx_drift.pull(r.rx8, self.frame)
             self.underruns[r.row] += r.rx_drift.underruns - before

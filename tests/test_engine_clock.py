@@ -292,3 +292,19 @@ def test_the_engine_follows_the_card_clock_and_falls_back_to_its_timer() -> None
     assert paced > 0.85 * card_rate and again > 0.85 * card_rate, (paced, again)
     assert 0.7 * timer_rate < timed < 1.15 * timer_rate, timed
     assert runtime.stats.overruns == 0
+
+
+def test_a_card_known_lost_hands_over_to_the_timer_at_once() -> None:
+    clock = Clock()
+    pacer = pacer_at(clock)
+    pacer.feed(DEVICE_FRAME, now=0.02)
+    assert ticks_by(pacer, 0.02) == [0.02]
+    clock.now = 0.05
+    pacer.reset(lost=True)  # unplugged: no half second without ticks
+    assert ticks_by(pacer, 0.05) == [None]
+    assert ticks_by(pacer, 0.05 + FRAME_S) == [None]
+    clock.now = 2.0
+    pacer.reset()  # reopened: the card rules again, the timer waits its stall limit
+    pacer.feed(DEVICE_FRAME, now=2.02)
+    assert ticks_by(pacer, 2.02) == [2.02]
+    assert ticks_by(pacer, 2.02 + CARD_STALL_S - 0.01) == []
