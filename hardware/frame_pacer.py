@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 # The clock card delivered nothing for this long: the timer ticks instead. Longer than the
 # delivery gaps of a loaded machine (a 200 ms stall that then catches up ticks the card's frames
@@ -59,13 +59,7 @@ class PacerStats:
     skipped: int = 0  # frames dropped because the engine fell MAX_BACKLOG behind
 
     def summary(self) -> dict[str, int]:
-        return {
-            "card_frames": self.card_frames,
-            "card_ticks": self.card_ticks,
-            "timer_ticks": self.timer_ticks,
-            "repaid": self.repaid,
-            "skipped": self.skipped,
-        }
+        return asdict(self)
 
 
 class FramePacer:

@@ -427,8 +427,10 @@ class SoundCardAudio:
         Also updates `vox` and `tone` (the wanted CTCSS tone present)."""
         n = len(self.radios)
         raw = np.zeros((n, self.frame), dtype=np.float32)
-        with self._lock:
-            skip, self._skip_frames = self._skip_frames * self.frame, 0
+        skip = 0
+        if self._skip_frames:  # rare: no lock taken on the ordinary tick
+            with self._lock:
+                skip, self._skip_frames = self._skip_frames * self.frame, 0
         for r in self.radios:
             if r.in_lost:
                 continue  # silence, and no underruns to count: its port is out of service
