@@ -1,6 +1,6 @@
 """Daemon benchmark: how well the running daemon keeps time while its control socket is busy.
 
-    .venv/bin/python bench/daemon.py [--seconds 600] [--quiet-seconds 120]
+    .venv/bin/python bench/daemon.py [--seconds 600] [--quiet-seconds 120] [--load N]
 
 Runs `crosspatch run` as a real process on a generated site of 64 simulated radios (16 patches of
 four, all enabled, generated traffic on every radio), first with an idle control socket, then while
@@ -11,7 +11,6 @@ overruns per hour for both, side by side.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import cpu_burners, describe
 
 from gateway.control_socket import ControlUnavailable, request
 
@@ -105,21 +106,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600, help="length of the hammered run")
     parser.add_argument("--quiet-seconds", type=float, default=120, help="length of the idle run")
+    parser.add_argument(
+        "--load", type=int, default=0, metavar="N", help="N CPU-burning processes beside it"
+    )
     args = parser.parse_args()
-    print(f"daemon tick timing, {PORTS} simulated ports, 20 ms frames, {os.cpu_count()} cores")
+    with cpu_burners(args.load):
+        run(args.seconds, args.quiet_seconds, args.load)
+    return 0
+
+
+def run(hammered_s: float, quiet_s: float, load: int) -> None:
+    print(describe(load))
+    print(f"daemon tick timing, {PORTS} simulated ports, 20 ms frames")
     header = ("control socket", "seconds", "status/s", "median ms", "p99 ms", "max ms")
     header += ("overruns", "per hour")
     print(" ".join(f"{h:>14}" for h in header))
     for label, seconds, hammer in (
-        ("idle", args.quiet_seconds, False),
-        (f"{CLIENTS} clients", args.seconds, True),
+        ("idle", quiet_s, False),
+        (f"{CLIENTS} clients", hammered_s, True),
     ):
         t = measure(seconds, hammer)
         late = t["lateness_ms"]
         row = (label, f"{seconds:.0f}", f"{t['requests_per_s']:.0f}", late["median"], late["p99"])
         row += (late["max"], t["overruns"], f"{t['overruns'] * 3600 / seconds:.1f}")
         print(" ".join(f"{v:>14}" for v in row), flush=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Engine benchmark: tick time against port count, and `simulate` speed against real time.
 
-    .venv/bin/python bench/engine.py [--seconds 60]
+    .venv/bin/python bench/engine.py [--seconds 60] [--load N]
 
 Per port count: half the ports in patches of four (floors first, priority and mix in turn), a
 quarter of all ports talking at any moment (talk spurts rotate, so floors, calls and PTT change
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_burners, describe
 
 from gateway.config import load_config
 from gateway.engine import (
@@ -97,7 +98,7 @@ events:
 """
 
 
-def simulate_speed(duration_s: int) -> tuple[float, float, int]:
+def simulate_speed(duration_s: int) -> tuple[float, float, float, int]:
     cfg = load_config(ROOT / "config" / "example.yaml")
     lines = []
     technician = cfg.access.technicians[0] if cfg.access.technicians else None
@@ -123,14 +124,24 @@ def simulate_speed(duration_s: int) -> tuple[float, float, int]:
         scenario_path.write_text(SCENARIO.format(duration=duration_s, lines="\n".join(lines)))
         scenario = load_scenario(scenario_path, cfg)
         summary = run_simulation(cfg, scenario, Path(tmp) / "out")
-    return summary.simulated_s, summary.wall_s, summary.calls
+    return summary.simulated_s, summary.wall_s, summary.encode_s, summary.calls
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="simulated seconds per size")
+    parser.add_argument(
+        "--load", type=int, default=0, metavar="N", help="N CPU-burning processes beside it"
+    )
     args = parser.parse_args()
-    ticks = args.seconds * 50
+    with cpu_burners(args.load):
+        print(describe(args.load))
+        run(args.seconds)
+    return 0
+
+
+def run(seconds: int) -> None:
+    ticks = seconds * 50
     print(f"engine tick time, {ticks} ticks of 20 ms per size (python {sys.version.split()[0]})")
     header = ("ports", "median ms", "p99 ms", "% of 20 ms", "us/port", "events")
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, (6, 10, 8, 10, 8, 7), strict=True)))
@@ -147,12 +158,12 @@ def main() -> int:
         f"growth {n_small}->{n_big} ports: time x{t_big / t_small:.2f} for ports "
         f"x{n_big / n_small:.0f} (linear would be x{n_big / n_small:.0f})"
     )
-    simulated, wall, calls = simulate_speed(max(60, args.seconds * 5))
+    simulated, wall, encode, calls = simulate_speed(max(60, seconds * 5))
     print(
         f"simulate config/example.yaml: {simulated:.0f} s simulated in {wall:.2f} s = "
-        f"{simulated / wall:.0f}x real time ({calls} calls)"
+        f"{simulated / wall:.0f}x real time ({calls} calls); their Opus recordings encoded "
+        f"after the run in {encode:.2f} s more"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 tick time with that flood against without it.
 
     .venv/bin/python bench/mqtt.py [--only throughput|ticks] [--seconds 20] [--rounds 3]
-        [--events 100000]
+        [--events 100000] [--load N]
 
 Both parts run a private mosquitto on a free loopback port (tests/mqtt_env.py's `Broker`) and a
 subscriber in a process of its own (paho; QoS 0 from the broker, see `_subscriber_main`) that
@@ -66,6 +66,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import paho.mqtt.client as paho
+from machine import cpu_burners, describe
 from mqtt_env import Broker
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -600,11 +601,15 @@ def main() -> int:
         default=100_000,
         help="at most this many events per throughput row (default: 100000)",
     )
+    parser.add_argument(
+        "--load", type=int, default=0, metavar="N", help="N CPU-burning processes beside it"
+    )
     args = parser.parse_args()
     if args.seconds <= 0 or args.events < 1 or args.rounds < 1:
         parser.error("--seconds, --rounds and --events must be positive")
     ok = True
-    with Broker() as broker:
+    with cpu_burners(args.load), Broker() as broker:
+        print(describe(args.load))
         sub = Subscriber(broker.port)
         try:
             if args.only in (None, "throughput"):

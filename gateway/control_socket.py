@@ -32,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
@@ -87,20 +89,27 @@ def _error(request_id: Any, message: str) -> dict[str, Any]:
     return {"id": request_id, "ok": False, "error": message}
 
 
+# Keys that are not strings (numbers) are written as strings, as the json module does.
+_REPLY_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+
+
 def _encode(reply: dict[str, Any]) -> bytes:
     """The reply as one line; a result JSON cannot carry becomes an internal error instead of a
-    dropped connection."""
+    dropped connection.
+
+    orjson, not json: a `status` reply of a 64-port site is ~35 KB, and the standard encoder
+    holds the interpreter lock for all of it (1-2.5 ms here), during which the engine thread
+    cannot start its tick; orjson takes a tenth of that. It writes NaN and infinities as null."""
     try:
-        text = json.dumps(reply, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        return orjson.dumps(reply, option=_REPLY_OPTIONS)
+    except TypeError as exc:  # orjson.JSONEncodeError: not JSON, or a string not UTF-8
         log.error("control reply cannot be encoded as JSON: %s (reply: %.200r)", exc, reply)
         fallback = _error(reply.get("id"), f"internal error: the reply is not JSON ({exc})")
         try:
-            text = json.dumps(fallback, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError):  # the id itself (NaN) cannot be sent back
+            return orjson.dumps(fallback, option=_REPLY_OPTIONS)
+        except TypeError:  # the id itself cannot be sent back
             fallback["id"] = None
-            text = json.dumps(fallback, ensure_ascii=False)
-    return text.encode("utf-8") + b"\n"
+            return orjson.dumps(fallback, option=_REPLY_OPTIONS)
 
 
 def _reason(exc: OSError) -> str:

@@ -14,12 +14,14 @@ the same state directory is refused, and a bad config at reload leaves the runni
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -32,7 +34,7 @@ from gateway.command_router import CommandRefused, CommandRouter, Request
 from gateway.commands import Command, PatchControl, PatchState, Principal, Role
 from gateway.config import Config, ConfigError, load_config
 from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
-from gateway.events import Event, EventStamper, TickClock, to_json_line
+from gateway.events import Event, EventStamper, TickClock, to_json_bytes
 from gateway.logs import EACH_LINE
 from gateway.mqtt_client import set_retained
 from gateway.mqtt_process import MqttProcess
@@ -59,6 +61,10 @@ STATE_FILE = "patches.json"
 OUTBOX_FILE = "outbox.sqlite3"
 RECENT_CALLS = 20
 STOP_TIMEOUT_S = 2.0
+# At a stop, the MQTT publisher's last drain and `offline` (alongside the radios' closes); a
+# publisher still at it then is killed, so that a broker that stopped answering cannot hold up
+# the stop (its own drain would wait for it for 2 s).
+MQTT_CLOSE_TIMEOUT_S = 1.0
 STATES_EVERY_S = 0.2  # retained port and patch states follow changes this closely
 # When events stop coming, what is left of the states' news goes out this long after the last
 # tick's events at the earliest (see `_states_due`).
@@ -243,11 +249,14 @@ class Daemon:
             if not stopped:
                 log.error("the engine did not stop within %.0f s", STOP_TIMEOUT_S)
                 self.exit_code = 1
+            await asyncio.sleep(0)  # let the engine's last events through (into the outbox)
+            # The radios and the MQTT publisher close at once, each within its own limit.
+            closing: list[Coroutine[Any, Any, None]] = []
             if self.hardware is not None:  # unkeys every radio and closes every line
-                await self.hardware.close()
-            await asyncio.sleep(0)  # let the engine's last events through
+                closing.append(self.hardware.close())
             if self.mqtt is not None:
-                await self.mqtt.close()
+                closing.append(self._close_mqtt(self.mqtt))
+            await asyncio.gather(*closing)
             for task in background:
                 task.cancel()
             if self.outbox is not None:
@@ -255,12 +264,32 @@ class Daemon:
             log.info("stopped")
         return self.exit_code
 
+    async def _close_mqtt(self, mqtt: MqttProcess) -> None:
+        """The publisher's last drain and `offline`, within MQTT_CLOSE_TIMEOUT_S. One that runs
+        out (a broker that stopped answering) is named in the log and killed: the broker then
+        publishes its last will, `offline`, and what it had not sent waits in the outbox for
+        the next start."""
+        try:
+            async with asyncio.timeout(MQTT_CLOSE_TIMEOUT_S):
+                await mqtt.close()
+        except TimeoutError:
+            pid = mqtt.pid
+            log.error(
+                "stop: the MQTT publisher did not close within %.1f s; killed (process %s): what "
+                "it had not published waits in the outbox",
+                MQTT_CLOSE_TIMEOUT_S,
+                pid,
+            )
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
     # ------------------------------------------------------------------ events
     def _on_events(self, events: list[Event]) -> None:
         # Each event is encoded once: the same JSON line goes to the log and to the outbox.
-        lines = [to_json_line(e) for e in events]
+        payloads = [to_json_bytes(e) for e in events]
         if event_log.isEnabledFor(logging.INFO):  # one record for the batch, one line an event
-            event_log.info("%s", "\n".join(lines), extra={EACH_LINE: True})
+            event_log.info("%s", b"\n".join(payloads).decode(), extra={EACH_LINE: True})
         for event in events:
             kind = event["type"]
             if kind == "call_end":
@@ -276,7 +305,7 @@ class Daemon:
         if self.mqtt is not None:
             self._states_due()
             try:
-                queued = self.mqtt.queue(events, [line.encode() for line in lines])
+                queued = self.mqtt.queue(events, payloads)
             except Exception as exc:  # a broken disk: the log above still has every event
                 log.error("MQTT outbox: %d event(s) not queued: %s", len(events), exc)
                 return

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
-import json
 import logging
 import ssl
 import threading
@@ -44,7 +43,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.command_router import OVERSIZED
 from gateway.config.models import MqttSettings
-from gateway.events import Event
+from gateway.events import Event, to_json_bytes
 from gateway.mqtt_topics import Topics
 from gateway.outbox import ESSENTIAL_TYPES, Outbox, OutMessage, PutResult
 from gateway.site_status import retained_states
@@ -71,7 +70,7 @@ class MqttSetupError(Exception):
 
 
 def encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return to_json_bytes(value)
 
 
 class MqttClient:

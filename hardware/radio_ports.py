@@ -22,10 +22,12 @@ cards are reopened here with exponential backoff; CAT radios reopen themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -86,6 +88,36 @@ async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:
         log.error("stop: %s did not close within %.1f s; left behind", what, limit_s)
     except Exception:
         log.exception("stop: closing %s failed", what)
+
+
+def _off_loop(what: str, work: Callable[[], object]) -> asyncio.Future[None]:
+    """Runs blocking device work (a close, a reopen) on a daemon thread of its own; the future
+    is its outcome. Not `asyncio.to_thread`: the default executor's threads are joined when the
+    loop and then the interpreter end, so a call hung in a driver (PortAudio on a sound server
+    that stopped answering, a serial port that never returns) would hold up the exit however
+    short the limit `_bounded` put on it. A daemon thread is left behind instead."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():  # given up on (`_bounded` ran out, or the stop cancelled it)
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name=what, daemon=True).start()
+    return done
 
 
 class SiteRadios:
@@ -192,21 +224,20 @@ class SiteRadios:
             task.cancel()
         if self.links is not None:  # first: the peers hear PTT off at once
             await _bounded("the links", self.links.close(), CLOSE_TIMEOUT_S)
+        # The rest at once, each within its own limit: the stop takes the longest of them.
         parts = [
             _bounded(f"CAT radio {name}", cat.stop(), CAT_STOP_TIMEOUT_S)
             for name, cat in self.cat.items()
         ]
+        closes: list[tuple[str, Callable[[], object]]] = []
         if self._has_lines:
-            parts.append(
-                _bounded("the serial lines", asyncio.to_thread(self.lines.close), CLOSE_TIMEOUT_S)
-            )
+            closes.append(("the serial lines", self.lines.close))
         if self.cm108 is not None:
-            parts.append(
-                _bounded("the CM108 GPIO", asyncio.to_thread(self._close_cm108), CLOSE_TIMEOUT_S)
-            )
-        await asyncio.gather(*parts)
+            closes.append(("the CM108 GPIO", self._close_cm108))
         if self.sound is not None:
-            await _bounded("the sound cards", asyncio.to_thread(self.sound.close), CLOSE_TIMEOUT_S)
+            closes.append(("the sound cards", self.sound.close))
+        parts += [_bounded(what, _off_loop(what, close), CLOSE_TIMEOUT_S) for what, close in closes]
+        await asyncio.gather(*parts)
 
     def _close_cm108(self) -> None:
         assert self.cm108 is not None
@@ -324,7 +355,7 @@ class SiteRadios:
                         ),
                         stream.label,
                     )
-                await asyncio.to_thread(sound.drop_stream, stream)
+                await _off_loop(f"closing {stream.label}", partial(sound.drop_stream, stream))
                 self._bring_back(
                     stream.label,
                     stream.radio_names,
@@ -351,7 +382,7 @@ class SiteRadios:
                 while True:
                     await asyncio.sleep(delay)
                     try:
-                        await asyncio.to_thread(reopen)
+                        await _off_loop(f"reopening {part}", reopen)
                     except still_missing as exc:
                         log.info("%s still unavailable: %s", part, exc)
                         delay = min(delay * 2, self._backoff[1])

@@ -139,6 +139,10 @@ class SoundCardAudio:
         self.radios = [_Radio(name, row, r) for row, (name, r) in enumerate(radios.items())]
         self.names = [r.name for r in self.radios]
         self._lock = threading.Lock()
+        # Opening and closing streams and PortAudio itself, one thread at a time: the watcher's
+        # drop or reopen of a lost card may still be running (hung in PortAudio, even) when the
+        # stop closes everything, and PortAudio must not close one stream twice at once.
+        self._streams_lock = threading.Lock()
         self._pa: Any = None
         self._inputs: list[_Stream] = []
         self._outputs: list[_Stream] = []
@@ -301,11 +305,14 @@ class SoundCardAudio:
             radio.up = StreamingResampler(ENGINE_RATE, radio.out_rate, minimum_phase=True)
 
     def close(self) -> None:
-        for s in self._inputs + self._outputs:
-            self._close_stream(s)
-        if self._pa is not None:
-            self._pa.terminate()
-            self._pa = None
+        """Closes every stream, then PortAudio. PortAudio may block here (a sound server that
+        stopped answering): call it on a thread that can be left behind, with a time limit."""
+        with self._streams_lock:
+            for s in self._inputs + self._outputs:
+                self._close_stream(s)
+            if self._pa is not None:
+                self._pa.terminate()
+                self._pa = None
 
     @staticmethod
     def _close_stream(s: _Stream) -> None:
@@ -343,7 +350,8 @@ class SoundCardAudio:
 
     def drop_stream(self, s: _Stream) -> None:
         """Closes a lost stream (may take a moment on a dead device: call off the loop)."""
-        self._close_stream(s)
+        with self._streams_lock:
+            self._close_stream(s)
 
     def reopen_stream(self, s: _Stream) -> None:
         """Opens a lost stream's device again; SoundCardLost (one line) while it is missing.
@@ -351,13 +359,16 @@ class SoundCardAudio:
         The same PortAudio device is opened again: a re-plugged USB card comes back under the
         same ALSA name (the kernel gives it the card number it had, unless another card took it
         meanwhile; `index=` in the snd-usb-audio options pins it)."""
-        self._close_stream(s)
-        try:
-            self._open_stream(s)
-        except Exception as exc:  # PortAudio's OSError / IOError: the device is not there
-            s.stream = None
-            detail = exc.args[0] if isinstance(exc, OSError) and exc.args else exc
-            raise SoundCardLost(f"{s.label}: {detail}") from None
+        with self._streams_lock:
+            if self._pa is None:  # closed meanwhile (the daemon is stopping)
+                raise SoundCardLost(f"{s.label}: the sound cards are closed")
+            self._close_stream(s)
+            try:
+                self._open_stream(s)
+            except Exception as exc:  # PortAudio's OSError / IOError: the device is not there
+                s.stream = None
+                detail = exc.args[0] if isinstance(exc, OSError) and exc.args else exc
+                raise SoundCardLost(f"{s.label}: {detail}") from None
         self._mark_lost(s, False)
 
     def _mark_lost(self, s: _Stream, lost: bool) -> None:
@@ -443,7 +454,8 @@ class SoundCardAudio:
                 r.rx8.skip(min(skip, max(0, r.rx8.level - self.frame)))
             before = r.rx_drift.underruns
             raw[r.row] = r.rx_drift.pull(r.rx8, self.frame)
-            self.underruns[r.row] += r.rx_drift.underruns - before
+            if r.rx_drift.underruns != before:  # rare: no numpy item arithmetic on every tick
+                self.underruns[r.row] += r.rx_drift.underruns - before
         if self._ctcss is not None:
             self.tone = self._ctcss.process(raw)
         clean = np.where(self._highpass_on[:, None], self._highpass.process(raw), raw)
@@ -456,15 +468,24 @@ class SoundCardAudio:
 
     def send(self, frames: npt.NDArray[np.float32]) -> None:
         """One engine frame per sound-card radio to its card (gain, limiter, drift, resample)."""
-        for r in self.radios:
-            if r.out_lost:
-                continue
-            x = frames[r.row] * r.out_gain
-            peak = float(np.abs(x).max(initial=0.0))
-            # Instant attack, 250 ms release: a loud frame never clips the card's output.
-            allowed = LIMIT / peak if peak > LIMIT else 1.0
-            r.limiter_gain = min(allowed, 1.0 - (1.0 - r.limiter_gain) * 0.92)
-            x = x * r.limiter_gain
+        radios = [r for r in self.radios if not r.out_lost]
+        if not radios:
+            return
+        # Output gain and limiter for all radios at once (a few numpy calls instead of a few
+        # per radio), with the arithmetic of one radio at a time: the gains in the frames'
+        # dtype, as a Python float multiplying them would be.
+        x_all = np.asarray(frames)
+        gains = np.array([r.out_gain for r in self.radios], dtype=x_all.dtype)
+        x_all = x_all * gains[:, np.newaxis]
+        peaks = np.abs(x_all).max(axis=1, initial=0.0).astype(np.float64)
+        # Instant attack, 250 ms release: a loud frame never clips the card's output.
+        allowed = np.divide(LIMIT, peaks, out=np.ones_like(peaks), where=peaks > LIMIT)
+        held = np.array([r.limiter_gain for r in self.radios])
+        limiter = np.minimum(allowed, 1.0 - (1.0 - held) * 0.92)
+        x_all = x_all * limiter.astype(x_all.dtype)[:, np.newaxis]
+        for r in radios:
+            r.limiter_gain = float(limiter[r.row])
+            x = x_all[r.row]
             with self._lock:
                 level = r.out_fifo.level
             level8 = round(level * ENGINE_RATE / r.out_rate)

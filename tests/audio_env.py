@@ -130,6 +130,7 @@ class Recording:
         self._frames = frames
         self._channels = channels
         self._blocks: list[bytes] = []
+        self._stop_at: float | None = None  # see stop_at()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"record {pcm}", daemon=True)
         self._thread.start()
@@ -150,7 +151,7 @@ class Recording:
                 )
                 try:
                     remaining = self._frames
-                    while remaining > 0:
+                    while remaining > 0 and not self._covers_stop():
                         count = min(FRAMES_PER_BUFFER, remaining)
                         self._blocks.append(stream.read(count, exception_on_overflow=False))
                         remaining -= count
@@ -163,6 +164,18 @@ class Recording:
             self._error = error
         finally:
             self.started.set()
+
+    def stop_at(self, moment: float) -> None:
+        """Ends the recording early, once it holds the sound up to `moment` (time.monotonic()):
+        record for as long as the slowest run may need, and stop once what was wanted is in."""
+        self._stop_at = moment
+
+    def _covers_stop(self) -> bool:
+        stop_at, started_at = self._stop_at, self.started_at
+        if stop_at is None or started_at is None:
+            return False
+        recorded = sum(len(block) for block in self._blocks) // (4 * self._channels)
+        return started_at + (recorded - FRAMES_PER_BUFFER) / self.rate >= stop_at
 
     def result(self, timeout: float | None = None) -> Samples:
         self._thread.join(timeout)

@@ -104,6 +104,7 @@ class Broker:
                     ["mosquitto_passwd", "-b", str(passwords), user, password],
                     check=True,
                     capture_output=True,
+                    timeout=60,
                 )
             passwords.chmod(0o600)
             lines += ["allow_anonymous false", f"password_file {passwords}"]
@@ -148,7 +149,7 @@ class Broker:
                 self._process.wait(5)
             except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.wait()
+                self._process.wait(5)
             self._process = None
 
     def tail(self) -> str:
@@ -184,7 +185,7 @@ def make_certificates(folder: Path) -> Certificates:
     folder.mkdir(parents=True)
 
     def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
 
     for ca in ("ca", "other-ca"):
         run(

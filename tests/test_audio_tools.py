@@ -261,14 +261,27 @@ def test_levels_shows_the_level_vox_and_ctcss_of_what_the_receiver_plays(site: S
         voice = np.concatenate([tone(1000, 2.0, -12), tone(1000, 2.0, -12) + tone(100, 2.0, -20)])
         site.env.play(site.env.pcm_play("a_rx"), voice, RATE)
         ended = time.monotonic()
-        time.sleep(2.0)  # silence: VOX hangs 500 ms, the CTCSS decoder lets go in ~120 ms
+        # The stretches below count from when the tool heard the voice begin: the player may
+        # take a while to start on a busy machine.
+        onset = next(
+            (
+                at
+                for at, line in list(tool.lines)
+                if (meter := METER.match(line)) and at >= played and float(meter["peak"]) > -30
+            ),
+            played,  # never heard: the checks below say so
+        )
+        # Silence: VOX hangs 500 ms, the CTCSS decoder lets go in ~120 ms; meters of it.
+        deadline = time.monotonic() + 20
+        while len(tool.meters(ended + 1.2)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         tool.proc.send_signal(signal.SIGINT)
         code = tool.finish()
     finally:
         tool.finish()
     assert_clean(tool, code)
 
-    alone = tool.meters(played + 0.6, played + 1.8)
+    alone = tool.meters(onset + 0.5, onset + 1.6)
     assert len(alone) >= 3, tool.out
     for meter in alone:
         assert float(meter["peak"]) == pytest.approx(-12, abs=1.5), tool.out
@@ -276,7 +289,7 @@ def test_levels_shows_the_level_vox_and_ctcss_of_what_the_receiver_plays(site: S
         assert meter["vox"] == "on"
         assert meter["ctcss"] == "none (configured 100.0 Hz)"
         assert meter["rx"] == "no"  # the carrier counts only with its tone
-    with_tone = tool.meters(played + 2.7, played + 3.8)
+    with_tone = tool.meters(onset + 2.6, onset + 3.6)
     assert len(with_tone) >= 3, tool.out
     for meter in with_tone:
         assert meter["ctcss"] == "100.0 Hz (configured)", tool.out
@@ -346,10 +359,13 @@ def test_levels_on_a_terminal_is_one_updating_line(site: Site) -> None:
 
 # ------------------------------------------------------------------------------------ tone
 def test_tone_keys_sends_the_tone_at_its_level_and_unkeys(site: Site) -> None:
-    recording = site.env.start_recording(site.env.pcm_record("a_tx"), 10.0, RATE)
+    # As long as a slow start-up may take; ended half a second after the tool, whose PTT off
+    # comes once the tone is out.
+    recording = site.env.start_recording(site.env.pcm_record("a_tx"), 60.0, RATE)
     history_before = len(site.line.history)
     tool = Tool(site, "tone", "--radio", "rcmp-1", "--seconds", "2", "--level-dbfs", "-10")
     code = tool.finish()
+    recording.stop_at(time.monotonic() + 0.5)
     out = recording.result(20)
     assert_clean(tool, code)
     lines = tool.out.splitlines()
@@ -379,7 +395,7 @@ def test_a_signal_mid_tone_unkeys_and_exits_0(site: Site, sig: int) -> None:
     try:
         tool.wait_for_line(lambda line: line == "tone on")
         site.line.wait_for("rts", True)
-        time.sleep(0.5)
+        time.sleep(0.5)  # mid-tone: half a second of it on the air
         stopped = time.monotonic()
         tool.proc.send_signal(sig)
         code = tool.finish(timeout=10)

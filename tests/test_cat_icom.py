@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from emulators.drive import drive
+from emulators.drive import drive, until
 from emulators.icom import IcomRadio
 
 from gateway.hardware.cat.base import Tuning
@@ -29,6 +29,12 @@ class FastIcom(IcomDriver):
     timeout_s = 0.2
     retries = 1
     collision_backoff_s = 0.005
+
+
+class PatientIcom(FastIcom):
+    """For unplugging mid-request: the unplug, never the reply timeout, must end the wait."""
+
+    timeout_s = 10.0
 
 
 @pytest.fixture(params=[False, True], ids=["no-echo", "echo"])
@@ -203,12 +209,12 @@ def test_unplug_mid_command(radio: IcomRadio) -> None:
     async def body(d: FastIcom) -> None:
         radio.silent = True
         task = asyncio.create_task(d.read_busy())
-        await asyncio.sleep(0.05)
-        radio.unplug()
+        await until(lambda: radio.received, what="the request at the radio")
+        await asyncio.to_thread(radio.unplug)
         await task
 
     with pytest.raises(CatLinkLost, match="went away during read squelch"):
-        run(radio, body)
+        drive(lambda: PatientIcom(radio.path, address=radio.address), body)
 
 
 def test_wrong_frequency_detected(radio: IcomRadio) -> None:
@@ -240,20 +246,24 @@ def test_ptt_failure_unkeys(radio: IcomRadio) -> None:
     radio.ng_commands.add(0x1C)
 
     async def body(d: FastIcom) -> None:
-        await d.set_ptt(True)
+        with pytest.raises(CatRejected, match=r"PTT on"):
+            await d.set_ptt(True)
+        ptt_off = bytes.fromhex("fefe94e01c0000fd")
+        await until(lambda: radio.received.endswith(ptt_off), what="PTT off at the radio")
 
-    with pytest.raises(CatRejected, match=r"PTT on"):
-        run(radio, body)
-    time.sleep(0.1)
-    assert radio.received.endswith(bytes.fromhex("fefe94e01c0000fd"))
+    run(radio, body)
 
 
 def test_ptt_silence_unkeys(radio: IcomRadio) -> None:
     # The radio keys but its answers are lost: the driver must send PTT off anyway.
     radio.silent = True
-    with pytest.raises(CatTimeout):
-        run(radio, lambda d: d.set_ptt(True))
-    time.sleep(0.1)
+
+    async def body(d: FastIcom) -> None:
+        with pytest.raises(CatTimeout):
+            await d.set_ptt(True)
+        await until(lambda: radio.ptt_history[-1:] == [False], what="PTT off at the radio")
+
+    run(radio, body)
     assert radio.ptt is False
     assert radio.ptt_history[-1] is False
 
@@ -275,8 +285,10 @@ def test_unrepresentable_rejected_before_sending(
 ) -> None:
     with pytest.raises(CatError, match=message):
         run(radio, lambda d: d.set_tuning(tuning))
-    time.sleep(0.05)
-    assert radio.received == b""
+    # A probe after it, answered: had anything been sent before, the radio would have read it
+    # first.
+    run(radio, lambda d: d.probe())
+    assert radio.received == bytes.fromhex("fefe94e01900fd")
 
 
 def test_bad_address() -> None:

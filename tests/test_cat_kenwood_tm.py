@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from emulators.drive import drive
+from emulators.drive import drive, until
 from emulators.kenwood_tm import KenwoodTmRadio
 
 from gateway.hardware.cat.base import RigIdentity, Tuning
@@ -30,6 +29,13 @@ class FastTm(KenwoodTmDriver):
     retries = 1
 
 
+class PatientTm(FastTm):
+    """For unplugging or cancelling mid-request: that, never the reply timeout, must end the
+    wait."""
+
+    timeout_s = 10.0
+
+
 @pytest.fixture
 def radio() -> Iterator[KenwoodTmRadio]:
     with KenwoodTmRadio() as r:
@@ -44,7 +50,7 @@ def run(radio: KenwoodTmRadio, body: Callable[[FastTm], Awaitable[T]], **options
 def unkeyed(radio: KenwoodTmRadio) -> bool:
     """Waits (briefly) for the emulator thread to have read the driver's last command, then
     tells whether that was the unkey and the radio is unkeyed."""
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         if radio.commands and radio.commands[-1] == "RX" and not radio.ptt:
             return True
@@ -258,11 +264,13 @@ def test_unplug_mid_command(radio: KenwoodTmRadio) -> None:
     radio.silent = True
 
     async def body(d: FastTm) -> RigIdentity:
-        threading.Timer(0.05, radio.unplug).start()
-        return await d.probe()
+        task = asyncio.create_task(d.probe())
+        await until(lambda: radio.commands, what="the request at the radio")
+        await asyncio.to_thread(radio.unplug)
+        return await task
 
     with pytest.raises(CatLinkLost, match="went away during ID"):
-        run(radio, body)
+        drive(lambda: PatientTm(radio.path), body)
 
 
 def test_wrong_frequency_echo(radio: KenwoodTmRadio) -> None:
@@ -313,13 +321,14 @@ def test_cancelled_keying_is_unkeyed(radio: KenwoodTmRadio) -> None:
     async def body(d: FastTm) -> None:
         radio.silent = True
         task = asyncio.create_task(d.set_ptt(True))
-        await asyncio.sleep(0.05)
+        await until(lambda: radio.commands, what="the keying under way at the radio")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.05)
+        # The unkey goes out unawaited: the radio reads it before the line closes.
+        await until(lambda: radio.commands[-1:] == ["RX"], what="the unkey at the radio")
 
-    run(radio, body)
+    drive(lambda: PatientTm(radio.path), body)
     assert unkeyed(radio)
 
 

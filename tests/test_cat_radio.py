@@ -47,7 +47,7 @@ class Harness:
             backoff_max_s=0.2,
         )
 
-    async def until(self, condition: Callable[[], object], timeout: float = 3.0) -> None:
+    async def until(self, condition: Callable[[], object], timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
@@ -106,7 +106,9 @@ def test_tunes_verifies_and_reports_ready_then_keys_and_hears(radio: KenwoodRadi
 def test_never_keys_before_the_radio_is_tuned(radio: KenwoodRadio) -> None:
     async def body(h: Harness) -> None:
         h.cat.want_ptt(True)  # no talkgroup yet: out of service
-        await asyncio.sleep(0.2)
+        await h.until(lambda: "RX" in radio.commands)  # the session is up: it unkeyed first
+        # Not happening: it decides on PTT right after that unkey, and looks every 10 ms.
+        await asyncio.sleep(0.3)
         assert not radio.ptt and "TX" not in radio.commands
 
     run(radio, body)
@@ -118,8 +120,10 @@ def test_refuses_to_tune_outside_its_bands_and_stays_offline(radio: KenwoodRadio
         await h.until(lambda: h.alarms("port_offline"))
         detail = h.alarms("port_offline")[0].alarm
         assert detail is not None and "outside the radio's bands_mhz (142-152 MHz)" in detail[1]
+        sessions = radio.commands.count("ID")
         h.cat.want_ptt(True)
-        await asyncio.sleep(0.3)
+        # Two more sessions began (each probes first): the first of them ran to its refusal.
+        await h.until(lambda: radio.commands.count("ID") >= sessions + 2)
         assert not radio.ptt
         assert not any(c.startswith("FA") and c != "FA" for c in radio.commands)  # never tuned
         assert all(not n.online for n in h.notices)
@@ -234,4 +238,4 @@ def test_a_radio_behind_rigctld_is_tuned_keyed_and_unkeyed() -> None:
         asyncio.run(main())
     finally:
         proc.kill()
-        proc.wait()
+        proc.wait(timeout=10)

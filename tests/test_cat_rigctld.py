@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from emulators.drive import drive
+from emulators.drive import drive, until
 
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.errors import (
@@ -72,7 +72,7 @@ def rigctld() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     proc, port = start_rigctld("-P", "RIG")
     yield proc, port
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def rigctld_no_ptt() -> Iterator[int]:
     proc, port = start_rigctld()
     yield port
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=10)
 
 
 def run(port: int, body: Callable[[FastRigctld], Awaitable[T]]) -> T:
@@ -202,7 +202,8 @@ def test_rigctld_killed_mid_session(rigctld: tuple[subprocess.Popen[bytes], int]
     async def body(d: FastRigctld) -> None:
         assert await d.read_busy() is False
         proc.kill()
-        await asyncio.sleep(0.2)
+        await asyncio.to_thread(proc.wait, 10)  # gone, and its end of the socket with it
+        await until(lambda: not d.is_open, what="the driver seeing the connection close")
         await d.read_busy()
 
     with pytest.raises(CatLinkLost, match=r"^rigctld: 127\.0\.0\.1:\d+ "):
@@ -229,7 +230,12 @@ def run_fake(
 ) -> T:
     seen = [] if seen is None else seen
 
+    served: list[asyncio.Task[None]] = []
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        served.append(task)
         while line := await reader.readline():
             text = line.decode().rstrip("\n")
             seen.append(text)
@@ -248,8 +254,11 @@ def run_fake(
         try:
             return await body(driver)
         finally:
-            await asyncio.sleep(0.05)  # let the server read what was sent last (the unkey)
             await driver.close()
+            # The server reads to the end of what was sent (the unkey last), then EOF.
+            if served:
+                _, reading = await asyncio.wait(served, timeout=10)
+                assert not reading, "the server did not read to the end of the connection"
             server.close()
 
     return asyncio.run(main())

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import pytest
-from emulators.drive import drive
+from emulators.drive import drive, until
 from emulators.yaesu_legacy import YaesuLegacyRadio
 
 from gateway.hardware.cat.base import Tuning
@@ -29,6 +29,12 @@ class FastDriver(YaesuLegacyDriver):
     retries: ClassVar[int] = 2
 
 
+class PatientDriver(FastDriver):
+    """For unplugging mid-request: the unplug, never the reply timeout, must end the wait."""
+
+    timeout_s: ClassVar[float] = 10.0
+
+
 @pytest.fixture
 def radio() -> Iterator[YaesuLegacyRadio]:
     with YaesuLegacyRadio() as emulator:
@@ -43,7 +49,7 @@ def run(
     return drive(lambda: FastDriver(radio.path, **options), body)  # type: ignore[arg-type]
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 1.0) -> bool:
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -184,7 +190,9 @@ def test_garbage_before_reply_is_skipped(radio: YaesuLegacyRadio) -> None:
 def test_garbage_while_idle_is_dropped(radio: YaesuLegacyRadio) -> None:
     async def body(driver: FastDriver) -> Tuning:
         radio.inject(b"\x14\x55\x00")  # a stray half frame before anything was asked
-        await asyncio.sleep(0.05)
+        # Blocking the loop while they arrive: the driver cannot read them before they are seen.
+        assert radio.unread(wait_s=5.0), "the stray bytes never reached the driver's line"
+        await until(lambda: not radio.unread(), what="the idle driver reading the stray bytes")
         return await driver.read_tuning()
 
     assert run(radio, body).rx_hz == 145_500_000
@@ -237,12 +245,12 @@ def test_unplug_mid_command(radio: YaesuLegacyRadio) -> None:
 
     async def body(driver: FastDriver) -> Tuning:
         task = asyncio.create_task(driver.read_tuning())
-        await asyncio.sleep(0.05)
+        await until(lambda: radio.commands, what="the request at the radio")
         await asyncio.to_thread(radio.unplug)
         return await task
 
     with pytest.raises(CatLinkLost, match="went away during read frequency"):
-        run(radio, body)
+        drive(lambda: PatientDriver(radio.path), body)
 
 
 def test_failed_key_confirmation_unkeys(radio: YaesuLegacyRadio) -> None:
@@ -266,12 +274,13 @@ def test_unplug_while_keying_is_one_clear_error(radio: YaesuLegacyRadio) -> None
 
     async def body(driver: FastDriver) -> None:
         task = asyncio.create_task(driver.set_ptt(True))
-        await asyncio.sleep(0.05)
+        tx_status = bytes.fromhex("00 00 00 00 f7")  # asked after the key-up, never answered
+        await until(lambda: tx_status in radio.commands, what="the TX status request")
         await asyncio.to_thread(radio.unplug)
         await task
 
     with pytest.raises(CatLinkLost):
-        run(radio, body)
+        drive(lambda: PatientDriver(radio.path), body)
 
 
 def test_unkey_that_does_not_take_is_reported(radio: YaesuLegacyRadio) -> None:
@@ -298,5 +307,7 @@ def test_unrepresentable_is_refused_before_sending(
 ) -> None:
     with pytest.raises(CatError, match=message):
         run(radio, lambda d: d.set_tuning(tuning))
-    time.sleep(0.05)
-    assert radio.commands == []
+    # A probe after it, answered: had anything been sent before, the radio would have read it
+    # first.
+    run(radio, lambda d: d.probe())
+    assert radio.commands == [bytes.fromhex("00 00 00 00 03")]

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import pytest
-from emulators.drive import drive
+from emulators.drive import drive, until
 from emulators.yaesu_newcat import YaesuNewcatRadio
 
 from gateway.hardware.cat.base import Tuning
@@ -30,6 +30,12 @@ class FastDriver(YaesuNewcatDriver):
     reject_pause_s: ClassVar[float] = 0.02
 
 
+class PatientDriver(FastDriver):
+    """For unplugging mid-request: the unplug, never the reply timeout, must end the wait."""
+
+    timeout_s: ClassVar[float] = 10.0
+
+
 @pytest.fixture
 def radio() -> Iterator[YaesuNewcatRadio]:
     with YaesuNewcatRadio() as emulator:
@@ -42,7 +48,7 @@ def run(
     return drive(lambda: FastDriver(radio.path, fa_digits=fa_digits), body)
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 1.0) -> bool:
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -190,12 +196,12 @@ def test_unplug_mid_command(radio: YaesuNewcatRadio) -> None:
 
     async def body(driver: FastDriver) -> Tuning:
         task = asyncio.create_task(driver.read_tuning())
-        await asyncio.sleep(0.05)
+        await until(lambda: radio.commands, what="the request at the radio")
         await asyncio.to_thread(radio.unplug)
         return await task
 
     with pytest.raises(CatLinkLost, match="went away during read rx frequency"):
-        run(radio, body)
+        drive(lambda: PatientDriver(radio.path), body)
 
 
 def test_wrong_frequency_read_back(radio: YaesuNewcatRadio) -> None:
@@ -224,12 +230,12 @@ def test_unplug_while_keying(radio: YaesuNewcatRadio) -> None:
 
     async def body(driver: FastDriver) -> None:
         task = asyncio.create_task(driver.set_ptt(True))
-        await asyncio.sleep(0.05)
+        await until(lambda: "TX1;" in radio.commands, what="the key-up at the radio")
         await asyncio.to_thread(radio.unplug)
         await task
 
     with pytest.raises(CatLinkLost):
-        run(radio, body)
+        drive(lambda: PatientDriver(radio.path), body)
 
 
 def test_unkey_still_keyed_is_reported(radio: YaesuNewcatRadio) -> None:
@@ -254,8 +260,10 @@ def test_unrepresentable_is_refused_before_sending(
 ) -> None:
     with pytest.raises(CatError, match=message):
         run(radio, lambda d: d.set_tuning(tuning))
-    time.sleep(0.05)
-    assert radio.commands == []
+    # A probe after it, answered: had anything been sent before, the radio would have read it
+    # first.
+    run(radio, lambda d: d.probe())
+    assert radio.commands == ["ID;"]
 
 
 def test_eight_digit_limit() -> None:

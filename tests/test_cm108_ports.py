@@ -64,7 +64,7 @@ class FakeCm119:
         """An input report: byte 0 the buttons, byte 1 the GPIO levels."""
         os.write(self.master, bytes([buttons, gpio, 0, 0]))
 
-    def report(self, timeout: float = 2.0) -> bytes:
+    def report(self, timeout: float = 10.0) -> bytes:
         """The next output report the bank wrote."""
         deadline = time.monotonic() + timeout
         while len(self._pending) < 5:
@@ -92,7 +92,7 @@ B_KEYED = report(0b1000, 0b1100)
 BOTH_KEYED = report(0b1100, 0b1100)
 
 
-def wait_for(what: Callable[[], Any], timeout: float = 2.0) -> Any:
+def wait_for(what: Callable[[], Any], timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := what():
@@ -291,22 +291,26 @@ def test_each_radio_hears_its_own_input(chip: FakeCm119, a_invert: bool, b_inver
 
 
 def test_a_short_cos_is_debounced_away(chip: FakeCm119) -> None:
+    debounce_s = 0.5  # far longer than the 0.1 s COS below, however busy the machine
     wiring = Cm108Wiring(str(chip.link), cos=(CosInput("a", gpio=1),))
-    bank = Cm108PortBank(["a"], [wiring], debounce_s=0.3)
+    bank = Cm108PortBank(["a"], [wiring], debounce_s=debounce_s)
     bank.start()
     try:
-        chip.send(0, 0xFF)
-        time.sleep(0.05)  # the first read sets the state at once: let it be idle
-        chip.send(0, 0xFE)  # GPIO 1 low: receiving
-        time.sleep(0.1)
+        chip.send(0, 0xFE)  # GPIO 1 low: receiving; the first read sets the state at once
+        wait_for(lambda: bank.carrier()[0])
+        chip.send(0, 0xFF)  # idle, held past the debounce
+        wait_for(lambda: not bank.carrier()[0])
+        chip.send(0, 0xFE)  # receiving...
+        time.sleep(0.1)  # ...for a tenth of a second
         assert not bank.carrier()[0]  # not held long enough yet
         chip.send(0, 0xFF)
-        time.sleep(0.4)
+        # Not happening: counted from its start, that COS would have shown by now.
+        time.sleep(debounce_s + 0.3)
         assert not bank.carrier()[0]  # it went away before counting
         raised = time.monotonic()
         chip.send(0, 0xFE)
         wait_for(lambda: bank.carrier()[0])
-        assert time.monotonic() - raised >= 0.3
+        assert time.monotonic() - raised >= debounce_s
     finally:
         bank.close()
 
@@ -322,7 +326,7 @@ def test_an_unplugged_card_is_lost_once(chip: FakeCm119, site: Site) -> None:
     wait_for(lambda: site.bank.carrier()[0])
     chip.unplug()
     wait_for(lambda: site.lost)
-    time.sleep(0.1)
+    time.sleep(0.2)  # not happening: a second report would come within a 10 ms poll
     [(device, reason)] = site.lost
     assert device == str(chip.link)
     assert "the USB sound card was unplugged or reset" in reason
@@ -330,7 +334,7 @@ def test_an_unplugged_card_is_lost_once(chip: FakeCm119, site: Site) -> None:
     assert site.bank.lost == {device} and site.bank.hidraw(device) is None
     applied = len(site.applied)
     site.bank.set_ptt(ptt(True, True))  # dropped: nothing to write to
-    time.sleep(0.05)
+    time.sleep(0.2)  # not happening: a PTT change is applied at once (the bank is woken)
     assert len(site.applied) == applied
 
 
@@ -349,10 +353,10 @@ def test_a_deleted_device_stops_ptt_writes(tmp_path: Path) -> None:
         bank.set_ptt(ptt(True))
         wait_for(lambda: os.pread(keep, 64, 0) == report(0, 4) + report(4, 4))
         hidraw.unlink()
-        wait_for(lambda: lost, timeout=1.0)  # a PTT-only device is checked every 0.2 s
+        wait_for(lambda: lost, timeout=5.0)  # a PTT-only device is checked every 0.2 s
         assert lost == [f"{hidraw} is gone: the USB sound card was unplugged or reset"]
         bank.set_ptt(ptt(False))
-        time.sleep(0.1)
+        time.sleep(0.2)  # not happening: a second loss report would come at once
         assert lost == [f"{hidraw} is gone: the USB sound card was unplugged or reset"]
         # Closing on the way out tried to unkey, through the descriptor it still had.
         assert os.pread(keep, 64, 0) == report(0, 4) + report(4, 4) + report(0, 4)

@@ -210,6 +210,12 @@ BAD_LINES = [
         "internal error: the reply is not JSON",
         id="unencodable-result",
     ),
+    pytest.param(
+        # Valid JSON, but a lone UTF-16 surrogate cannot be written back as UTF-8.
+        b'{"command": "status", "id": "\\ud800", "patch": "\\udfff"}\n',
+        "internal error: the reply is not JSON",
+        id="lone-surrogate",
+    ),
 ]
 
 

@@ -95,7 +95,7 @@ class Daemon:
                     found.append(event)
         return found
 
-    def wait_for(self, what: Callable[[], Any], timeout: float = 15.0) -> Any:
+    def wait_for(self, what: Callable[[], Any], timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = what()
@@ -109,7 +109,7 @@ class Daemon:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         code = self.proc.wait(timeout)
@@ -146,8 +146,8 @@ class Site:
         self.daemons.append(daemon)
         return daemon
 
-    def wait_ready(self, daemon: Daemon, timeout: float = 20.0) -> list[str]:
-        """The sd_notify messages up to READY=1."""
+    def wait_ready(self, daemon: Daemon, timeout: float = 60.0) -> list[str]:
+        """The sd_notify messages up to READY=1 (a start-up on a busy machine is slow)."""
         messages: list[str] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -166,7 +166,7 @@ class Site:
             [*CROSSPATCH, *args, "--socket", str(self.socket)],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
             check=False,
         )
 
@@ -239,6 +239,7 @@ def test_unknown_patch_is_a_clear_error_and_the_daemon_carries_on(site: Site) ->
     assert "no-such-patch" in line and "border-tac" in line
     # Garbage on the socket does not hurt either.
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.settimeout(10)  # the daemon's reply, or a failure: never a hang
         raw.connect(str(site.socket))
         raw.sendall(b"this is not json\n")
         reply = json.loads(raw.makefile().readline())
@@ -263,7 +264,19 @@ def test_reload_keeps_untouched_calls_and_applies_the_change(site: Site) -> None
     daemon = site.start()
     site.wait_ready(daemon)
     assert site.cli("patch", "enable", "county").returncode == 0
-    call = daemon.wait_for(lambda: active_call(site.status(), "border-tac"), timeout=20)
+
+    def on_air() -> dict[str, Any] | None:
+        """border-tac's call in progress, from the log: no CLI round trip, which a busy machine
+        makes slow, while the talker lets go after 8 s."""
+        ended = {e["call_id"] for e in daemon.events("call_end")}
+        calls = [
+            c
+            for c in daemon.events("call_start")
+            if c["patch"] == "border-tac" and c["call_id"] not in ended
+        ]
+        return calls[-1] if calls else None
+
+    call = daemon.wait_for(on_air, timeout=20)
 
     # county changes its floor; border-tac is untouched.
     text = site.config.read_text().replace(
@@ -274,11 +287,26 @@ def test_reload_keeps_untouched_calls_and_applies_the_change(site: Site) -> None
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for(lambda: any("reloaded" in line for line in daemon.lines))
 
+    def ends_of_call() -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+        """The reload's line, and each end of `call` with its line (in the log's order)."""
+        lines = list(daemon.lines)
+        reloaded = next(i for i, line in enumerate(lines) if "reloaded" in line)
+        events = [
+            (i, json.loads(line.split(" events: ", 1)[1]))
+            for i, line in enumerate(lines)
+            if " events: " in line
+        ]
+        ends = [(i, e) for i, e in events if e["type"] == "call_end"]
+        return reloaded, [(i, e) for i, e in ends if e["call_id"] == call["call_id"]]
+
     after = site.status()
     still = active_call(after, "border-tac")
-    assert still is not None and still["call_id"] == call["call_id"]  # no glitch, same call
-    ended = [e for e in daemon.events("call_end") if e["call_id"] == call["call_id"]]
-    assert ended == []
+    if still is not None and still["call_id"] == call["call_id"]:
+        assert ends_of_call()[1] == []  # no glitch: the same call goes on
+    else:  # the talker let go meanwhile (the status takes a while on a busy machine)...
+        reloaded, ends = daemon.wait_for(lambda: (r := ends_of_call())[1] and r)
+        # ...after the reload: the call went on across it, and nothing else ended it.
+        assert [(e["reason"], i > reloaded) for i, e in ends] == [("carrier_drop", True)]
     county = next(p for p in after["patches"] if p["patch"] == "county")
     assert county["floor"] == "mix" and county["state"] == "enabled"
     assert site.cli("reload").returncode == 0  # the CLI way works too

@@ -155,9 +155,9 @@ class Peer:
         for n in range(round(seconds / FRAME_S)):
             delay = start + n * FRAME_S - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                time.sleep(delay)  # paced like a real peer: a frame every 20 ms
             self.send(wire(self.next_seq(), keyup=1, talkgroup=talkgroup, payload=frame))
-        time.sleep(FRAME_S)
+        time.sleep(FRAME_S)  # the unkey comes a frame after the last voice
         self.send(wire(self.next_seq(), talkgroup=talkgroup))
 
     def start_pinging(self, period_s: float) -> None:
@@ -248,7 +248,8 @@ def test_a_tone_from_the_peer_keys_the_radio_and_reaches_the_other_peer(
     s = usrp_site
     s.configure()
     daemon = s.start()
-    time.sleep(0.5)  # idle: the gateway pings
+    # Idle, the gateway pings both peers (so it is up, and b hears a ping before any voice).
+    daemon.wait_for(lambda: all(any(h.kind == PING for h in p.heard) for p in (s.a, s.b)))
     s.a.talk(1.5, tone_frame())
     # The radio transmits it: a call from the link, the radio keyed, ended by the unkey.
     end = daemon.wait_for(lambda: calls(daemon, "call_end", "allstar"), timeout=10)[0]
@@ -301,15 +302,16 @@ def test_radio_traffic_reaches_the_peer_as_keyed_voice_then_the_unkey(
     assert {d["port"] for d in end["destinations"]} == {"allstar", "bridge"}
 
     def transmission() -> list[Heard] | None:
+        """The first transmission heard, once its three unkeys followed it."""
         heard = list(s.a.heard)
         voice = [i for i, h in enumerate(heard) if h.payload]
-        if not voice or not any(not h.keyup and not h.payload for h in heard[voice[-1] :]):
+        if not voice:
             return None
-        return heard[voice[0] :]
+        after = heard[voice[-1] + 1 :]
+        unkeys = [h for h in after if (h.kind, h.keyup, h.payload) == (VOICE, 0, b"")]
+        return heard[voice[0] :] if len(unkeys) >= 3 else None
 
     heard = daemon.wait_for(transmission, timeout=5)
-    time.sleep(0.2)  # the unkey's repeats
-    heard = heard[:1] + [h for h in s.a.heard if h.at > heard[0].at]
     voice = [h for h in heard if h.payload]
     # One 20 ms packet per tick of the call, keyed, with the hub's talkgroup id...
     assert abs(len(voice) * FRAME_S - end["duration_s"]) <= 0.1, (len(voice), end)

@@ -67,19 +67,20 @@ def test_ctrl_c_ends_the_demo_cleanly_and_releases_every_transmitter() -> None:
         text=True,
     )
     try:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
+        errors = ChildLines(proc.stderr)  # drained meanwhile: a full pipe would block the demo
         # Wait until the demo is running (the config's patches are enabled first thing).
         lines = ChildLines(proc.stdout)
         assert " PATCH " in lines.next(timeout_s=30)
-        time.sleep(1.0)  # a second of traffic
+        time.sleep(1.0)  # a second of traffic before the Ctrl-C
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
         out = lines.rest()
-        assert proc.stderr is not None
-        err = proc.stderr.read()
+        err = errors.rest()
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=10)
     assert proc.returncode == 0, err
     assert "every transmitter released" in err
     assert "Traceback" not in err + out
@@ -97,6 +98,7 @@ def test_sigterm_ends_the_demo_cleanly() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=10)
     assert proc.returncode == 0 and "every transmitter released" in err
 
 

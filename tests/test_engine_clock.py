@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 import pytest
+from test_daemon_radios import wait
 
 from gateway.commands import PatchControl
 from gateway.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
@@ -246,7 +247,7 @@ class PacedRadios(SimulatedRadios):
 def ticks_in(radios: PacedRadios, seconds: float) -> float:
     """Ticks per second over `seconds`."""
     first = radios.ticks
-    time.sleep(seconds)
+    time.sleep(seconds)  # the window the rate is measured over
     return (radios.ticks - first) / seconds
 
 
@@ -274,15 +275,21 @@ def test_the_engine_follows_the_card_clock_and_falls_back_to_its_timer() -> None
     feeder = threading.Thread(target=card, daemon=True)
     feeder.start()
     runtime.start()
+    stats = radios.pacer.stats
     try:
         feeding.set()
-        time.sleep(0.3)
+        wait(lambda: stats.card_ticks >= 10, what="the card driving the engine")
         paced = ticks_in(radios, 1.5)
         feeding.clear()  # the card is unplugged: the timer keeps the engine going
-        time.sleep(CARD_STALL_S + 0.3)
+        timer_ticks = stats.timer_ticks
+        wait(lambda: stats.timer_ticks >= timer_ticks + 5, what="the timer taking over")
         timed = ticks_in(radios, 1.5)
         feeding.set()  # back: the card rules again (and pays back no debt at this rate)
-        time.sleep(CARD_STALL_S + 0.3)
+        card_ticks = stats.card_ticks
+        wait(lambda: stats.card_ticks >= card_ticks + 5, what="the card ticking again")
+        # Ahead of real time, it repays the timer's ticks until its debt is forgiven, a
+        # CARD_STALL_S after its return (a rule of time): measure its rate after that.
+        time.sleep(CARD_STALL_S + 0.1)
         again = ticks_in(radios, 1.5)
     finally:
         done.set()

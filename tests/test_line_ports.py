@@ -55,7 +55,7 @@ class Site:
         self.loop_port("loop://a").rts = on
 
 
-def wait_for(what: Callable[[], Any], timeout: float = 2.0) -> Any:
+def wait_for(what: Callable[[], Any], timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := what():
@@ -97,11 +97,11 @@ def test_a_pulled_adapter_drops_carrier_and_is_reported_once(site: Site) -> None
     wait_for(lambda: [1 for r, on, _ in site.applied if r == "b" and on])
     site.loop_port("loop://a").fail_errno = 5  # EIO: the USB adapter is gone
     wait_for(lambda: site.lost)
-    time.sleep(0.1)
-    assert len(site.lost) == 1 and site.lost[0][0] == "loop://a"
     ends = wait_for(lambda: [e for e in site.events if e["type"] == "call_end"])
     assert ends[0]["reason"] == "carrier_drop"
     wait_for(lambda: site.loop_port("loop://b").rts is False)  # b unkeyed after its hang
+    # The bank ran on for that hang (200 ms) after the loss, and reported it once.
+    assert len(site.lost) == 1 and site.lost[0][0] == "loop://a"
 
 
 def test_closing_unkeys_a_keyed_radio() -> None:

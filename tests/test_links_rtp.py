@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from emulators.drive import until
 
 from gateway.codecs import registry
 from gateway.config import ConfigError, parse_config_text
@@ -502,6 +503,7 @@ class Pair:
             self.a.receive()
             frame, carrier = self.b.receive()
             got.append((tick, frame, carrier))
+            # Paces the ticks at 20 ms, as the engine's clock does.
             await asyncio.sleep(max(0.0, start + (tick + 1) * 0.02 - loop.time()))
         return got
 
@@ -574,7 +576,12 @@ def test_malformed_packets_from_the_peer_address_are_counted_and_the_link_carrie
             sent += 1
         wrong_type = RtpPacket(96, 1, 2, 3, b"xx").to_bytes()
         spoof.sendto(wrong_type, ("127.0.0.3", pair.b_port))
-        await asyncio.sleep(0.1)
+
+        def counted() -> int:
+            stats = pair.b.stats()
+            return int(stats["malformed"] + stats["packets_in"])
+
+        await until(lambda: counted() >= sent + 1, what=f"{sent + 1} datagrams counted by b")
         spoof.close()
         pair.a.start()
         got = await pair.run(40, lambda tick: 5 <= tick < 25)
@@ -615,15 +622,13 @@ def test_link_goes_down_after_ten_missed_keepalives_and_comes_back() -> None:
         assert pair.notices == []
         await pair.a.close()
         started = time.monotonic()
-        while not pair.notices:
-            await asyncio.sleep(0.01)
+        await until(lambda: pair.notices, what="b going down")
         assert pair.notices[0][:2] == ("b", False)
         assert 0.45 <= time.monotonic() - started <= 0.8  # 10 x 50 ms keep-alives here
         assert "keep-alives missed" in pair.notices[0][2]
         back = RtpLink("a", link_config(pair.a_addr, pair.b_addr), keepalive_s=0.05)
         back.start()
-        while len(pair.notices) < 2:
-            await asyncio.sleep(0.01)
+        await until(lambda: len(pair.notices) >= 2, what="b coming back")
         assert pair.notices[1][:2] == ("b", True)
         await back.close()
         await pair.b.close()

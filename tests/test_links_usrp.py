@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from emulators.drive import until
 
 from gateway.codecs.g711 import ulaw_decode, ulaw_encode
 from gateway.config import ConfigError, parse_config_text
@@ -359,14 +360,16 @@ class Bench:
             self.link.send(tone(tick, 500), keyed(tick))
             frame, carrier = self.link.receive()
             got.append((frame.copy(), carrier))
+            # Paces the ticks at 20 ms, as the engine's clock does.
             await asyncio.sleep(max(0.0, start + (tick + 1) * 0.02 - loop.time()))
             self.drain()
         return got
 
     async def close(self) -> None:
         await self.link.close()
-        await asyncio.sleep(0.05)
-        self.drain()
+        # Every packet the link sent (its goodbye last) reaches the peer.
+        sent = self.link.stats()["packets_out"]
+        await until(lambda: len(self.drain()) >= sent, what=f"the peer hearing {sent} packets")
         self.peer.close()
 
 
@@ -453,7 +456,13 @@ def test_ptt_sends_keyed_voice_with_the_talkgroup_then_the_unkey_then_pings() ->
         bench = Bench(talkgroup_id=4242, usrp_ping_s=0.1)
         bench.link.start()
         await bench.run(40, keyed=lambda tick: 5 <= tick < 25)
-        await asyncio.sleep(0.35)  # idle: pings
+
+        def pings_after_voice() -> int:
+            heard = [unwire(data) for data in bench.drain()]
+            last_voice = max((i for i, h in enumerate(heard) if h.payload), default=len(heard))
+            return sum(h.kind == PING for h in heard[last_voice + 1 :])
+
+        await until(lambda: pings_after_voice() >= 2, what="two pings once idle")
         await bench.close()
         heard = [unwire(data) for data in bench.heard]
         voice = [h for h in heard if h.payload]
@@ -488,7 +497,7 @@ def test_big_endian_type_order_and_no_pings_when_turned_off() -> None:
         bench.link.start()
         bench.send(wire(1, PING, type_order=">"))  # understood in this order
         got = await bench.run(30, keyed=lambda tick: 5 <= tick < 10)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # idle a moment longer: pings are off, none come
         await bench.close()
         assert not any(carrier for _, carrier in got)
         heard = [unwire(data, ">") for data in bench.heard]
@@ -523,7 +532,13 @@ def test_strangers_and_bad_packets_are_dropped_and_counted_and_the_link_carries_
         rng = random.Random(5)
         for _ in range(50):
             bench.send(bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 400))))
-        await asyncio.sleep(0.1)
+        sent = 5 + sum(len(packets) for packets in bad.values()) + 50
+
+        def counted() -> int:
+            stats = bench.link.stats()
+            return int(stats["unknown_source"] + stats["wrong_talkgroup"] + stats["malformed"])
+
+        await until(lambda: counted() >= sent, what=f"{sent} datagrams counted")
         stats = bench.link.stats()
         assert stats["unknown_source"] == 5 and stats["wrong_talkgroup"] == 1
         for reason, packets in bad.items():
@@ -578,18 +593,16 @@ def test_with_a_timeout_a_silent_peer_goes_down_and_comes_back() -> None:
         bench = Bench(usrp_ping_s=0.1, usrp_timeout_s=0.3)
         bench.link.start()
         bench.send(wire(0, PING))
-        await asyncio.sleep(0.1)
+        await until(lambda: bench.link.stats()["pings_in"] == 1, what="the ping heard")
         assert bench.notices == [] and bench.link.online
         started = time.monotonic()
-        while not bench.notices:
-            await asyncio.sleep(0.01)
+        await until(lambda: bench.notices, what="the link going down")
         assert 0.15 <= time.monotonic() - started <= 0.6
         name, online, detail = bench.notices[0]
         assert (name, online) == ("usrp", False) and not bench.link.online
         assert "nothing from 127.0.0.2" in detail and "0.3 s" in detail
         bench.send(wire(1, PING, payload=b"PING"))
-        while len(bench.notices) < 2:
-            await asyncio.sleep(0.01)
+        await until(lambda: len(bench.notices) >= 2, what="the link coming back")
         assert bench.notices[1][:2] == ("usrp", True) and bench.link.online
         await bench.close()
 
@@ -600,7 +613,8 @@ def test_without_a_timeout_a_silent_peer_stays_online() -> None:
     async def scenario() -> None:
         bench = Bench(usrp_ping_s=0.1)
         bench.link.start()
-        await asyncio.sleep(0.5)
+        # Not happening: half a second of silence, the link pinging all along (so running).
+        await until(lambda: bench.link.stats()["pings_out"] >= 5, what="five pings sent")
         assert bench.link.online and bench.notices == []
         assert bench.link.stats()["last_heard_s"] is None  # never heard: ASL while idle
         await bench.close()

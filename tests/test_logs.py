@@ -126,7 +126,12 @@ def test_real_stderr_connected_to_the_journal(tmp_path: Path) -> None:
             if journal:
                 env["JOURNAL_STREAM"] = _journal_id(stderr)
             subprocess.run(
-                [sys.executable, "-c", script], cwd=ROOT, env=env, stderr=stderr, check=True
+                [sys.executable, "-c", script],
+                cwd=ROOT,
+                env=env,
+                stderr=stderr,
+                check=True,
+                timeout=60,
             )
         text = path.read_text()
         if journal:

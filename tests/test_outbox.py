@@ -50,7 +50,7 @@ def test_a_killed_writer_loses_nothing_it_committed(tmp_path: Path) -> None:
         "    box.put([OutMessage('t', b'x' * 50, seq=seq)])\n"
         "os.kill(os.getpid(), 9)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], check=False, env=os.environ)
+    result = subprocess.run([sys.executable, "-c", script], check=False, env=os.environ, timeout=60)
     assert result.returncode == -9
     box = Outbox(path)
     assert box.count == 500 and box.last_seq == 500

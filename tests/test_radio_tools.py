@@ -116,6 +116,7 @@ def test_ctrl_c_during_key_unkeys_at_once(radio: KenwoodRadio) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=10)
     assert proc.returncode == 0, err
     assert not radio.ptt
     assert "unkeyed" in out and "Traceback" not in err
@@ -135,7 +136,7 @@ def test_watch_reports_squelch_changes(radio: KenwoodRadio) -> None:
     try:
         assert proc.stdout is not None
         lines = ChildLines(proc.stdout)
-        assert "squelch closed" in lines.next()
+        assert "squelch closed" in lines.next(timeout_s=30)  # the first: once it has started
         radio.squelch_open = True
         assert "squelch OPEN" in lines.next()
         radio.squelch_open = False
@@ -146,7 +147,7 @@ def test_watch_reports_squelch_changes(radio: KenwoodRadio) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=10)
     assert "2 squelch changes seen" in out
 
 

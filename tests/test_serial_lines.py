@@ -31,12 +31,20 @@ from gateway.hardware.serial_lines import (
 
 
 class RecordingLoop(LoopSerial):  # type: ignore[misc, unused-ignore]
-    """loop://, recording the levels set before open and every level applied while open."""
+    """loop://, recording the levels set before open and every level applied while open, and
+    counting the reads of CTS (the poller's samples)."""
+
+    cts_reads = 0
 
     def open(self) -> None:
         self.before_open = (self.rts, self.dtr)
         self.applied: list[tuple[str, bool]] = []
         super().open()
+
+    @property
+    def cts(self) -> bool:
+        self.cts_reads += 1
+        return bool(super().cts)
 
     def _update_rts_state(self) -> None:
         self.applied.append(("rts", self._rts_state))
@@ -94,7 +102,7 @@ class Changes:
             self.arrived.append(time.monotonic())
             self._cond.notify_all()
 
-    def wait(self, radio: str, active: bool, timeout: float = 1.0) -> tuple[float, float]:
+    def wait(self, radio: str, active: bool, timeout: float = 5.0) -> tuple[float, float]:
         """The next change of `radio` (in order, per radio) must be `active`:
         (time of the change as reported, time the callback ran)."""
         deadline = time.monotonic() + timeout
@@ -129,7 +137,7 @@ def lost() -> list[str]:
 def no_threads_left() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
         if not extra:
@@ -303,8 +311,9 @@ def test_debounced_change_is_reported_with_the_time_it_began(
 
 
 def test_a_3_ms_glitch_is_rejected(changes: Changes, lost: list[str]) -> None:
+    factory = Factory()
     lines = SerialLines(
-        "loop://", ptt=[PttLine("tx", "rts")], cos=[CosLine("rx", "cts")], factory=Factory()
+        "loop://", ptt=[PttLine("tx", "rts")], cos=[CosLine("rx", "cts")], factory=factory
     )
     with lines, CosPoller(lines, changes, lost.append, poll_s=0.001, debounce_s=0.010):
         changes.wait("rx", False)
@@ -317,9 +326,16 @@ def test_a_3_ms_glitch_is_rejected(changes: Changes, lost: list[str]) -> None:
             lines.set_line("rts", False)
             if time.perf_counter() - began < 0.008:  # a descheduled test thread is no glitch
                 glitches += 1
-            time.sleep(0.015)
+            time.sleep(0.015)  # idle between glitches, longer than the debounce
         assert glitches > 0
-        time.sleep(0.03)
+        # Not happening: the poller samples the idle line for well past the debounce (30 reads
+        # of 1 ms) without reporting the last glitch.
+        port = factory.ports[0]
+        reads = port.cts_reads
+        deadline = time.monotonic() + 5.0
+        while port.cts_reads < reads + 30 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert port.cts_reads >= reads + 30, "the poller stopped sampling"
     # With a 1 ms poll the glitch is sampled, but never for 10 ms: no change is reported.
     assert changes.of("rx") == [False]
 
@@ -385,9 +401,11 @@ def test_port_lost_is_reported_once(code: int, reason: str, changes: Changes) ->
         with poller:
             changes.wait("rx", False)
             factory.ports[0].fail_errno = code
-            assert lost_event.wait(1.0)
-            time.sleep(0.05)  # more polls would have happened by now
-            assert not poller.running
+            assert lost_event.wait(10.0)
+            deadline = time.monotonic() + 5.0
+            while poller.running and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert not poller.running  # stopped: it cannot report the loss again
         lines.close()
     assert lost == [
         f"serial port /dev/ttyUSB7 is gone ({reason}): the USB adapter was unplugged or reset"
@@ -400,7 +418,7 @@ def test_closing_under_a_poller_is_not_a_loss(changes: Changes, lost: list[str])
     with CosPoller(lines, changes, lost.append) as poller:
         changes.wait("rx", False)
         lines.close()
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 5.0
         while poller.running and time.monotonic() < deadline:
             time.sleep(0.005)
         assert not poller.running
@@ -419,7 +437,7 @@ def test_a_failing_callback_does_not_stop_polling(lost: list[str]) -> None:
         "loop://", ptt=[PttLine("tx", "rts")], cos=[CosLine("rx", "cts")], factory=Factory()
     )
     with lines, CosPoller(lines, flaky, lost.append, debounce_s=0.0):
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 5.0
         while not seen and time.monotonic() < deadline:
             time.sleep(0.002)
         lines.set_line("rts", True)

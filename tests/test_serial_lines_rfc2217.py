@@ -44,7 +44,7 @@ COS_WITHIN_S = 0.100  # generous: one 5 ms poll and a 5 ms debounce on a busy CI
 def no_threads_left() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
         if not extra:
@@ -64,7 +64,7 @@ def changes() -> Changes:
     return Changes()
 
 
-def wait_until(what: Callable[[], object], timeout: float = 1.0) -> None:
+def wait_until(what: Callable[[], object], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not what():
         assert time.monotonic() < deadline, "timed out"
@@ -179,9 +179,8 @@ def test_device_server_going_away_is_reported_once(
             radio.set_input("cts", True)
             changes.wait("a", True)  # a call is up: a stale COS would hold it forever
             radio.stop()
-            assert lost_event.wait(1.0), "the poller did not notice the device server going"
-            time.sleep(0.05)  # more polls would have happened by now
-            assert not poller.running
+            assert lost_event.wait(10.0), "the poller did not notice the device server going"
+            wait_until(lambda: not poller.running)  # stopped: it cannot report the loss again
         assert len(lost) == 1 and radio.url in lost[0], lost
         began = time.monotonic()
         lines.close()  # nothing left to unkey: must neither wait nor fail

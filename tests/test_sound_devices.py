@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pyaudio
 import pytest
+from test_line_ports import wait_for
 
 from gateway.hardware.sound_devices import (
     SoundDevice,
@@ -321,7 +322,7 @@ def test_sink_removed_mid_stream(env: AudioEnv, sinks: tuple[str, str]) -> None:
             after = np.frombuffer(into.read(4800, exception_on_overflow=False), np.float32)
             assert into.is_active() and after.size == 4800
 
-            time.sleep(0.3)  # an underrun
+            time.sleep(0.3)  # nothing written for a while, deliberately: an underrun
             with pytest.raises(OSError) as caught:
                 for _ in range(10):
                     out.write(tone(0.01).tobytes())
@@ -359,12 +360,12 @@ def test_callback_stream_keeps_running_after_its_sink_is_removed(env: AudioEnv) 
             stream_callback=callback,
         )
         try:
-            time.sleep(0.2)
+            wait_for(lambda: len(calls) >= 10)  # the stream is running
             env.remove_sink(sink)
             removed = time.monotonic()
-            time.sleep(0.5)
+            # It goes on: 30 more calls (0.3 s of them, at 100 a second).
+            wait_for(lambda: len([at for at in calls if at > removed]) > 30)
             assert stream.is_active()
-            assert len([at for at in calls if at > removed]) > 30  # 50 in 0.5 s
         finally:
             stream.close()
 

@@ -18,6 +18,7 @@ from gateway.dsp._common import (
     as_frames,
     as_port_mask,
 )
+from gateway.dsp.filters import SosFilter
 from gateway.tones import CTCSS_TONES_HZ
 
 Complex128Array = npt.NDArray[np.complex128]
@@ -108,24 +109,31 @@ class CtcssDetector:
                 signal.ellip(7, 0.5, 60.0, 260.0, "lowpass", fs=rate, output="sos"),
             )
         )
-        self._zi: Float64Array = np.zeros((self._sos.shape[0], ports, 2))
+        self._bandpass = SosFilter(self._sos, ports)
         rate_d = rate / _DECIMATE
         self._n_frame = frame_samples // _DECIMATE
+        bins = len(self.table)
+        self._bins = bins
         omega = 2.0 * np.pi * self.table / rate_d
-        self._basis: Complex128Array = np.exp(-1j * np.outer(np.arange(self._n_frame), omega))
+        basis = np.exp(-1j * np.outer(np.arange(self._n_frame), omega))
+        # The same basis as real numbers, each bin's real and imaginary part side by side: a real
+        # frame times it is a real matrix product whose result is the complex one in memory.
+        self._basis_ri: Float64Array = np.ascontiguousarray(
+            basis.view(np.float64).reshape(self._n_frame, 2 * bins)
+        )
         self._omega_frame: Float64Array = omega * self._n_frame
-        self._theta: Float64Array = np.zeros(len(self.table))
+        self._theta: Float64Array = np.zeros(bins)
         self._half = window_frames // 2
-        self._ring: Complex128Array = np.zeros((ports, window_frames, len(self.table)), complex)
-        self._energy: Float64Array = np.zeros((ports, window_frames))
+        # Per port and frame of the window: the 50 bins' phasors and, last, the frame's energy in
+        # the band (a real number in a complex slot), so that one sum carries both.
+        self._ring: Complex128Array = np.zeros((ports, window_frames, bins + 1), complex)
         self._slot = 0  # the ring's oldest frame, overwritten next
         self._frames = 0
-        self._old: Complex128Array = np.zeros((ports, len(self.table)), dtype=np.complex128)
-        self._new: Complex128Array = np.zeros((ports, len(self.table)), dtype=np.complex128)
-        self._old_energy: Float64Array = np.zeros(ports)
-        self._new_energy: Float64Array = np.zeros(ports)
+        # Running sums over the two halves of the window: [old, new], laid out as the ring.
+        self._halves: Complex128Array = np.zeros((2, ports, bins + 1), dtype=np.complex128)
+        self._entry: Complex128Array = np.zeros((ports, bins + 1), dtype=np.complex128)
         self._strongest: IntArray = np.zeros(ports, dtype=np.int64)
-        self._rows: IntArray = np.arange(ports, dtype=np.int64)
+        self._row_starts: IntArray = np.arange(ports, dtype=np.int64) * (bins + 1)
         self._half_seconds = self._half * frame_samples / rate
         self._half_samples = self._half * self._n_frame
         self._min_sq = 10.0 ** (min_level_dbfs / 10.0)  # squared peak amplitude
@@ -165,9 +173,8 @@ class CtcssDetector:
     def reset(self, port_mask: npt.ArrayLike | None = None) -> None:
         """Forgets the masked ports' audio and decisions (all by default)."""
         mask = as_port_mask(port_mask, self.ports)
-        self._zi[:, mask, :] = 0.0
+        self._bandpass.reset(mask)
         self._ring[mask] = 0.0
-        self._energy[mask] = 0.0
         self._resum()
         self.present[mask] = False
         self._wanted_count[mask] = 0
@@ -196,31 +203,34 @@ class CtcssDetector:
     # --- analysis -------------------------------------------------------------------------
 
     def _update(self, frames: npt.ArrayLike) -> None:
+        # Each numpy call costs microseconds on these small arrays, more than the arithmetic:
+        # the steps below are laid out to take few calls (old and new half in one array, the
+        # energy beside the bins), with the arithmetic the class docstring describes.
         x = as_frames(frames, self.ports)
         if x.shape[1] != self.frame_samples:
             raise ValueError(f"frames must have {self.frame_samples} samples, not {x.shape[1]}")
-        y, self._zi = signal.sosfilt(self._sos, x, axis=-1, zi=self._zi)
-        low = np.asarray(y[:, ::_DECIMATE], dtype=np.float64)  # (ports, 20) at 1 kHz
-        phasors = (low @ self._basis) * np.exp(-1j * self._theta)
-        energy = np.einsum("pn,pn->p", low, low)
+        low = self._bandpass.process(x)[:, ::_DECIMATE]  # (ports, 20) at 1 kHz
+        bins = self._bins
+        entry = self._entry
+        spectrum = (low @ self._basis_ri).view(np.complex128)  # low @ the complex basis
+        np.multiply(spectrum, np.exp(-1j * self._theta), out=entry[:, :bins])
+        entry[:, bins] = np.einsum("pn,pn->p", low, low)
         self._theta = np.mod(self._theta + self._omega_frame, 2.0 * np.pi)
         # Slide both halves by one frame: the oldest frame leaves, the middle one moves from the
         # new half to the old, this one enters. (Running sums, made exact again now and then.)
         window = self._ring.shape[1]
-        middle = (self._slot + self._half) % window
-        self._old += self._ring[:, middle] - self._ring[:, self._slot]
-        self._new += phasors - self._ring[:, middle]
-        self._old_energy += self._energy[:, middle] - self._energy[:, self._slot]
-        self._new_energy += energy - self._energy[:, middle]
-        self._ring[:, self._slot] = phasors
-        self._energy[:, self._slot] = energy
+        leaving = self._ring[:, self._slot]
+        middle = self._ring[:, (self._slot + self._half) % window]
+        self._halves[0] += middle - leaving
+        self._halves[1] += entry - middle
+        leaving[...] = entry  # the oldest slot takes this frame
         self._slot = (self._slot + 1) % window
         self._frames += 1
         if self._frames % _RESUM_FRAMES == 0:
             self._resum()
-        whole = self._old + self._new
+        whole = self._halves[0, :, :bins] + self._halves[1, :, :bins]
         # Power of each bin over the whole window; only its argmax is needed for all bins.
-        self._strongest = np.argmax(whole.real**2 + whole.imag**2, axis=1)
+        self._strongest = np.argmax(_power(whole), axis=1)
         # The three bins each port's decisions look at, measured in one go.
         onset, hold = self._qualify(np.stack((self.wanted, self._strongest, self._any)))
         self._decide_wanted(onset[0], hold[0])
@@ -229,33 +239,32 @@ class CtcssDetector:
     def _resum(self) -> None:
         window = self._ring.shape[1]
         order = (self._slot + np.arange(window)) % window  # oldest first
-        self._old = self._ring[:, order[: self._half]].sum(axis=1)
-        self._new = self._ring[:, order[self._half :]].sum(axis=1)
-        self._old_energy = self._energy[:, order[: self._half]].sum(axis=1)
-        self._new_energy = self._energy[:, order[self._half :]].sum(axis=1)
+        self._halves[0] = self._ring[:, order[: self._half]].sum(axis=1)
+        self._halves[1] = self._ring[:, order[self._half :]].sum(axis=1)
 
     def _qualify(self, index: IntArray) -> tuple[BoolArray, BoolArray]:
         """For bins `index` (k, ports) (-1: none), whether the onset rule and the hold rule of
         the class docstring hold: two (k, ports) bool arrays."""
         tiny = 1e-20
         half = self._half_samples
-        pick = np.maximum(index, 0)
-        old = self._old[self._rows, pick]
-        new = self._new[self._rows, pick]
-        whole = old + new
+        # (2, k, ports): old, new; taken from the flat sums, which gives a contiguous array
+        at = self._row_starts + np.maximum(index, 0)
+        halves = self._halves.reshape(2, -1).take(at, axis=1)
+        old, new = halves
         # A tone A*cos() gives |sum| = A*N/2 over N samples: power A^2/2 = 2|sum|^2/N^2, and
         # A^2 = 2 * power (levels are peak levels, as for gateway.signals.tone).
-        power = 2.0 * (whole.real**2 + whole.imag**2) / (2 * half) ** 2
-        p_old = 2.0 * (old.real**2 + old.imag**2) / half**2
-        p_new = 2.0 * (new.real**2 + new.imag**2) / half**2
-        band = (self._old_energy + self._new_energy) / (2 * half)
-        new_band = self._new_energy / half  # (ports,): broadcasts over the k rows
+        power = 2.0 * _power(old + new) / (2 * half) ** 2
+        p_old, p_new = 2.0 * _power(halves) / half**2
+        energy = self._halves[:, :, self._bins].real  # (2, ports): old, new
+        band = (energy[0] + energy[1]) / (2 * half)
+        new_band = energy[1] / half  # (ports,): broadcasts over the k rows
         turn = np.abs(np.angle(new * np.conj(old)))  # 2*pi*offset*half_seconds
         steady = (p_new + tiny) / (p_old + tiny)  # new half over old half, in power
         exists = index >= 0
+        # (2 * power >= min_sq is power >= min_sq / 2 exactly: a factor of 2 rounds nothing.)
         onset: BoolArray = (
             exists
-            & (2.0 * power >= self._min_sq)
+            & (power >= self._min_sq / 2.0)
             & (power >= self.min_share * band)
             & (self._strongest == index)
             & (turn <= self._max_turn)
@@ -264,7 +273,7 @@ class CtcssDetector:
         )
         hold: BoolArray = (
             exists
-            & (2.0 * p_new >= self._hold_sq)
+            & (p_new >= self._hold_sq / 2.0)
             & (p_new >= 0.5 * self.min_share * new_band)
             & (turn <= 1.5 * self._max_turn)
             & (steady >= 0.1)
@@ -272,21 +281,35 @@ class CtcssDetector:
         return onset, hold
 
     def _decide_wanted(self, onset: BoolArray, hold: BoolArray) -> None:
-        self._wanted_count = np.where(onset, self._wanted_count + 1, 0)
-        self._wanted_off = np.where(self.present & ~hold, self._wanted_off + 1, 0)
-        switch_on = ~self.present & (self._wanted_count >= self.confirm_frames)
-        switch_off = self.present & (self._wanted_off >= self.release_frames)
-        self.present = (self.present | switch_on) & ~switch_off
-        self._wanted_off[switch_off] = 0
+        # Qualified frames in a row (count) and, while on, failing frames in a row (off): on at
+        # `confirm_frames` of the one, off at `release_frames` of the other (which then restarts
+        # from 0).
+        self._wanted_count = (self._wanted_count + 1) * onset
+        self._wanted_off = (self._wanted_off + 1) * (self.present & ~hold)
+        self.present = np.where(
+            self.present,
+            self._wanted_off < self.release_frames,
+            self._wanted_count >= self.confirm_frames,
+        )
+        self._wanted_off *= self.present
 
     def _decide_any(self, onset: BoolArray, hold: BoolArray) -> None:
         strongest = self._strongest
         same = onset & (strongest == self._cand)
-        self._cand_count = np.where(same, self._cand_count + 1, np.where(onset, 1, 0))
+        self._cand_count = np.where(same, self._cand_count + 1, onset)
         self._cand = np.where(onset, strongest, _NO_TONE)
-        self._any_off = np.where((self._any >= 0) & ~hold, self._any_off + 1, 0)
-        released = self._any_off >= self.release_frames
-        self._any = np.where(released, _NO_TONE, self._any)
-        self._any_off[released] = 0
+        self._any_off = (self._any_off + 1) * ((self._any >= 0) & ~hold)
+        kept = self._any_off < self.release_frames
+        self._any = np.where(kept, self._any, _NO_TONE)
+        self._any_off *= kept
         confirmed = (self._cand_count >= self.confirm_frames) & (self._cand != self._any)
         self._any = np.where(confirmed, self._cand, self._any)
+
+
+def _power(z: Complex128Array) -> Float64Array:
+    """|z|^2 of a C-contiguous complex array: z.real**2 + z.imag**2, the same arithmetic in
+    three numpy calls instead of five."""
+    parts = z.view(np.float64)
+    squares = parts * parts
+    power: Float64Array = squares[..., ::2] + squares[..., 1::2]
+    return power

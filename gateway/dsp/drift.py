@@ -41,19 +41,29 @@ class SampleFifo:
 
     def write(self, samples: npt.ArrayLike) -> int:
         """Appends samples; returns how many of the oldest were dropped to make room."""
-        x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if x.size > self.capacity:
-            x = x[x.size - self.capacity :]
-        excess = max(0, self._level + x.size - self.capacity)
-        dropped = excess + (np.asarray(samples).size - x.size)
-        if excess:
-            self._start = (self._start + excess) % self.capacity
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim != 1:
+            x = x.reshape(-1)
+        size = x.size
+        capacity = self.capacity
+        dropped = 0
+        if size > capacity:
+            dropped = size - capacity
+            x = x[dropped:]
+            size = capacity
+        excess = self._level + size - capacity
+        if excess > 0:
+            self._start = (self._start + excess) % capacity
             self._level -= excess
-        end = (self._start + self._level) % self.capacity
-        first = min(x.size, self.capacity - end)
-        self._buf[end : end + first] = x[:first]
-        self._buf[: x.size - first] = x[first:]
-        self._level += x.size
+            dropped += excess
+        end = (self._start + self._level) % capacity
+        first = capacity - end  # room before the end of the buffer
+        if size <= first:
+            self._buf[end : end + size] = x
+        else:
+            self._buf[end:] = x[:first]
+            self._buf[: size - first] = x[first:]
+        self._level += size
         self.overrun_samples += dropped
         return dropped
 

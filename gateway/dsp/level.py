@@ -94,6 +94,7 @@ class AutoLevel:
         self._level: Float64Array = np.zeros(ports)  # speech power estimate
         self._active_frames: IntArray = np.zeros(ports, dtype=np.int64)
         self.gain_db: Float64Array = np.zeros(ports)
+        self._ramps: dict[int, Float64Array] = {}  # per frame length: 1/n, 2/n, ... 1
 
     @property
     def speech_level_dbfs(self) -> Float64Array:
@@ -115,16 +116,22 @@ class AutoLevel:
         rate = np.maximum(self._window, 1.0 / np.maximum(self._active_frames, 1))
         self._level = np.where(active, self._level + rate * (power - self._level), self._level)
         started: BoolArray = self._active_frames > 0
+        # (np.minimum(np.maximum()) is np.clip, without its Python-level argument handling.)
         wanted = np.where(
             started,
-            np.clip(self.target_dbfs - self.speech_level_dbfs, self.min_gain_db, self.max_gain_db),
+            np.minimum(
+                np.maximum(self.target_dbfs - self.speech_level_dbfs, self.min_gain_db),
+                self.max_gain_db,
+            ),
             0.0,
         )
         step = np.where(wanted < self.gain_db, self._attack, self._release)
         previous = 10.0 ** (self.gain_db / 20.0)
         self.gain_db = self.gain_db + step * (wanted - self.gain_db)
         current = 10.0 ** (self.gain_db / 20.0)
-        ramp = np.arange(1, n + 1, dtype=np.float64) / n
+        ramp = self._ramps.get(n)
+        if ramp is None:
+            ramp = self._ramps[n] = np.arange(1, n + 1, dtype=np.float64) / n
         gains = previous[:, np.newaxis] + (current - previous)[:, np.newaxis] * ramp
         return np.asarray(x * gains, dtype=np.float32)
 

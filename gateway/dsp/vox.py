@@ -62,11 +62,13 @@ class Vox:
         x = as_frames(frames, self.ports).astype(np.float64)
         level = power_to_db(np.einsum("pn,pn->p", x, x) / max(x.shape[1], 1))
         loud = level >= self.threshold_dbfs
-        self._above = np.where(loud, self._above + 1, 0)
-        self._below = np.where(loud, 0, self._below + 1)
-        opening = ~self.open & (self._above >= self.attack_frames)
-        closing = self.open & (self._below >= self.hang_frames)
-        self.open = (self.open | opening) & ~closing
+        self._above = (self._above + 1) * loud
+        self._below = (self._below + 1) * ~loud
+        # An open port closes after `hang_frames` quiet frames, a closed one opens after
+        # `attack_frames` loud ones.
+        self.open = np.where(
+            self.open, self._below < self.hang_frames, self._above >= self.attack_frames
+        )
         return self.open.copy()
 
     def reset(self, port_mask: npt.ArrayLike | None = None) -> None:

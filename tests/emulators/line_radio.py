@@ -294,7 +294,7 @@ class LineRadioServer:
         """The levels clients applied to one output line, oldest first."""
         return [level for _, name, level in self.history if name == line]
 
-    def wait_for(self, line: OutputLine, level: bool, timeout: float = 1.0) -> float:
+    def wait_for(self, line: OutputLine, level: bool, timeout: float = 5.0) -> float:
         """Waits until `line` is at `level`; returns when it got there (time.monotonic()).
 
         A line already at `level` returns the time a client last applied it (or now, if no

@@ -42,6 +42,13 @@ class PtyRadio:
         with self._lock:
             os.write(self._master, data)
 
+    def unread(self, wait_s: float = 0.0) -> bool:
+        """True while bytes the radio sent wait on the driver's side of the line, unread; waits
+        up to `wait_s` for some to get there (the kernel moves them across from a worker
+        thread, a moment after the radio's write)."""
+        ready, _, _ = select.select([self._slave], [], [], wait_s)
+        return bool(ready)
+
     def unplug(self) -> None:
         """Closes the far end: reads on the driver's side now fail with EIO, as when a USB
         serial adapter is pulled."""
