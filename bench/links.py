@@ -1,6 +1,6 @@
 """Link benchmark: latency a link adds beyond its jitter-buffer target, and CPU per stream.
 
-    .venv/bin/python bench/links.py [--seconds 10] [--streams 64]
+    .venv/bin/python bench/links.py [--seconds 10] [--streams 64] [--only latency|cpu] [--load N]
 
 Latency: two `RtpLink`s over loopback (PCMU over SRTP), each ticked by its own "engine" thread on
 a 20 ms deadline clock, the receiver's ticks `phase` ms after the sender's (two gateways never
@@ -12,6 +12,9 @@ that delays each packet by a uniform 0..jitter (reordering them) and loses some.
 CPU: this process runs N links, keyed all the time, each receiving a stream from a peer process
 with N links that is keyed all the time too: N streams each way. The figure is this process's
 CPU time (engine thread and asyncio loop together) over the wall time, as a share of one core.
+
+The first line says the machine (CPU model, cores, Python, load average); --load N runs N
+CPU-burning processes beside everything, for the figures of a busy box.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import cpu_burners, describe
 
 from gateway.config.models import Link
 from gateway.links.rtp_link import RtpLink
@@ -246,14 +250,26 @@ async def run_streams(
     start = time.monotonic()
     engine = Ticker(start, tick)
     engine.start()
+    # The window opens once every link hears its peer (the peer process can take seconds to
+    # start on a busy box: a window without its streams measures half the work), a second later.
+    deadline = time.monotonic() + 10.0
+    while not all(one.counters.packets_in for one in links) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
+
+    def played_concealed() -> tuple[int, int]:
+        stats = [one.stats() for one in links]
+        return sum(s["rx_played"] for s in stats), sum(s["rx_concealed"] for s in stats)
+
+    # Frames played and concealed count over the window only, as the CPU does.
+    played0, concealed0 = played_concealed()
     usage0, wall0, busy0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic(), engine.busy_s
     await asyncio.sleep(spec["seconds"])
     usage1, wall1, busy1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic(), engine.busy_s
+    played1, concealed1 = played_concealed()
     engine.stop.set()
     engine.join()
-    played = sum(one.stats()["rx_played"] for one in links)
-    concealed = sum(one.stats()["rx_concealed"] for one in links)
+    played, concealed = played1 - played0, concealed1 - concealed0
     for one in links:
         await one.close()
     cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
@@ -263,6 +279,7 @@ async def run_streams(
         "engine_share": (busy1 - busy0) / wall,
         "played": played,
         "concealed": concealed,
+        "wall_s": wall,
     }
 
 
@@ -283,7 +300,7 @@ def peer_main(spec_text: str) -> int:
 async def cpu_row(
     codec: str, key_file: Path | None, streams: int, seconds: float
 ) -> dict[str, Any]:
-    spec = {
+    spec: dict[str, Any] = {
         "codec": codec,
         "key": str(key_file) if key_file else "",
         "ports": free_ports(SENDER, streams),
@@ -295,7 +312,7 @@ async def cpu_row(
         result = await run_streams(SENDER, spec["ports"], RECEIVER, spec["peer_ports"], spec)
     finally:
         peer.wait(30)
-    result["expected"] = streams * seconds / FRAME_S
+    result["expected"] = streams * result["wall_s"] / FRAME_S
     return result
 
 
@@ -304,60 +321,84 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per CPU row")
     parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--spurts", type=int, default=12, help="talkspurts per latency row")
+    parser.add_argument(
+        "--only", choices=("latency", "cpu"), help="run one table (default: both, latency first)"
+    )
+    parser.add_argument(
+        "--load", type=int, default=0, metavar="N", help="N CPU-burning processes beside it"
+    )
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
         return peer_main(args.peer)
-    with tempfile.TemporaryDirectory() as tmp:
+    with cpu_burners(args.load), tempfile.TemporaryDirectory() as tmp:
+        print(describe(args.load))
         key = write_key(Path(tmp))
-        print(f"link latency, PCMU over SRTP, 20 ms frames, {args.spurts - 2} clicks per row")
-        header = ("network", "phase ms", "jitter ms", "target ms", "latency med/max ms")
-        header += ("added med/max ms", "late", "concealed")
-        widths = (26, 8, 9, 9, 18, 16, 5, 9)
-        print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
-        worst = 0.0
-        for name, jitter_s, loss, phase_s in (
-            ("loopback", 0.0, 0.0, 0.001),
-            ("loopback", 0.0, 0.0, 0.010),
-            ("loopback", 0.0, 0.0, 0.019),
-            ("relay, 20 ms jitter", 0.020, 0.0, 0.010),
-            ("relay, 40 ms jitter", 0.040, 0.0, 0.010),
-            ("relay, 40 ms jitter, 10% loss", 0.040, 0.10, 0.010),
-        ):
-            row = asyncio.run(latency_row(key, jitter_s, loss, phase_s, args.spurts))
-            worst = max(worst, row["added"][1])
-            print(
-                f"{name:>26} {phase_s * 1000:>8.0f} {row['jitter_ms']:>9.1f} "
-                f"{row['target_ms']:>9.0f} {row['latency'][0]:>8.1f}/{row['latency'][1]:<9.1f} "
-                f"{row['added'][0]:>7.1f}/{row['added'][1]:<8.1f} {row['late']:>5} "
-                f"{row['concealed']:>9}"
-            )
-        print(f"worst added latency: {worst:.1f} ms (goal: at most one frame, 20 ms)")
-        print()
-        print(
-            f"CPU, {args.streams} links keyed both ways (a peer process sends {args.streams} "
-            f"streams back), {args.seconds:g} s per row, python {sys.version.split()[0]}"
-        )
-        header = ("codec", "srtp", "% of a core", "engine thread %", "us/stream/frame")
-        header += ("played", "concealed")
-        widths = (6, 5, 11, 15, 15, 8, 9)
-        print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
-        for codec, secure in (("pcmu", True), ("pcma", False), ("dvi4", True), ("opus", True)):
-            try:
-                row = asyncio.run(
-                    cpu_row(codec, key if secure else None, args.streams, args.seconds)
-                )
-            except Exception as exc:  # a codec missing from this build: say so and go on
-                print(f"{codec:>6} {'yes' if secure else 'no':>5} unavailable: {exc}")
-                continue
-            per_frame_us = row["cpu_share"] * FRAME_S / args.streams * 1e6
-            print(
-                f"{codec:>6} {'yes' if secure else 'no':>5} {row['cpu_share'] * 100:>10.1f}% "
-                f"{row['engine_share'] * 100:>14.1f}% {per_frame_us:>15.1f} "
-                f"{row['played'] / row['expected'] * 100:>7.1f}% {row['concealed']:>9}"
-            )
-        print("goal: 64 streams under 25% of one core")
+        if args.only in (None, "latency"):
+            latency_table(key, args.spurts)
+        if args.only is None:
+            print()
+        if args.only in (None, "cpu"):
+            cpu_table(key, args.streams, args.seconds)
     return 0
+
+
+def latency_table(key: Path, spurts: int) -> None:
+    print(f"link latency, PCMU over SRTP, 20 ms frames, {spurts - 2} clicks per row")
+    header: tuple[str, ...] = (
+        "network",
+        "phase ms",
+        "jitter ms",
+        "target ms",
+        "latency med/max ms",
+    )
+    header += ("added med/max ms", "late", "concealed")
+    widths = (26, 8, 9, 9, 18, 16, 5, 9)
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+    worst = 0.0
+    for name, jitter_s, loss, phase_s in (
+        ("loopback", 0.0, 0.0, 0.001),
+        ("loopback", 0.0, 0.0, 0.010),
+        ("loopback", 0.0, 0.0, 0.019),
+        ("relay, 20 ms jitter", 0.020, 0.0, 0.010),
+        ("relay, 40 ms jitter", 0.040, 0.0, 0.010),
+        ("relay, 40 ms jitter, 10% loss", 0.040, 0.10, 0.010),
+    ):
+        row = asyncio.run(latency_row(key, jitter_s, loss, phase_s, spurts))
+        worst = max(worst, row["added"][1])
+        print(
+            f"{name:>26} {phase_s * 1000:>8.0f} {row['jitter_ms']:>9.1f} "
+            f"{row['target_ms']:>9.0f} {row['latency'][0]:>8.1f}/{row['latency'][1]:<9.1f} "
+            f"{row['added'][0]:>7.1f}/{row['added'][1]:<8.1f} {row['late']:>5} "
+            f"{row['concealed']:>9}",
+            flush=True,
+        )
+    print(f"worst added latency: {worst:.1f} ms (goal: at most one frame, 20 ms)")
+
+
+def cpu_table(key: Path, streams: int, seconds: float) -> None:
+    print(
+        f"CPU, {streams} links keyed both ways (a peer process sends {streams} "
+        f"streams back), {seconds:g} s per row, python {sys.version.split()[0]}"
+    )
+    header: tuple[str, ...] = ("codec", "srtp", "% of a core", "engine thread %", "us/stream/frame")
+    header += ("played", "concealed")
+    widths = (6, 5, 11, 15, 15, 8, 9)
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+    for codec, secure in (("pcmu", True), ("pcma", False), ("dvi4", True), ("opus", True)):
+        try:
+            row = asyncio.run(cpu_row(codec, key if secure else None, streams, seconds))
+        except Exception as exc:  # a codec missing from this build: say so and go on
+            print(f"{codec:>6} {'yes' if secure else 'no':>5} unavailable: {exc}")
+            continue
+        per_frame_us = row["cpu_share"] * FRAME_S / streams * 1e6
+        print(
+            f"{codec:>6} {'yes' if secure else 'no':>5} {row['cpu_share'] * 100:>10.1f}% "
+            f"{row['engine_share'] * 100:>14.1f}% {per_frame_us:>15.1f} "
+            f"{row['played'] / row['expected'] * 100:>7.1f}% {row['concealed']:>9}",
+            flush=True,
+        )
+    print(f"goal: {streams} streams under 25% of one core")
 
 
 if __name__ == "__main__":

@@ -216,6 +216,35 @@ def test_connection_refused() -> None:
         run(port, lambda d: d.read_busy())
 
 
+@needs_rigctld
+def test_connecting_as_another_client_hangs_up(
+    rigctld: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    # rigctld closes a finished client's descriptor three times; a client that connects in that
+    # instant may find its new connection closed before the first reply (one in twelve here).
+    port = rigctld[1]
+
+    async def main() -> list[int]:
+        tuned: list[int] = []
+        for i in range(100):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as other:
+                other.sendall(b"+\\get_freq\n")
+                reply = b""
+                while b"RPRT" not in reply and (chunk := other.recv(1024)):
+                    reply += chunk
+            driver = FastRigctld("127.0.0.1", port)
+            await driver.open()
+            try:
+                hz = 145_000_000 + 12_500 * i
+                await driver.set_tuning(Tuning(hz, hz, "fm"))
+                tuned.append((await driver.read_tuning()).rx_hz)
+            finally:
+                await driver.close()
+        return tuned
+
+    assert asyncio.run(main()) == [145_000_000 + 12_500 * i for i in range(100)]
+
+
 # ---------------------------------------------------------------------- a broken rigctld
 Handler = Callable[[str], bytes | None]
 
@@ -300,8 +329,36 @@ def test_silence_times_out() -> None:
 
 
 def test_server_closes_mid_command() -> None:
+    seen: list[str] = []
     with pytest.raises(CatLinkLost, match="went away during get_dcd"):
-        run_fake(lambda line: b"CLOSE", lambda d: d.read_busy())
+        run_fake(lambda line: b"CLOSE", lambda d: d.read_busy(), seen)
+    # A new connection cut before any answer is made once more, then the loss is reported.
+    assert seen == ["+\\get_dcd", "+\\get_dcd"]
+
+
+def test_a_new_connection_cut_before_its_first_answer_is_made_again() -> None:
+    seen: list[str] = []
+
+    def handler(line: str) -> bytes:
+        return b"CLOSE" if len(seen) == 1 else b"get_dcd:\nDCD: 1\nRPRT 0\n"
+
+    assert run_fake(handler, lambda d: d.read_busy(), seen) is True
+    assert seen == ["+\\get_dcd", "+\\get_dcd"]
+
+
+def test_a_connection_that_answered_is_not_made_again() -> None:
+    seen: list[str] = []
+
+    def handler(line: str) -> bytes:
+        return b"CLOSE" if line == "+\\get_dcd" else ok(line)
+
+    async def body(d: FastRigctld) -> bool:
+        await d.set_ptt(False)  # answered: this connection is known good
+        return await d.read_busy()
+
+    with pytest.raises(CatLinkLost, match="went away during get_dcd"):
+        run_fake(handler, body, seen)
+    assert seen == ["+\\set_ptt 0", "+\\get_dcd"]
 
 
 def test_failed_key_up_sends_unkey() -> None:

@@ -20,10 +20,6 @@ _CACHE_SIZE = 8
 # output (`_by_outputs`).
 _MIN_PERIOD = 80
 _MAX_MATRIX = 1 << 21
-# A period matrix of at least this many entries is used one matrix-vector product per period,
-# for blocks of up to _GEMV_PERIODS periods (see `_by_periods`).
-_GEMV_MATRIX = 1 << 14
-_GEMV_PERIODS = 4
 
 
 class StreamingResampler:
@@ -95,18 +91,16 @@ class StreamingResampler:
         # The design depends only on these numbers: made once per process and shared by every
         # resampler that asks for it (the minimum-phase one takes a quarter of a second).
         design = _design(rate_in, rate_out, passband, stop, attenuation_db, minimum_phase)
+        self._design = design
         self._poly = design.poly
         self._k = design.k
         self.numtaps = design.numtaps
         self.latency_samples: float = design.latency_samples
-        self._period_in = design.period_in
-        self._period_out = design.period_out
-        self._width = design.width
-        self._matrix = design.matrix
-        self._gemv = channels == 1 and self._period_out * self._width >= _GEMV_MATRIX
-        self._history = np.zeros((channels, self._k - 1), dtype=np.float32)
-        self._n_in = 0  # input samples consumed, modulo whole periods of `_period_in`
-        self._n_out = 0  # output samples produced, modulo whole periods of `_period_out`
+        # The last K-1 input samples: (K-1,) for one channel, (channels, K-1) for more.
+        shape = (self._k - 1,) if channels == 1 else (channels, self._k - 1)
+        self._history: Float32Array = np.zeros(shape, dtype=np.float32)
+        self._n_in = 0  # input samples consumed, modulo whole periods (design.period_in)
+        self._n_out = 0  # output samples produced, modulo whole periods (design.period_out)
         self.total_in = 0
         self.total_out = 0
         self._cache: dict[tuple[int, int], Float32Array] = {}
@@ -122,101 +116,103 @@ class StreamingResampler:
 
     def reset(self) -> None:
         """Forget the stream (history and counters), as after a device restart."""
-        self._history[:] = 0.0
+        self._history = np.zeros_like(self._history)
         self._n_in = self._n_out = self.total_in = self.total_out = 0
 
     def process(self, x: npt.ArrayLike) -> Float32Array:
         """Resamples the next block of the stream: `x` of shape (n,) or (n, channels), any n
         (0 included); returns `output_count(n)` samples in the same layout."""
         block = np.asarray(x, dtype=np.float32)
-        mono = block.ndim == 1
-        if mono:
-            if self.channels != 1:
-                raise ValueError(f"expected shape (n, {self.channels}), got {block.shape}")
-            chans = block[np.newaxis, :]
+        if block.ndim == 1 and self.channels == 1:
+            chans = block  # one channel: the arithmetic below on 1-D arrays
         elif block.ndim == 2 and block.shape[1] == self.channels:
-            chans = block.T
+            chans = block.T if self.channels > 1 else block[:, 0]
         else:
             raise ValueError(f"expected shape (n, {self.channels}), got {block.shape}")
-        n = chans.shape[1]
+        n = block.shape[0]
         n_out = self.output_count(n)
-        ext = np.concatenate((self._history, chans), axis=1)
+        ext = np.concatenate((self._history, chans), axis=-1)
         if n_out == 0:
-            out: Float32Array = np.zeros((self.channels, 0), dtype=np.float32)
-        elif self._matrix is not None:
-            out = self._by_periods(ext, n, n_out, self._matrix)
+            out: Float32Array = np.zeros((*ext.shape[:-1], 0), dtype=np.float32)
+        elif self._design.matrix is not None:
+            out = self._by_periods(ext, n, n_out, self._design)
         else:
             out = self._by_outputs(ext, n, n_out)
-        self._history = ext[:, ext.shape[1] - (self._k - 1) :]  # a view: ext stays private
+        self._history = ext[..., n:]  # a view: ext stays private
         self._advance(n, n_out)
-        return out[0] if mono else np.ascontiguousarray(out.T)
+        if block.ndim == 1:
+            return out
+        return out[:, np.newaxis] if self.channels == 1 else np.ascontiguousarray(out.T)
 
-    def _by_periods(
-        self, ext: Float32Array, n: int, n_out: int, matrix: Float32Array
-    ) -> Float32Array:
-        """The outputs of this block as matrix products over whole periods of the ratio.
+    def _by_periods(self, ext: Float32Array, n: int, n_out: int, d: _Design) -> Float32Array:
+        """The outputs of this block, a period of the ratio at a time, from `ext` (the history
+        and the block, (..., K-1+n)).
 
-        A period is `_period_in` = g*M inputs, which make exactly `_period_out` = g*L outputs
-        with the same taps in every period, so the outputs of a period are one matrix (its
-        rows: the outputs' taps, each placed at its window's offset) times the period's input
-        stretch, and all periods of a block are one BLAS matrix product. The matrix holds two
-        periods; the block starting at input phase f (its first input's place in a period)
-        uses the one-period slice of it that starts there. A last partial period uses the first
-        rows of the same slice. Per output it multiplies `_width` samples instead of K (2.4 x
-        at 44.1 kHz): far cheaper than gathering each output's window (~200 kB a block)."""
-        period_in, period_out, width, k = self._period_in, self._period_out, self._width, self._k
+        A period is `d.period_in` (g*M) inputs, which make exactly `d.period_out` (g*L) outputs
+        with the same taps in every period: its outputs are a fixed matrix (each row an output's
+        taps, placed at its window's offset) times the period's stretch of input. The design
+        holds that matrix for two periods, and a block starting at input phase f (its first
+        input's place in a period) uses the one-period slice of it that starts there. The slice
+        is cut into `d.blocks` sub-blocks of `d.rows` outputs whose windows start `d.step`
+        inputs apart and span `d.span` inputs (1.3 x K at 44.1 kHz, where the whole period's
+        rows span 2.4 x K), and every period's sub-blocks are strided views of the block: all
+        full periods are one numpy matrix product (matrix-vector products, one per sub-block and
+        period), with no window gathered and nothing copied. A last partial period uses the
+        first rows of the same slice. Each numpy call costs more than a sub-block's arithmetic
+        at these sizes, so the count of calls is what this is laid out for."""
+        period_in, period_out = d.period_in, d.period_out
         f = self._n_in
-        first = -(-f * self.up // self.down)
-        taps = matrix[first : first + period_out, f : f + width]
+        first = -(-f * self.up // self.down)  # the first output's row in the matrix
+        matrix = d.matrix
+        assert matrix is not None
+        item = matrix.itemsize
         periods, rest = divmod(n, period_in)
-        left = n_out - periods * period_out  # outputs of the last, partial period
-        at = periods * period_in
-        if self._gemv and periods <= _GEMV_PERIODS:
-            # A few periods of a large matrix (44.1 kHz: 80 x 758, 441 x 137): one
-            # matrix-vector product each. As one matrix product, BLAS would copy (pack) the
-            # whole matrix first on every call, which costs more than the products.
-            row = ext[0]
-            parts = [taps @ row[s * period_in : s * period_in + width] for s in range(periods)]
-            if left:
-                parts.append(taps[:left, : rest - 1 + k] @ row[at : at + rest - 1 + k])
-            single: Float32Array = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            return single.reshape(1, n_out)
-        blocks: list[Float32Array] = []
+        parts: list[Float32Array] = []
         if periods:
-            item = ext.itemsize
-            stretches = np.ndarray(
-                (self.channels, periods, width),
+            row_bytes = matrix.strides[0]
+            taps: Float32Array = np.ndarray(
+                (d.blocks, d.rows, d.span),
+                np.float32,
+                matrix,
+                first * row_bytes + f * item,
+                (d.rows * row_bytes + d.step * item, row_bytes, item),
+            )
+            lead = ext.shape[:-1]
+            stretches: Float32Array = np.ndarray(
+                (*lead, periods, d.blocks, d.span, 1),
                 np.float32,
                 ext,
                 0,
-                (ext.strides[0], period_in * item, item),
+                (*ext.strides[:-1], period_in * item, d.step * item, item, item),
             )
-            # A copy (small): BLAS cannot take the overlapping rows of the view.
-            stretch = np.ascontiguousarray(stretches).reshape(self.channels * periods, width)
-            blocks.append((stretch @ taps.T).reshape(self.channels, periods * period_out))
+            parts.append(np.matmul(taps, stretches).reshape((*lead, periods * period_out)))
+        left = n_out - periods * period_out  # outputs of the last, partial period
         if left:
-            blocks.append(ext[:, at : at + rest - 1 + k] @ taps[:left, : rest - 1 + k].T)
-        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+            at = periods * period_in
+            span = rest - 1 + self._k
+            parts.append(ext[..., at : at + span] @ matrix[first : first + left, f : f + span].T)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
     def _by_outputs(self, ext: Float32Array, n: int, n_out: int) -> Float32Array:
         """The outputs of this block one window each (ratios whose period matrix would be too
         large): each output's window gathered, times its phase's taps."""
-        item = ext.itemsize
+        rows2d = ext.reshape(-1, ext.shape[-1])
+        item = rows2d.itemsize
         # windows[c, i] holds the K input samples ending with the i-th sample of this block.
         windows: Float32Array = np.ndarray(
-            (self.channels, n, self._k), np.float32, ext, 0, (ext.strides[0], item, item)
+            (rows2d.shape[0], n, self._k), np.float32, rows2d, 0, (rows2d.strides[0], item, item)
         )
         j = np.arange(self._n_out, self._n_out + n_out, dtype=np.int64) * self.down
         rows = windows[:, j // self.up - self._n_in, :]
         out: Float32Array = np.einsum("cjk,jk->cj", rows, self._taps_by_output(n_out))
-        return out
+        return out.reshape((*ext.shape[:-1], n_out))
 
     def _advance(self, n_in: int, n_out: int) -> None:
         self._n_in += n_in
         self._n_out += n_out
-        periods = self._n_in // self._period_in  # keep the counters small: 0 <= _n_in < period
-        self._n_in -= periods * self._period_in
-        self._n_out -= periods * self._period_out
+        periods = self._n_in // self._design.period_in  # keep the counters small
+        self._n_in -= periods * self._design.period_in
+        self._n_out -= periods * self._design.period_out
         self.total_in += n_in
         self.total_out += n_out
 
@@ -237,7 +233,8 @@ class StreamingResampler:
 
 @dataclass(frozen=True)
 class _Design:
-    """A resampling filter, shared by the resamplers that use it (its arrays are read-only)."""
+    """A resampling filter and its period matrix, shared by the resamplers that use it (its
+    arrays are read-only). See `StreamingResampler._by_periods`."""
 
     poly: Float32Array  # (L, K): poly[p, s] multiplies input (newest - (K-1-s)) for phase p
     k: int  # taps per phase
@@ -245,13 +242,39 @@ class _Design:
     latency_samples: float
     period_in: int  # inputs of a period (g*M) ...
     period_out: int  # ... and its outputs (g*L)
-    width: int  # the input stretch a period's outputs read: period_in - 1 + K
     matrix: Float32Array | None  # two periods' taps (None: too large, see `_by_outputs`)
+    rows: int  # outputs of a sub-block of a period (a divisor of period_out) ...
+    blocks: int  # ... sub-blocks in a period (period_out // rows) ...
+    step: int  # ... inputs between the starts of two sub-blocks' windows ...
+    span: int  # ... and the inputs a sub-block's outputs read
 
 
 def _readonly(a: Float32Array) -> Float32Array:
     a.setflags(write=False)
     return a
+
+
+def _sub_blocks(period_in: int, period_out: int, k: int) -> tuple[int, int, int]:
+    """(rows, step, span) of the sub-blocks a period's outputs are computed in.
+
+    Sub-block s has rows s*rows ... s*rows+rows-1 of the period and starts its window at
+    input s*step, step = floor(rows*M/L): no output of it reads an earlier input, whatever the
+    period's phase, since output t of a period reads from floor(t*M/L) on at the least. Its
+    last output reads at most up to input ceil((s+1)*rows*M/L) - 1 + K-1, so a span of
+    step + K-1 + (period_in - blocks*step) inputs covers every sub-block. The size is the one
+    with the least cost, counting a call per sub-block as worth 2000 multiplications."""
+    best: tuple[float, int, int, int] | None = None
+    for rows in range(1, period_out + 1):
+        if period_out % rows:
+            continue
+        blocks = period_out // rows
+        step = rows * period_in // period_out
+        span = step + k - 1 + (period_in - blocks * step)
+        cost = blocks * 2000.0 + period_out * span
+        if best is None or cost < best[0]:
+            best = (cost, rows, step, span)
+    assert best is not None
+    return best[1], best[2], best[3]
 
 
 @functools.lru_cache(maxsize=16)
@@ -289,19 +312,31 @@ def _design(
         latency = float(delay[0]) / down
     else:
         latency = (numtaps - 1) / 2.0 / down
-    # Periods of at least _MIN_PERIOD samples on the side with fewer (48 kHz <-> 8 kHz: 16 of
-    # 8 kHz, 96 of 48 kHz), so that a block is a few periods, not 160 one-sample ones.
+    # Periods of at least _MIN_PERIOD samples on the side with fewer (48 kHz <-> 8 kHz: 80 of
+    # 8 kHz, 480 of 48 kHz), so that a 20 ms block is a period or two, not 160 short ones.
     g = -(-_MIN_PERIOD // min(up, down))
     period_in, period_out = g * down, g * up
-    width = period_in - 1 + k
+    rows, step, span = _sub_blocks(period_in, period_out, k)
+    columns = 2 * period_in - 1 + k  # two periods' inputs and the history before them
     matrix: Float32Array | None = None
-    if 2 * period_out * (period_in + width) <= _MAX_MATRIX:
+    if 2 * period_out * columns <= _MAX_MATRIX:
         # Row j: output j of two periods from input 0; its newest input is floor(j*M/L), its
         # phase j*M mod L, and its taps end at its newest input's column (+K-1).
         j = np.arange(2 * period_out, dtype=np.int64)
         newest = j * down // up
-        matrix = np.zeros((2 * period_out, period_in + width), dtype=np.float32)
-        columns = newest[:, np.newaxis] + np.arange(k)
-        matrix[j[:, np.newaxis], columns] = poly[(j * down) % up]
+        matrix = np.zeros((2 * period_out, columns), dtype=np.float32)
+        matrix[j[:, np.newaxis], newest[:, np.newaxis] + np.arange(k)] = poly[(j * down) % up]
         matrix = _readonly(matrix)
-    return _Design(_readonly(poly), k, numtaps, latency, period_in, period_out, width, matrix)
+    return _Design(
+        _readonly(poly),
+        k,
+        numtaps,
+        latency,
+        period_in,
+        period_out,
+        matrix,
+        rows,
+        period_out // rows,
+        step,
+        span,
+    )

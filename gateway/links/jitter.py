@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,12 +70,16 @@ class JitterStats:
     resyncs: int = 0  # sequence restarts (RFC 3550 A.1)
 
 
-@dataclass(slots=True)
-class _Slot:
+class _Slot(NamedTuple):
     payload: bytes | None  # None: state only (an R2S keep-alive)
     state: Ed137
     arrival: float
     sent: float  # the sender's time of the frame (s, from its timestamp); keep-alives: arrival
+
+
+# One slot a packet: made with tuple's constructor, which skips the Python-level __new__ of a
+# NamedTuple (or a dataclass's __init__) that would cost as much as the rest of `push`.
+_new_slot = tuple.__new__
 
 
 class JitterBuffer:
@@ -97,6 +102,7 @@ class JitterBuffer:
         self.frame_ms = timestamp_step * 1000 / clock_rate
         self._min_ms, self._max_ms, self._k = min_ms, max_ms, k
         self._hold_frames = hold_frames
+        self._shape = (frame_samples,)
         self._silence: Pcm = np.zeros(frame_samples, dtype=np.int16)
         self._silence.flags.writeable = False
         self.stats = JitterStats()
@@ -134,8 +140,14 @@ class JitterBuffer:
 
     @property
     def target_frames(self) -> int:
-        ms = min(max(self._k * self.jitter_ms, self._min_ms), self._max_ms)
-        return max(1, math.ceil(ms / self.frame_ms - 1e-9))
+        # min(max(k * jitter_ms, min_ms), max_ms) spelt out: asked once a frame by every link.
+        ms = self._k * (self._jitter_ts * 1000 / self._clock_rate)
+        if ms < self._min_ms:
+            ms = self._min_ms
+        if ms > self._max_ms:
+            ms = self._max_ms
+        frames = math.ceil(ms / self.frame_ms - 1e-9)
+        return frames if frames > 1 else 1
 
     @property
     def target_ms(self) -> float:
@@ -166,29 +178,32 @@ class JitterBuffer:
         sent = arrival_s
         if payload is not None:  # keep-alives' timestamps may be 0 (ED-137): audio only
             sent = self._update_timing(timestamp, arrival_s)
-        if self._played is not None and ext <= self._played:
+        played = self._played
+        if played is not None and ext <= played:
             if payload is not None:
                 self.stats.late += 1
             return False
-        if ext in self._slots:
+        slots = self._slots  # (after `_extend`: a restart makes a new dict)
+        if ext in slots:
             self.stats.duplicates += 1
             return False
-        if len(self._slots) >= CAPACITY_FRAMES:  # the engine stopped popping: keep the newest
-            del self._slots[min(self._slots)]
+        if len(slots) >= CAPACITY_FRAMES:  # the engine stopped popping: keep the newest
+            del slots[min(slots)]
             self.stats.skipped += 1
-        self._slots[ext] = _Slot(payload, state, arrival_s, sent)
+        slots[ext] = _new_slot(_Slot, (payload, state, arrival_s, sent))
         return True
 
     def _extend(self, sequence: int) -> int | None:
         if self._max_ext is None:
             self._max_ext = sequence
             return sequence
-        delta = (sequence - self._max_ext + 0x8000) % 0x10000 - 0x8000
+        max_ext = self._max_ext
+        delta = (sequence - max_ext + 0x8000) % 0x10000 - 0x8000
         if -MAX_MISORDER <= delta <= MAX_DROPOUT:
             self._bad_seq = None
-            ext = self._max_ext + delta
-            self._max_ext = max(self._max_ext, ext)
-            return ext
+            if delta > 0:
+                self._max_ext = max_ext + delta
+            return max_ext + delta
         if sequence == self._bad_seq:  # two in a row after a jump: the sender restarted
             self.stats.resyncs += 1
             jitter, stats, decoder = self._jitter_ts, self.stats, self._decoder
@@ -201,26 +216,36 @@ class JitterBuffer:
 
     def _update_timing(self, timestamp: int, arrival_s: float) -> float:
         """Updates the jitter and least-transit estimates; returns the frame's sender time."""
-        if self._last_ts is None:
-            self._ext_ts = timestamp
+        # (Attributes read into locals once: this runs for every audio packet of every link.)
+        clock_rate = self._clock_rate
+        last_ts = self._last_ts
+        if last_ts is None:
+            ext_ts = timestamp
         else:
-            self._ext_ts += (timestamp - self._last_ts + 0x8000_0000) % 0x1_0000_0000 - 0x8000_0000
+            ext_ts = (
+                self._ext_ts + (timestamp - last_ts + 0x8000_0000) % 0x1_0000_0000 - 0x8000_0000
+            )
+        self._ext_ts = ext_ts
         self._last_ts = timestamp
-        sent = self._ext_ts / self._clock_rate
-        transit = arrival_s * self._clock_rate - self._ext_ts
-        if self._transit is not None:
+        sent = ext_ts / clock_rate
+        transit = arrival_s * clock_rate - ext_ts
+        previous = self._transit
+        if previous is not None:
             # Clamped to a second: a sender's clock jump must not blind the estimate for long.
-            d = min(abs(transit - self._transit), float(self._clock_rate))
+            d = abs(transit - previous)
+            if d > clock_rate:
+                d = float(clock_rate)
             self._jitter_ts += (d - self._jitter_ts) / 16
         self._transit = transit
         transit_s = arrival_s - sent
         window = self._transits
+        count = self._audio_count
         while window and window[-1][1] >= transit_s:
             window.pop()
-        window.append((self._audio_count, transit_s))
-        if window[0][0] <= self._audio_count - BASE_WINDOW:
+        window.append((count, transit_s))
+        if window[0][0] <= count - BASE_WINDOW:
             window.popleft()
-        self._audio_count += 1
+        self._audio_count = count + 1
         return sent
 
     # ------------------------------------------------------------------ out
@@ -230,18 +255,20 @@ class JitterBuffer:
         if not self._playing and not self._start(now):
             return self._silence, IDLE
         self._trim()
-        slot = self._slots.pop(self._next, None)
+        next_ = self._next
+        slot = self._slots.pop(next_, None)
         if slot is not None:
-            self._played = self._next
-            self._next += 1
-            self._state = slot.state
-            if slot.payload is None:
-                if not slot.state.carrier:  # the sender unkeyed: the talkspurt is over
+            self._played = next_
+            self._next = next_ + 1
+            payload, state = slot.payload, slot.state
+            self._state = state
+            if payload is None:
+                if not state.carrier:  # the sender unkeyed: the talkspurt is over
                     self._stop()
                     return self._silence, IDLE
-                return self._silence, slot.state
+                return self._silence, state
             self._hold = 0
-            return self._decode(slot.payload), slot.state
+            return self._decode(payload), state
         if self._slots:  # lost: later packets are here
             after = self._slots.get(self._next + 1)
             self._played = self._next
@@ -294,18 +321,22 @@ class JitterBuffer:
         self._hold = 0
 
     def _trim(self) -> None:
-        assert self._max_ext is not None  # playing means a packet came
+        max_ext = self._max_ext
+        assert max_ext is not None  # playing means a packet came
         wanted = self.target_frames + 1  # the frame playing now, plus the target behind it
-        depth = self._max_ext - self._next + 1
+        depth = max_ext - self._next + 1
         if depth - wanted > FAST_EXCESS:
             self._skip(depth - wanted)
-            depth = self._max_ext - self._next + 1
-        self._window_min = min(self._window_min, depth)
-        self._window_count += 1
-        if self._window_count >= WINDOW:
-            if self._window_min > wanted:
+            depth = max_ext - self._next + 1
+        window_min = self._window_min
+        if depth < window_min:
+            window_min = depth
+        count = self._window_count + 1
+        if count >= WINDOW:
+            if window_min > wanted:
                 self._skip(1)
-            self._window_min, self._window_count = math.inf, 0
+            window_min, count = math.inf, 0
+        self._window_min, self._window_count = window_min, count
 
     def _skip(self, frames: int) -> None:
         for _ in range(frames):
@@ -323,7 +354,7 @@ class JitterBuffer:
             pcm = self._decoder.decode(payload)
         except (CodecError, ValueError):
             pcm = None
-        if pcm is None or pcm.shape != (self.frame_samples,):
+        if pcm is None or pcm.shape != self._shape:
             self.stats.undecodable += 1
             self.stats.concealed += 1
             return self._conceal(None)
@@ -335,4 +366,4 @@ class JitterBuffer:
             pcm = self._decoder.conceal(next_payload)
         except (CodecError, ValueError):
             return self._silence
-        return pcm if pcm.shape == (self.frame_samples,) else self._silence
+        return pcm if pcm.shape == self._shape else self._silence

@@ -31,6 +31,9 @@ ED137_PROFILE = 0x0167
 R2S_PAYLOAD_TYPE = 123
 
 _HEADER = struct.Struct("!BBHII")
+# The fixed header and a header extension's (profile, length) in one: see `parse_packet`.
+_HEADER_AND_EXTENSION = struct.Struct("!BBHIIHH")
+_PLAIN_EXTENDED = RTP_VERSION << 6 | 0x10  # first byte: V=2, no padding, X=1, no CSRCs
 _EXTENSION_HEADER = struct.Struct("!HH")
 _ED137_FIXED = struct.Struct("!H")
 _FEATURE_TYPES = range(1, 16)  # type 0 is padding
@@ -49,6 +52,9 @@ class PttType(IntEnum):
     PRIORITY = 3
     EMERGENCY = 4
     TEST = 5
+
+
+_PTT_OFF = int(PttType.OFF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,9 @@ class Ed137:
     @property
     def carrier(self) -> bool:
         """Whether the sender is keyed or hears someone: what the receiving engine calls carrier."""
-        return self.ptt_type != PttType.OFF or self.squ
+        # Against a plain int: looking up an enum member costs several times the comparison, and
+        # this runs for every frame a link plays.
+        return self.ptt_type != _PTT_OFF or self.squ
 
     def encode(self) -> bytes:
         """The extension's data, padded to whole 32-bit words."""
@@ -175,6 +183,9 @@ class RtpPacket(NamedTuple):
         )
 
 
+_new_tuple = tuple.__new__
+
+
 def extension_block(state: Ed137) -> bytes:
     """The whole ED-137 header extension (profile, length, data) for `pack`."""
     data = state.encode()
@@ -242,6 +253,21 @@ def ssrc_of(data: bytes) -> int:
 def parse_packet(data: bytes) -> RtpPacket:
     """The packet in `data`; raises RtpError saying what is wrong with it."""
     size = len(data)
+    if type(data) is bytes and 16 <= size <= MAX_PACKET_BYTES and data[0] == _PLAIN_EXTENDED:
+        # What every packet of a link is (V=2, the ED-137 extension, no CSRCs, no padding), in
+        # one unpack: the same packet the general path below makes of it, in under half the time.
+        _, second, sequence, timestamp, ssrc, profile, words = _HEADER_AND_EXTENSION.unpack_from(
+            data
+        )
+        at = HEADER_BYTES + 4 + 4 * words
+        if profile == ED137_PROFILE and at <= size:
+            ext_data = data[HEADER_BYTES + 4 : at]
+            state = _ED137_SEEN.get(ext_data)
+            if state is None:
+                state = _decode_ed137(ext_data)
+            # (RtpPacket's own __new__ is a Python function: tuple's skips that call.)
+            fields = (second & 0x7F, sequence, timestamp, ssrc, data[at:], second > 0x7F, state)
+            return _new_tuple(RtpPacket, (*fields, (), None))
     if size < HEADER_BYTES:
         raise RtpError(f"{size} bytes is shorter than an RTP header ({HEADER_BYTES})")
     if size > MAX_PACKET_BYTES:

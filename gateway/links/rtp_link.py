@@ -140,6 +140,9 @@ class RtpLink(UdpLink):
             raise LinkError(f"link '{name}': no SRTP key, and not marked insecure")
         self._srtp = SrtpContext(key) if key is not None else None
         self._encoder = self.codec.encoder()
+        # Read for every packet: kept here rather than looked up through the codec each time.
+        self._payload_type = self.codec.payload_type
+        self._timestamp_step = self.codec.timestamp_step
         self._jitter = JitterBuffer(
             self.codec.decoder(),
             frame_samples=frame_samples,
@@ -224,7 +227,7 @@ class RtpLink(UdpLink):
 
     # ------------------------------------------------------------------ loop: sending
     def _timestamp(self, tick: int) -> int:
-        return (self._ts0 + tick * self.codec.timestamp_step) & 0xFFFF_FFFF
+        return (self._ts0 + tick * self._timestamp_step) & 0xFFFF_FFFF
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFF
@@ -232,20 +235,23 @@ class RtpLink(UdpLink):
 
     def _flush(self) -> None:
         outbox = self._outbox
+        encode = self._encoder.encode
         while outbox:
             tick, pcm = outbox.popleft()
             if pcm is None:
                 self._end_transmission()
                 continue
             try:
-                payload = self._encoder.encode(pcm)
+                payload = encode(pcm)
             except CodecError as exc:
                 log.error("link %s: a frame could not be encoded: %s", self.name, exc)
                 continue
+            # `_next_seq` and `_timestamp` written out: this runs for every frame of every link.
+            self._seq = seq = (self._seq + 1) & 0xFFFF
             data = pack(
-                self.codec.payload_type,
-                self._next_seq(),
-                self._timestamp(tick),
+                self._payload_type,
+                seq,
+                (self._ts0 + tick * self._timestamp_step) & 0xFFFF_FFFF,
                 self._ssrc,
                 payload,
                 not self._sending_audio,
@@ -275,13 +281,14 @@ class RtpLink(UdpLink):
         if not looks_like_rtp(data):
             counters.malformed += 1
             return
-        if self._srtp is not None:
+        srtp = self._srtp
+        if srtp is not None:
             if ssrc_of(data) == self._ssrc:
                 # Both directions share the master key; the same SSRC both ways would reuse
                 # a keystream. Whoever notices moves.
                 self._ssrc = secrets.randbits(32)
             try:
-                data = self._srtp.unprotect(data)
+                data = srtp.unprotect(data)
             except SrtpError as exc:
                 if exc.replay:
                     counters.replayed += 1
@@ -293,11 +300,12 @@ class RtpLink(UdpLink):
         except RtpError:
             counters.malformed += 1
             return
-        if packet.payload_type not in (self.codec.payload_type, R2S_PAYLOAD_TYPE):
+        payload_type = packet.payload_type
+        if payload_type != self._payload_type and payload_type != R2S_PAYLOAD_TYPE:
             counters.malformed += 1
             return
         now = time.monotonic()
         self._heard_from_peer(now)
-        if packet.payload_type == R2S_PAYLOAD_TYPE:
+        if payload_type == R2S_PAYLOAD_TYPE:
             counters.keepalives_in += 1
         self._inbox.append((packet, now))

@@ -20,6 +20,16 @@ Choices (say so if a rig differs):
   retries towards the radio; a resend would only queue a duplicate. `timeout_s` is 3 s since
   rigctld's own serial retries take time.
 - **Probe:** `\\dump_caps` (model and maker) then `\\get_freq` (the radio itself answers).
+- **A new connection cut before its first answer is made again, once.** rigctld (Hamlib 4.5 and
+  4.6, `tests/rigctld.c` `handle_socket`) closes a finished client's socket three times over
+  (`fclose` of its read and write streams, then `close`); when another client connects in that
+  instant, its socket gets the freed descriptor and is closed under it. Measured here: one
+  connection in twelve made right after another client hung up (a logger, WSJT-X, a technician's
+  `rigctl`) was reset before its first reply. Nothing had been answered on it, and every command
+  this driver sends is idempotent, so the driver connects again and sends the command once more,
+  after a pause (`RECONNECT_PAUSE_S`) that lets the thread of the cut connection finish its own
+  three closes (without it, one reconnect in thirty was cut the same way); a second cut is
+  reported as the link lost.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from gateway.hardware.cat.tones import ctcss_index, dcs_code
 log = logging.getLogger(__name__)
 
 MAX_LINE = 4096  # a line longer than this is garbage, not rigctld
+RECONNECT_PAUSE_S = 0.05  # before connecting again after a cut (see the module's notes)
 
 # Hamlib's `RPRT -n` codes (rig.h `rig_errcode_e`), PROTOCOLS.md section 5.
 HAMLIB_ERRORS: dict[int, tuple[str, str]] = {
@@ -81,6 +92,7 @@ class RigctldDriver(CatDriver):
         self._expect: str | None = None  # the command whose reply is being collected
         self._header_seen = False
         self._lines: list[str] = []
+        self._answered = False  # whether rigctld has said anything on this connection
 
     # ------------------------------------------------------------------ link
     async def _connect(self) -> tuple[asyncio.BaseTransport, FramedProtocol]:
@@ -102,6 +114,31 @@ class RigctldDriver(CatDriver):
             raise CatLinkLost(
                 f"rigctld: cannot connect to {self.url}: {reason} (is rigctld running?)"
             ) from None
+
+    async def open(self) -> None:
+        self._answered = False
+        await super().open()
+
+    def _on_frame(self, frame: bytes) -> None:
+        self._answered = True
+        super()._on_frame(frame)
+
+    async def _request_anew(self, what: str) -> bytes:
+        """`+\\what`'s final `RPRT` line; on a connection cut before rigctld ever answered on
+        it, connects once more and sends it again (see the module's notes)."""
+        payload = f"+\\{what}\n".encode()
+        protocol = self._protocol
+        try:
+            return await self.request(payload, self._is_end, what)
+        except CatLinkLost:
+            if self._answered or protocol is None or self._protocol is not protocol:
+                raise
+        log.info("rigctld: %s cut a new connection before answering; connecting again", self.url)
+        await self.close()
+        await asyncio.sleep(RECONNECT_PAUSE_S)
+        await self.open()
+        self._header_seen, self._lines = False, []
+        return await self.request(payload, self._is_end, what)
 
     @staticmethod
     def framer(buffer: bytes) -> tuple[int, bytes | None]:
@@ -136,7 +173,7 @@ class RigctldDriver(CatDriver):
         what = " ".join((cmd, *map(str, args)))
         self._expect, self._header_seen, self._lines = cmd, False, []
         try:
-            end = await self.request(f"+\\{what}\n".encode(), self._is_end, what)
+            end = await self._request_anew(what)
             lines = self._lines
         finally:
             self._expect, self._header_seen, self._lines = None, False, []
