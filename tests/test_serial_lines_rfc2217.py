@@ -243,3 +243,31 @@ def test_line_port_bank_over_rfc2217(radio: LineRadioServer) -> None:
         bank.close()
     assert radio.rts is False  # closing unkeyed b
     assert radio.levels("rts") == [False, True, False]
+
+
+def test_a_site_of_device_server_ports_unkeys_and_closes_them_side_by_side() -> None:
+    # A device server's port takes a few tenths of a second to close (pyserial waits on the
+    # server in 50 ms sleeps): one after another, a site's ports would add up on every stop.
+    with contextlib.ExitStack() as stack:
+        radios = [stack.enter_context(LineRadioServer()) for _ in range(5)]
+        alone = SerialLines(radios[0].url, ptt=[PttLine("r0", "rts")])
+        alone.open()
+        started = time.monotonic()
+        alone.close()
+        one_close_s = time.monotonic() - started
+        names = [f"r{i}" for i in range(1, 5)]
+        wirings = [
+            SerialLines(radio.url, ptt=[PttLine(name, "rts")])
+            for radio, name in zip(radios[1:], names, strict=True)
+        ]
+        bank = LinePortBank(names, 160, wirings)
+        bank.start()
+        bank.transmit(np.zeros((4, 160), dtype=np.float32), np.ones(4, dtype=bool))
+        for radio in radios[1:]:
+            radio.wait_for("rts", True)
+        started = time.monotonic()
+        bank.close()
+        four_close_s = time.monotonic() - started
+        assert [radio.rts for radio in radios[1:]] == [False] * 4  # every radio unkeyed
+        # Four ports one after another would take four times one port's close.
+        assert four_close_s < 2.5 * one_close_s + 0.1, (one_close_s, four_close_s)
