@@ -304,6 +304,12 @@ def format_status(status: dict[str, Any]) -> str:
             f"  audio {radio}: rx {audio['rx_fifo_ms']:g} ms, tx {audio['tx_fifo_ms']:g} ms "
             f"queued; {audio['underruns']} underruns, {audio['overruns']} overruns"
         )
+    saved = status.get("state")
+    if saved is not None and not saved["saved"]:
+        lines.append(
+            f"PATCH STATE NOT SAVED to {saved['file']} ({saved['failed_tries']} failed tries): "
+            f"{saved['error']}"
+        )
     mqtt = status.get("mqtt")
     if mqtt is not None:
         state = "connected" if mqtt["connected"] else "NOT CONNECTED"
@@ -311,6 +317,10 @@ def format_status(status: dict[str, Any]) -> str:
         dropped = f", {mqtt['dropped']} ptt/carrier events dropped" if mqtt["dropped"] else ""
         restarts = mqtt.get("publisher_restarts", 0)
         restarted = f", publisher restarted {restarts} time(s)" if restarts else ""
+        if mqtt.get("held_in_memory"):
+            full += f", {mqtt['held_in_memory']} HELD IN MEMORY (the disk is full)"
+        elif mqtt.get("on_reserve"):
+            full += ", DISK FULL (writing into the reserve)"
         lines.append(
             f"mqtt: {state} to {mqtt['url']}, {mqtt['queued']} event(s) waiting in the outbox"
             f"{full}{dropped}{restarted}"

@@ -27,6 +27,9 @@ PATCH_COMMANDS = {c.value: c for c in Command}
 TECHNICIAN_COMMANDS = ("port.key_test", "reload")
 KEY_TEST_MAX_S = 10.0
 OVERSIZED = b"\x00oversized:"  # what a transport passes instead of a payload it would not parse
+# What a transport passes for the commands of one login it refused over its rate limit (followed
+# by "COUNT:PER_S:BURST"), for one audit of them all.
+RATE_LIMITED = b"\x00rate-limited:"
 
 
 class CommandRefused(Exception):
@@ -88,6 +91,12 @@ def parse_request(data: bytes, what: str = "command") -> tuple[str, dict[str, An
     if data.startswith(OVERSIZED):
         size = data[len(OVERSIZED) :].decode()
         raise BadRequest(f"the {what} is {size} bytes; at most 16384 are accepted")
+    if data.startswith(RATE_LIMITED):
+        count, per_s, burst = data[len(RATE_LIMITED) :].decode().split(":")
+        raise BadRequest(
+            f"{count} commands refused: rate limit ({per_s} a second, bursts of {burst}); "
+            "none of them was run"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -102,6 +111,12 @@ def parse_request(data: bytes, what: str = "command") -> tuple[str, dict[str, An
         raise BadRequest(f"the {what} is not JSON ({one_line(exc)})") from None
     if not isinstance(message, dict):
         raise BadRequest(f"the {what} must be a JSON object, not {json_kind(message)}")
+    if "\\u" in text and _has_lone_surrogate(message):
+        # Valid JSON, but not text: it could be neither audited nor answered as UTF-8.
+        raise BadRequest(
+            f"the {what} holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its "
+            "pair), which is not text"
+        )
     request_id = message.get("id")
     command = message.get("command")
     known = ", ".join(COMMANDS)
@@ -121,6 +136,24 @@ def parse_request(data: bytes, what: str = "command") -> tuple[str, dict[str, An
                 f"'{command}' needs \"{name}\": the name of the {name}, as a string", request_id
             )
     return command, args, request_id
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # A stack, not recursion: json.loads accepts nesting deeper than a recursive walk could go.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def json_kind(value: Any) -> str:

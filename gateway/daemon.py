@@ -38,7 +38,7 @@ from gateway.events import Event, EventStamper, TickClock, to_json_bytes
 from gateway.logs import EACH_LINE
 from gateway.mqtt_client import set_retained
 from gateway.mqtt_process import MqttProcess
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, OutboxError
 from gateway.recorder import CallRecorder
 from gateway.runtime import EngineRuntime, PortBank
 from gateway.sdnotify import SystemdNotifier
@@ -70,6 +70,10 @@ STATES_EVERY_S = 0.2  # retained port and patch states follow changes this close
 # tick's events at the earliest (see `_states_due`).
 STATES_FALLBACK_S = 0.05
 EXPIRY_CHECK_S = 1.0
+# A patch state that could not be saved (a full or failing disk) is saved again after this long,
+# doubling up to STATE_RETRY_MAX_S, until it is.
+STATE_RETRY_FIRST_S = 1.0
+STATE_RETRY_MAX_S = 10.0
 KEY_TEST_DBFS = -10.0
 # What makes a retained port or patch state out of date.
 _STATE_EVENTS = frozenset({"carrier", "ptt", "alarm", "patch", "call_start", "call_end"})
@@ -131,12 +135,19 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Future[None]] = set()
         self._save_lock = asyncio.Lock()
+        # Why the patch state on disk is behind the engine's, while it is (see `_save`).
+        self.state_error: str | None = None
+        self._state_tries = 0
+        self._state_retry: asyncio.Task[None] | None = None
+        self._outbox_failing = False  # the last put to the outbox wrote nothing
         self._loop = asyncio.get_running_loop()
         self.hardware: SiteRadios | None = None
         self.outbox: Outbox | None = None
         self.mqtt: MqttProcess | None = None
         if cfg.mqtt is not None:
-            self.outbox = Outbox(self.state_dir / OUTBOX_FILE, cfg.mqtt.outbox_mb * 1024 * 1024)
+            self.outbox = Outbox(
+                self.state_dir / OUTBOX_FILE, cfg.mqtt.outbox_mb * 1024 * 1024, reserve=True
+            )
             # The MQTT client runs in a process of its own (see gateway.mqtt_process): its work
             # would otherwise take the interpreter lock from the engine thread.
             verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
@@ -222,11 +233,10 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         watchdog = asyncio.create_task(self._watch_engine())
         background = [asyncio.create_task(self._expire_requests())]
+        states: asyncio.Task[None] | None = None
         if self.mqtt is not None:
-            background += [
-                asyncio.create_task(self.mqtt.run()),
-                asyncio.create_task(self._publish_states()),
-            ]
+            states = asyncio.create_task(self._publish_states())
+            background += [asyncio.create_task(self.mqtt.run()), states]
         ports = len(self.site.ports)
         log.info(
             "running %s: %d ports, %d patches, control socket %s",
@@ -250,6 +260,9 @@ class Daemon:
                 log.error("the engine did not stop within %.0f s", STOP_TIMEOUT_S)
                 self.exit_code = 1
             await asyncio.sleep(0)  # let the engine's last events through (into the outbox)
+            if self.mqtt is not None and states is not None:
+                states.cancel()
+                self._send_final_states(self.mqtt)
             # The radios and the MQTT publisher close at once, each within its own limit.
             closing: list[Coroutine[Any, Any, None]] = []
             if self.hardware is not None:  # unkeys every radio and closes every line
@@ -259,10 +272,22 @@ class Daemon:
             await asyncio.gather(*closing)
             for task in background:
                 task.cancel()
+            await self._last_save()
             if self.outbox is not None:
                 self.outbox.close()
             log.info("stopped")
         return self.exit_code
+
+    def _send_final_states(self, mqtt: MqttProcess) -> None:
+        """At a stop, with the engine stopped (so its state is read here): every port's retained
+        state unkeyed, without carrier and offline, and every patch's as it is, ahead of the
+        gateway's `offline`. Without it a console would keep showing the states of the last
+        tick that published them, a transmitter keyed among them."""
+        snapshot, _ = _snapshot_at(self.runtime, self.cfg)
+        ports, patches = retained_states(snapshot)
+        for state in ports.values():
+            state.update(online=False, carrier=False, ptt=False)
+        set_retained(mqtt, ports, patches, set())
 
     async def _close_mqtt(self, mqtt: MqttProcess) -> None:
         """The publisher's last drain and `offline`, within MQTT_CLOSE_TIMEOUT_S. One that runs
@@ -306,9 +331,29 @@ class Daemon:
             self._states_due()
             try:
                 queued = self.mqtt.queue(events, payloads)
-            except Exception as exc:  # a broken disk: the log above still has every event
-                log.error("MQTT outbox: %d event(s) not queued: %s", len(events), exc)
+            except OutboxError as exc:  # nothing written: held in memory (see gateway.outbox)
+                if not self._outbox_failing:
+                    self._outbox_failing = True
+                    why = str(exc)
+                    log.error("MQTT outbox: %s", why)
+                    self.runtime.submit(
+                        lambda rt: rt.emit([rt.engine.alarm("outbox_not_written", why)])
+                    )
                 return
+            if self._outbox_failing:
+                self._outbox_failing = False
+                log.warning("MQTT outbox: written again, the messages held in memory included")
+            if queued.reserve_spent is not None:
+                detail = (
+                    f"the disk of {self.state_dir} is full ({queued.reserve_spent}): the MQTT "
+                    "outbox goes on in its reserve, about 8,000 events; free space now"
+                )
+                log.error("%s", detail)
+                self.runtime.submit(lambda rt: rt.emit([rt.engine.alarm("disk_full", detail)]))
+            if queued.reserve_back:
+                detail = f"the disk of {self.state_dir} has room again: the outbox reserve is back"
+                log.warning("%s", detail)
+                self.runtime.submit(lambda rt: rt.emit([rt.engine.alarm("disk_ok", detail)]))
             if queued.became_full:
                 assert self.outbox is not None
                 detail = (
@@ -429,12 +474,80 @@ class Daemon:
     async def _on_engine(self, job: Callable[[EngineRuntime], T]) -> T:
         return await asyncio.wrap_future(self.runtime.submit(job))
 
-    async def _save(self, records: dict[str, PatchRecord]) -> None:
+    async def _save(self, records: dict[str, PatchRecord]) -> str | None:
+        """Saves the patch state; returns None, or why it could not be saved. A change is in
+        effect before it is saved, and no command is refused for a failing disk: a dispatcher
+        must always be able to switch a patch off, and an incident must not lose its patch to a
+        full disk. Instead the failure is loud and repaired: alarm `state_not_saved`, `status`
+        says so, every reply says the change is not yet saved, and the state is saved again
+        until it is (then alarm `state_saved`)."""
         async with self._save_lock:
             try:
                 await asyncio.to_thread(self.store.save, records)
             except Exception as exc:  # a full or read-only disk must not stop the gateway
-                log.error("patch state not saved: %s", exc)
+                why = str(exc)
+                self._state_not_saved(why)
+                return why
+            if self.state_error is not None:
+                self._state_saved()
+            return None
+
+    def _state_not_saved(self, why: str) -> None:
+        self._state_tries += 1
+        if self.state_error is not None:  # already raised: the retries go on
+            self.state_error = why
+            return
+        self.state_error = why
+        detail = (
+            f"patch state not saved: {why}; the patches are as the last commands left them, "
+            "but a restart now would bring back the last saved state (saving again until it works)"
+        )
+        log.error("%s", detail)
+        self._raise_alarm("state_not_saved", detail)
+        self._state_retry = asyncio.create_task(self._save_again())
+
+    def _state_saved(self) -> None:
+        detail = f"patch state saved to {self.store.path} after {self._state_tries} failed tries"
+        log.warning("%s", detail)
+        self.state_error, self._state_tries = None, 0
+        self._raise_alarm("state_saved", detail)
+
+    async def _save_again(self) -> None:
+        delay = STATE_RETRY_FIRST_S
+        while self.state_error is not None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STATE_RETRY_MAX_S)
+            try:  # the state as it is now, not as it was at the failed save
+                records = await self._on_engine(lambda rt: patch_records(rt.control))
+            except RuntimeError:  # the engine has stopped: the stop saves a last time
+                return
+            await self._save(records)
+
+    async def _last_save(self) -> None:
+        """At a stop, with the engine stopped: the state that could not be saved, once more."""
+        if self._state_retry is not None:
+            self._state_retry.cancel()
+        if self.state_error is None:
+            return
+        records = patch_records(self.runtime.control)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._save(records), STOP_TIMEOUT_S)
+        if self.state_error is not None:
+            log.critical(
+                "stopping with the patch state NOT SAVED (%s): the next start restores the last "
+                "saved state, not the patches as they were",
+                self.state_error,
+            )
+            self.exit_code = self.exit_code or 1
+
+    def _raise_alarm(self, kind: str, detail: str) -> None:
+        def raise_it(rt: EngineRuntime) -> None:
+            rt.emit([rt.engine.alarm(kind, detail)])
+
+        if self.runtime.engine_alive():
+            self.runtime.submit(raise_it)
+        else:  # the first save comes before the engine starts
+            raise_it(self.runtime)
 
     async def _handle(self, request: ControlRequest) -> dict[str, Any]:
         """A control socket request: its peer is a technician (the socket's mode decides who)."""
@@ -463,7 +576,9 @@ class Daemon:
 
         ok, message, state, records = await self._on_engine(execute)
         if ok:
-            await self._save(records)
+            why = await self._save(records)
+            if why is not None:
+                message += f" (in effect, but NOT SAVED: {why}; saving again until it works)"
         return ok, message, state
 
     async def key_test(self, port: str, seconds: float) -> str:
@@ -511,6 +626,12 @@ class Daemon:
         if self.hardware is not None and self.hardware.links is not None:
             # Per network link: packets, drops by cause, concealment, jitter and its target.
             snapshot["links"] = self.hardware.links.stats()
+        snapshot["state"] = {
+            "file": str(self.store.path),
+            "saved": self.state_error is None,
+            "error": self.state_error,
+            "failed_tries": self._state_tries,
+        }
         if self.runtime.recorder is not None:
             snapshot["recording"] = vars(self.runtime.recorder.stats)
         if self.mqtt is not None and self.outbox is not None:
@@ -521,6 +642,8 @@ class Daemon:
                 "queued_bytes": self.outbox.bytes,
                 "outbox_full": self.outbox.full,
                 "dropped": self.outbox.dropped,
+                "held_in_memory": self.outbox.held,  # the disk had no room for them
+                "on_reserve": self.outbox.on_reserve,  # the disk is (or was lately) full
                 "published": self.mqtt.published,
                 "publisher_restarts": self.mqtt.restarts,
             }

@@ -19,6 +19,10 @@
   socket) and its reply goes to the MQTT 5 response topic with the correlation data when that
   topic is the user's own reply topic (or below it), else to `PREFIX/GW/reply/USER`: a reply can
   never be steered onto another user's topic or into the call log.
+- Commands are bounded: each login may have `mqtt.commands_per_s` run a second in bursts of
+  `mqtt.command_burst`, at most COMMAND_QUEUE wait and COMMAND_WORKERS run at once; the rest are
+  counted and audited as one refusal per login and second (gateway.command_limit), so a flood
+  from one login is accounted for, costs the others nothing and never crowds the event drain.
 - The session is clean: commands sent while the gateway was away are not run late.
 - Reconnects with backoff (0.5 s doubling to 10 s); one log line per outage, not per attempt.
 """
@@ -41,7 +45,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.command_router import OVERSIZED
+from gateway.command_limit import CommandLimiter
+from gateway.command_router import OVERSIZED, RATE_LIMITED
 from gateway.config.models import MqttSettings
 from gateway.events import Event, to_json_bytes
 from gateway.mqtt_topics import Topics
@@ -58,6 +63,12 @@ REFILL = 16  # acknowledgements that make room for more (a read of the outbox co
 PENDING_CALLS_WARNING = IN_FLIGHT + BATCH + 64
 PUBLISH_TIMEOUT_S = 10.0  # a publish not acknowledged by then ends the connection
 MAX_COMMAND_BYTES = 16 * 1024  # what parse_request's refusal names
+# Commands taken from the broker but not yet run, at most; one more is refused (and counted).
+COMMAND_QUEUE = 64
+# Commands run at once: each waits for the daemon, then for its reply's acknowledgement. A few
+# keep replies from crowding the event drain's window on the same connection.
+COMMAND_WORKERS = 4
+REFUSALS_EVERY_S = 1.0  # refused commands are audited per login this often
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0  # the call log waits at most this long after the broker is back
 
@@ -97,6 +108,7 @@ class MqttClient:
         self._client: aiomqtt.Client | None = None
         self._stopping = False
         self._tasks: set[asyncio.Future[None]] = set()
+        self.limiter = CommandLimiter(settings.commands_per_s, settings.command_burst)
         self.connected = False
         self.published = 0
 
@@ -206,10 +218,59 @@ class MqttClient:
             part.result()  # the MqttError that ended the connection
 
     async def _take_commands(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            task = asyncio.ensure_future(self._command(client, message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        """Takes every command off the connection at once (so nothing piles up at the broker),
+        and queues those within their login's rate for a few workers; the rest are counted
+        and audited together (see gateway.command_limit)."""
+        queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(COMMAND_QUEUE)
+        helpers = [
+            asyncio.ensure_future(self._run_commands(client, queue)) for _ in range(COMMAND_WORKERS)
+        ]
+        helpers.append(asyncio.ensure_future(self._report_refusals(client)))
+        for helper in helpers:
+            self._tasks.add(helper)
+            helper.add_done_callback(self._tasks.discard)
+        limiter = self.limiter
+        try:
+            async for message in client.messages:
+                user = self.topics.command_user(str(message.topic))
+                if user is None or not limiter.take(user):
+                    continue
+                try:
+                    queue.put_nowait(message)
+                except asyncio.QueueFull:
+                    limiter.refuse(user)
+        finally:
+            for helper in helpers:
+                helper.cancel()
+
+    async def _run_commands(self, client: aiomqtt.Client, queue: asyncio.Queue[Any]) -> None:
+        while True:
+            message = await queue.get()
+            try:
+                await self._command(client, message)
+            except Exception as exc:  # one command's failure must not end the worker
+                log.error("a command on %s was not answered: %s", message.topic, exc)
+
+    async def _report_refusals(self, client: aiomqtt.Client | None) -> None:
+        """Every REFUSALS_EVERY_S: per login, one audited refusal of every command refused
+        since, and one reply saying so. With `client` None: the audits only, once."""
+        while True:
+            if client is not None:
+                await asyncio.sleep(REFUSALS_EVERY_S)
+            self.limiter.forget_idle()
+            limits = f"{self.limiter.per_s:g}:{self.limiter.burst}".encode()
+            for user, count in self.limiter.refusals().items():
+                reply = await self._handle_command(
+                    user, RATE_LIMITED + f"{count}:".encode() + limits
+                )
+                if client is None:
+                    continue
+                try:
+                    await client.publish(self.topics.reply(user), encode(reply), qos=1)
+                except aiomqtt.MqttError as exc:
+                    log.info("reply to %s not sent: %s", user, exc)
+            if client is None:
+                return
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         acks = _Acks(client)
@@ -313,6 +374,11 @@ class MqttClient:
     async def close(self) -> None:
         """Says `offline` (retained) and disconnects, after a last drain attempt of up to 2 s."""
         client = self._client
+        try:  # refusals not yet audited: the audit, without the reply
+            async with asyncio.timeout(0.5):
+                await self._report_refusals(None)
+        except TimeoutError:
+            log.error("MQTT: commands refused in the last second were not audited at the stop")
         if client is not None and self.connected:
             try:
                 async with asyncio.timeout(2):

@@ -18,6 +18,15 @@ hard cap on call records.
 The last `seq` stamped on an event is kept here too, in the same transaction as the event, so
 `seq` goes on increasing across restarts and a gap on the broker always means a loss.
 
+A full disk must not cost a record either, nor silence the alarm that says so. The writer's side
+(`reserve=True`, the daemon) keeps RESERVE_BYTES of the disk in a file beside the outbox; when a
+write fails for want of space, the reserve is given back to the disk and the write tried again,
+so the outbox goes on (thousands of events, the `disk_full` alarm first among them) while a
+technician frees space. Once the reserve is spent, what cannot be written is held in memory (up
+to HELD_MESSAGES, the oldest ptt/carrier changes dropped first, counted) and written with the
+next put that succeeds; `put` raises `OutboxError` saying how many are held. The reserve is made
+again once the disk has room for it twice over.
+
 Each `Outbox` is one connection, used only by the thread that made it (SQLite's rule). In the
 daemon there are two, in two processes (WAL lets them work at once): the daemon's asyncio loop
 queues each tick's events in one transaction (`put`; the engine thread never touches the
@@ -29,12 +38,19 @@ of the other's writes from the publisher's messages: `queued_elsewhere` in the p
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
+RESERVE_BYTES = 8 * 1024 * 1024  # about 8,000 events written on a full disk
+RESERVE_CHECK_S = 5.0  # how often a spent reserve looks for room to be made again
+HELD_MESSAGES = 20_000  # held in memory at most while nothing can be written
 # Kept even when the outbox is full: the records an agency must be able to audit afterwards.
 ESSENTIAL_TYPES = frozenset({"call_start", "call_end", "audit", "alarm", "patch"})
 
@@ -63,15 +79,29 @@ class PutResult:
     became_full: bool  # this put crossed the budget: raise the alarm once
     last_id: int = 0  # the id of the last message queued (0: none)
     queued_bytes: int = 0  # what the queued messages count against the budget
+    reserve_spent: str | None = None  # why this put gave the reserve back (alarm disk_full)
+    reserve_back: bool = False  # the reserve was made again: the disk has room
+
+
+class OutboxError(Exception):
+    """Nothing could be written; the message says how many messages are held in memory."""
 
 
 class Outbox:
     """The queue on disk (see the module doc)."""
 
-    def __init__(self, path: Path, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+    def __init__(
+        self, path: Path, budget_bytes: int = DEFAULT_BUDGET_BYTES, *, reserve: bool = False
+    ) -> None:
         self.path = path
         self.budget_bytes = budget_bytes
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.reserve_path: Path | None = path.with_name(path.name + ".reserve") if reserve else None
+        self.on_reserve = False  # the reserve was given back to a full disk
+        self._reserve_checked = 0.0
+        self._held: list[OutMessage] = []
+        if self.reserve_path is not None:
+            self.on_reserve = not self._make_reserve()
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -114,8 +144,108 @@ class Outbox:
         """The seq of the last event ever queued (0 on a new gateway)."""
         return self._meta("last_seq")
 
+    @property
+    def held(self) -> int:
+        """Messages held in memory because the disk had no room for them."""
+        return len(self._held)
+
     def put(self, messages: Sequence[OutMessage]) -> PutResult:
-        """Queues messages in one transaction (in order); see the module doc for a full outbox."""
+        """Queues messages in one transaction (in order), after any held ones; see the module
+        doc for a full outbox and a full disk. Raises `OutboxError` if nothing could be
+        written (the messages are then held)."""
+        pending = [*self._held, *messages] if self._held else list(messages)
+        spent: str | None = None
+        try:
+            result = self._put(pending)
+        except sqlite3.Error as exc:
+            if self.reserve_path is None or self.on_reserve:
+                self._hold(pending)
+                raise OutboxError(self._held_message(exc)) from None
+            spent = str(exc)
+            self._spend_reserve()
+            try:
+                result = self._put(pending)
+            except sqlite3.Error as again:
+                self._hold(pending)
+                raise OutboxError(self._held_message(again)) from None
+        self._held = []
+        back = self._reserve_again()
+        if spent is not None or back:
+            result = PutResult(
+                result.queued,
+                result.dropped,
+                result.became_full,
+                result.last_id,
+                result.queued_bytes,
+                reserve_spent=spent,
+                reserve_back=back,
+            )
+        return result
+
+    def _held_message(self, exc: sqlite3.Error) -> str:
+        return (
+            f"the outbox {self.path} cannot be written ({exc}): {len(self._held)} message(s) "
+            f"held in memory until it can, {self.dropped} ptt/carrier change(s) dropped so far"
+        )
+
+    def _hold(self, pending: list[OutMessage]) -> None:
+        """Keeps what could not be written, dropping the oldest non-essential ones (then the
+        oldest of all) beyond HELD_MESSAGES, counted."""
+        excess = len(pending) - HELD_MESSAGES
+        if excess > 0:
+            kept: list[OutMessage] = []
+            for m in pending:
+                if excess > 0 and not m.essential:
+                    excess -= 1
+                    self.dropped += 1
+                    continue
+                kept.append(m)
+            if excess > 0:
+                self.dropped += excess
+                kept = kept[excess:]
+            pending = kept
+        self._held = pending
+
+    def _make_reserve(self) -> bool:
+        assert self.reserve_path is not None
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
+            return False
+        return True
+
+    def _spend_reserve(self) -> None:
+        assert self.reserve_path is not None
+        with contextlib.suppress(OSError):
+            self.reserve_path.unlink()
+        self.on_reserve = True
+        self._reserve_checked = time.monotonic()
+
+    def _reserve_again(self) -> bool:
+        """Makes the reserve again once the disk has room for it twice over (checked every
+        RESERVE_CHECK_S); True when it did."""
+        if not self.on_reserve or self.reserve_path is None:
+            return False
+        now = time.monotonic()
+        if now - self._reserve_checked < RESERVE_CHECK_S:
+            return False
+        self._reserve_checked = now
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return False
+        if free < 2 * RESERVE_BYTES or not self._make_reserve():
+            return False
+        self.on_reserve = False
+        return True
+
+    def _put(self, messages: Sequence[OutMessage]) -> PutResult:
         rows: list[tuple[str, bytes, int]] = []
         dropped = 0
         size = self.bytes

@@ -22,7 +22,6 @@ cards are reopened here with exponential backoff; CAT radios reopen themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
@@ -38,6 +37,7 @@ from gateway.hardware.cat.registry import make_driver
 from gateway.hardware.cat_radio import BACKOFF_MAX_S, BACKOFF_MIN_S, STOP_BOUND_S, CatRadio
 from gateway.hardware.cm108 import Cm108Error
 from gateway.hardware.cm108_ports import Cm108PortBank
+from gateway.hardware.daemon_threads import off_loop
 from gateway.hardware.frame_pacer import FramePacer
 from gateway.hardware.line_ports import LinePortBank
 from gateway.hardware.serial_lines import SerialLinesError
@@ -88,36 +88,6 @@ async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:
         log.error("stop: %s did not close within %.1f s; left behind", what, limit_s)
     except Exception:
         log.exception("stop: closing %s failed", what)
-
-
-def _off_loop(what: str, work: Callable[[], object]) -> asyncio.Future[None]:
-    """Runs blocking device work (a close, a reopen) on a daemon thread of its own; the future
-    is its outcome. Not `asyncio.to_thread`: the default executor's threads are joined when the
-    loop and then the interpreter end, so a call hung in a driver (PortAudio on a sound server
-    that stopped answering, a serial port that never returns) would hold up the exit however
-    short the limit `_bounded` put on it. A daemon thread is left behind instead."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def settle(error: BaseException | None) -> None:
-        if done.done():  # given up on (`_bounded` ran out, or the stop cancelled it)
-            return
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
-
-    def run() -> None:
-        error: BaseException | None = None
-        try:
-            work()
-        except BaseException as exc:  # handed to the awaiting task
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, error)
-
-    threading.Thread(target=run, name=what, daemon=True).start()
-    return done
 
 
 class SiteRadios:
@@ -236,7 +206,7 @@ class SiteRadios:
             closes.append(("the CM108 GPIO", self._close_cm108))
         if self.sound is not None:
             closes.append(("the sound cards", self.sound.close))
-        parts += [_bounded(what, _off_loop(what, close), CLOSE_TIMEOUT_S) for what, close in closes]
+        parts += [_bounded(what, off_loop(what, close), CLOSE_TIMEOUT_S) for what, close in closes]
         await asyncio.gather(*parts)
 
     def _close_cm108(self) -> None:
@@ -355,7 +325,7 @@ class SiteRadios:
                         ),
                         stream.label,
                     )
-                await _off_loop(f"closing {stream.label}", partial(sound.drop_stream, stream))
+                await off_loop(f"closing {stream.label}", partial(sound.drop_stream, stream))
                 self._bring_back(
                     stream.label,
                     stream.radio_names,
@@ -382,7 +352,7 @@ class SiteRadios:
                 while True:
                     await asyncio.sleep(delay)
                     try:
-                        await _off_loop(f"reopening {part}", reopen)
+                        await off_loop(f"reopening {part}", reopen)
                     except still_missing as exc:
                         log.info("%s still unavailable: %s", part, exc)
                         delay = min(delay * 2, self._backoff[1])

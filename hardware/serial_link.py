@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,6 +18,7 @@ import serial
 import serial_asyncio_fast
 
 from gateway.hardware.cat.errors import CatLinkLost
+from gateway.hardware.daemon_threads import off_loop
 
 P = TypeVar("P", bound=asyncio.Protocol)
 
@@ -50,10 +52,27 @@ async def open_serial(
     """Opens `url` with RTS and DTR at the given levels from the first instant, and connects
     it to an asyncio protocol. Raises `CatLinkLost` with the reason if the port cannot open."""
     port = unopened_serial(url, baudrate, rts=rts, dtr=dtr, stopbits=stopbits)
+    abandoned = threading.Event()
+    settled = threading.Lock()
+
+    def open_port() -> None:
+        port.open()
+        with settled:
+            if abandoned.is_set():  # nobody waits for it any more (see below): not left open
+                port.close()
+
     try:
-        await asyncio.to_thread(port.open)
+        # On a daemon thread (gateway.hardware.daemon_threads): an open hung in the driver or
+        # on a device server that stopped answering must not keep the process from exiting.
+        await off_loop(f"opening {url}", open_port)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise CatLinkLost(f"cannot open {url}: {_reason(exc)}") from None
+    except asyncio.CancelledError:
+        with settled:  # an open still under way closes the port itself; a finished one here
+            abandoned.set()
+            if port.is_open:
+                port.close()
+        raise
     loop = asyncio.get_running_loop()
     protocol = protocol_factory()
     transport = serial_asyncio_fast.SerialTransport(loop, protocol, port)

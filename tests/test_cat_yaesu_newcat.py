@@ -80,7 +80,8 @@ def test_framer_golden(buffer: bytes, expected: tuple[int, bytes | None]) -> Non
 
 # ---------------------------------------------------------------------- the rig API
 @pytest.mark.parametrize(
-    ("rig_id", "model"), [("0570", "FT-991/991A"), ("0761", "FTDX10"), ("0800", "FT-710")]
+    ("rig_id", "model"),
+    [("0570", "FT-991"), ("0670", "FT-991A"), ("0761", "FTDX10"), ("0800", "FT-710")],
 )
 def test_probe(rig_id: str, model: str) -> None:
     with YaesuNewcatRadio(rig_id=rig_id) as radio:
@@ -156,7 +157,7 @@ def test_garbage_before_reply(radio: YaesuNewcatRadio) -> None:
 
 def test_garbage_inside_reply_is_retried(radio: YaesuNewcatRadio) -> None:
     radio.corrupt_next = True
-    assert run(radio, lambda d: d.probe()).model == "FT-991/991A"
+    assert run(radio, lambda d: d.probe()).model == "FT-991"
     assert radio.commands.count("ID;") == 2
 
 

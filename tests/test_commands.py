@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from gateway.command_router import BadRequest, parse_request
 from gateway.commands import (
     DEFAULT_TECHNICIAN,
     Command,
@@ -174,3 +175,22 @@ def test_a_pending_request_expires_without_the_other_agencys_approval(
     late = expiring.execute(BOB, Command.APPROVE, "border-tac")
     assert not late.ok and "not pending" in late.message
     assert "border-tac" not in control.engine.enabled_patches
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"command": "patch.enable", "patch": "\\ud800"}',
+        b'{"command": "status", "id": "\\udfff"}',
+        b'{"command": "status", "\\udc00": 1}',
+        b'{"command": "status", "x": [[[{"y": "\\ud83d"}]]]}',
+    ],
+)
+def test_a_lone_surrogate_is_refused_at_parse_time(data: bytes) -> None:
+    with pytest.raises(BadRequest, match="lone UTF-16 surrogate"):
+        parse_request(data)
+
+
+def test_a_surrogate_pair_is_text() -> None:
+    command, args, _ = parse_request(b'{"command": "patch.enable", "patch": "\\ud83d\\ude92"}')
+    assert (command, args) == ("patch.enable", {"patch": "\U0001f692"})

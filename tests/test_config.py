@@ -4,6 +4,8 @@ at its line and key path with a message that says what to do."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -461,6 +463,73 @@ def test_missing_file_directory_and_not_utf8(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{latin1}:3: the file is not UTF-8 text (byte 0xe9); save it as UTF-8"
     )
+
+
+def test_only_a_regular_file_of_bounded_size_is_read(tmp_path: Path) -> None:
+    # /dev/zero would be read until memory runs out; a FIFO would block `check` for ever.
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo):
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        assert str(caught.value) == (
+            f"{path}: is not a regular file (a device, a FIFO or a socket): name a YAML file"
+        )
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("gateway: {id: x}\n" + "# padding\n" * 300_000)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_config(huge)
+    assert str(caught.value) == (
+        f"{huge}: is larger than 2 MiB, far more than any site needs: is it the right file?"
+    )
+    assert time.monotonic() - started < 5  # refused without parsing it
+    with pytest.raises(ConfigError) as caught:
+        load_config("")
+    assert str(caught.value) == "'': an empty path names no file"
+
+
+def test_nesting_too_deep_is_reported_at_its_line() -> None:
+    # Deep enough for the parser's recursion to give up: the line is still named.
+    text = MINIMAL + "deep: " + "[" * 5000 + "]" * 5000 + "\n"
+    issue = only_issue(text)
+    assert issue.message == "invalid YAML: nested more than 100 levels deep"
+    assert issue.line == len(MINIMAL.splitlines()) + 1
+
+
+def test_a_receive_frequency_outside_every_band_is_refused() -> None:
+    issue = only_issue(
+        edit(MINIMAL, "{rx_mhz: 163.1, tx_mhz: 163.1}", "{rx_mhz: 16.31, tx_mhz: 163.1}")
+    )
+    assert issue.message == (
+        "radio 'us-1' would receive on 16.31 MHz (us/ch4), outside the land-mobile bands "
+        "(29.7-50, 136-174, 220-225, 380-512, 757-870, 896-941 MHz); check rx_mhz, or give "
+        "the radio its bands_mhz"
+    )
+    bands = edit(
+        MINIMAL,
+        "us-1: {talkgroup: us/ch4, simulated: {}}",
+        "us-1: {talkgroup: us/ch4, simulated: {}, bands_mhz: [[136, 174]]}",
+    )
+    issue = only_issue(
+        edit(bands, "{rx_mhz: 163.1, tx_mhz: 163.1}", "{rx_mhz: 453.1, tx_mhz: 163.1}")
+    )
+    assert issue.message == (
+        "radio 'us-1' would receive on 453.1 MHz (us/ch4), outside its bands_mhz 136-174 MHz"
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ('mqtt: {url: "mqtts://broker:8883", ca_file: ""}', "mqtt.ca_file"),
+        ('recording: {dir: "  "}', "recording.dir"),
+    ],
+)
+def test_an_empty_path_is_refused(section: str, key: str) -> None:
+    issue = only_issue(MINIMAL + section + "\n")
+    assert issue.path == key
+    assert issue.message == "an empty path names no file: give the path, or leave the key out"
 
 
 def test_issue_format() -> None:
@@ -1595,3 +1664,12 @@ def test_located_audio_and_announcement_problem(
     text: str, line_text: str, path: str, message: str
 ) -> None:
     test_located_problem(text, line_text, path, message)
+
+
+def test_check_refuses_a_link_on_frames_run_could_not_send() -> None:
+    # `run` drives links only with 20 ms frames: `check` says so first, at the link.
+    issue = only_issue(edit(POOLS, "gateway: {id: test}", "gateway: {id: test, frame_ms: 40}"))
+    assert issue.path == "links.net"
+    assert issue.message == (
+        "link 'net': USRP links send 20 ms packets and need gateway.frame_ms 20 (it is 40)"
+    )

@@ -211,9 +211,9 @@ BAD_LINES = [
         id="unencodable-result",
     ),
     pytest.param(
-        # Valid JSON, but a lone UTF-16 surrogate cannot be written back as UTF-8.
+        # Valid JSON, but a lone UTF-16 surrogate is not text: refused before anything is run.
         b'{"command": "status", "id": "\\ud800", "patch": "\\udfff"}\n',
-        "internal error: the reply is not JSON",
+        "holds a lone UTF-16 surrogate",
         id="lone-surrogate",
     ),
 ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -421,6 +423,12 @@ BAD_COMMANDS = [
     pytest.param("alice", b'{"command": "patch.enable"}', 'needs "patch"', id="missing-field"),
     pytest.param(
         "alice",
+        b'{"command": "patch.enable", "patch": "\\ud800"}',
+        "lone UTF-16 surrogate",
+        id="lone-surrogate",
+    ),
+    pytest.param(
+        "alice",
         b'{"command": "status", "x": "' + b"a" * 20000 + b'"}',
         "at most 16384",
         id="oversized",
@@ -600,3 +608,62 @@ def test_each_call_is_recorded_and_its_file_named_in_call_end(
     audio = AudioSegment.from_file(path)  # it plays: ffmpeg decodes it
     assert audio.duration_seconds == pytest.approx(end["duration_s"], abs=0.1)
     assert audio.dBFS > -40  # the talker's speech, not silence
+
+
+# ---------------------------------------------------------------------------------- floods
+FLOOD = 10_000
+REFUSED = re.compile(r"^(\d+) commands refused: rate limit")
+
+
+def accounted(audits: list[dict[str, Any]]) -> int:
+    """Commands an audit trail accounts for: one per audit, or the count of a rate-limit one."""
+    total = 0
+    for audit in audits:
+        refused = REFUSED.match(audit["reason"])
+        total += int(refused.group(1)) if refused else 1
+    return total
+
+
+def test_a_flood_from_one_login_is_counted_and_costs_the_others_nothing(
+    site: MqttSite, broker: Broker
+) -> None:
+    """10,000 junk payloads at QoS 0 on a dispatcher's own command topic: every one is either
+    run or counted in a rate-limit audit, a technician is answered within 2 s of the flood's
+    end, the gateway's connection holds and no event goes missing."""
+    daemon = start(site, broker, border_enabled=True, every_s=1, talk_s=0.5)
+    watcher = Watcher(broker, f"{PREFIX}/#")
+    flooder = Watcher(broker)
+    junk = random.Random(15)
+    topic = f"{PREFIX}/cmd/alice"
+    for _ in range(FLOOD):
+        flooder.client.publish(topic, junk.randbytes(junk.randrange(0, 200)), qos=0)
+    # One more at QoS 1: acknowledged once the broker has had every one before it.
+    flooder.publish(topic, b"the end of the flood")
+    ended = time.monotonic()
+    reply = command(watcher, "tech1", {"command": "status", "id": "after"}, timeout=30)
+    answered = time.monotonic() - ended
+    assert reply["ok"] and reply["id"] == "after"
+    assert answered < 2.0, f"the technician waited {answered:.1f} s"
+    watcher.wait_for(lambda: audits_of(watcher, "tech1"), timeout=5)
+
+    def all_accounted() -> bool:
+        return accounted(audits_of(watcher, "alice")) >= FLOOD + 1
+
+    watcher.wait_for(all_accounted, timeout=30, message="the flood is not all accounted for")
+    alice = audits_of(watcher, "alice")
+    assert accounted(alice) == FLOOD + 1
+    assert any(REFUSED.match(a["reason"]) for a in alice)
+    run = [a for a in alice if not REFUSED.match(a["reason"])]
+    assert 20 <= len(run) < 1000, len(run)  # the burst and the rate, not the flood
+    status = site.status()["mqtt"]
+    assert status["connected"] and status["publisher_restarts"] == 0
+    assert "unreachable" not in daemon.log()  # the connection held through the flood
+    assert daemon.log().count(f"connected to {broker.url}") == 1
+    # No event lost: every seq from the first the watcher saw to the gateway's last one.
+    last = max(e["seq"] for e in daemon.events())
+    watcher.wait_for(lambda: max(seqs_seen(watcher)) >= last, timeout=30)
+    seen = seqs_seen(watcher)
+    assert set(range(min(seen), last + 1)) <= seen
+    flooder.close()
+    watcher.close()
+    assert daemon.stop() == 0

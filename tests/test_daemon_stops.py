@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -601,3 +602,42 @@ def test_a_stop_with_the_mqtt_broker_hung_is_bounded_too(mqtt_site: MqttStopSite
     assert not keyed_ports(daemon)
     assert [text for text in daemon.lines if "the MQTT publisher did not close within" in text]
     s.watcher.wait_for(lambda: s.watcher.on(STATUS)[-1].payload == b"offline")
+
+
+def test_a_systemd_stop_of_the_whole_service_publishes_everything_and_final_states(
+    mqtt_site: MqttStopSite,
+) -> None:
+    """systemd stops a service by sending SIGTERM to every process of it at once, the MQTT
+    publisher with the daemon. With the broker up, the stop still ends with nothing left in
+    the outbox, every retained port state unkeyed and offline, then the gateway's `offline`."""
+    s = mqtt_site
+    daemon, statuses = s.start_call(0)
+    children = [
+        int(pid)
+        for pid in Path(f"/proc/{daemon.proc.pid}/task/{daemon.proc.pid}/children")
+        .read_text()
+        .split()
+    ]
+    assert children, "the MQTT publisher runs as a child process"
+    for pid in [daemon.proc.pid, *children]:
+        os.kill(pid, signal.SIGTERM)
+    assert daemon.stop(timeout=30) == 0, daemon.lines[-20:]
+    assert not s.line.rts and not s.line.dtr, "a transmitter was left keyed"
+    s.wait_said(b"offline", statuses)
+    unsent = {e["seq"] for e in daemon.events()} - seqs_seen(s.watcher)
+    assert not unsent, f"events {sorted(unsent)} never reached the broker"
+    with sqlite3.connect(s.site.state_dir / "outbox.sqlite3") as outbox:
+        (left,) = outbox.execute("SELECT count(*) FROM messages").fetchone()
+    assert left == 0
+    # What a console that connects now is told: the retained states.
+    late = Watcher(s.broker, f"{PREFIX}/ports/#")
+    try:
+        ports = late.wait_for(
+            lambda: len(late.on(f"{PREFIX}/ports/#")) >= 4 and late.on(f"{PREFIX}/ports/#")
+        )
+        states = {m.topic.rsplit("/", 1)[1]: m.json() for m in ports}
+    finally:
+        late.close()
+    assert set(states) == {"rcmp-1", "usbp-1", "wcso-1", "wcso-2"}
+    for port, state in states.items():
+        assert (state["ptt"], state["carrier"], state["online"]) == (False, False, False), port

@@ -284,7 +284,10 @@ def test_bad_usrp_links_are_one_located_error(text: str, path: str, words: str) 
 def test_link_problem_and_make_link() -> None:
     cfg = parse_config_text(site())
     assert link_problem(cfg, "allstar") is None
-    slow = parse_config_text(site().replace("{id: test}", "{id: test, frame_ms: 40}"))
+    # `check` refuses such a config already; link_problem is run's own guard.
+    with pytest.raises(ConfigError, match=r"USRP links send 20 ms packets and need gateway"):
+        parse_config_text(site().replace("{id: test}", "{id: test, frame_ms: 40}"))
+    slow = cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"frame_ms": 40})})
     assert link_problem(slow, "allstar") == (
         "link 'allstar': USRP links send 20 ms packets and need gateway.frame_ms 20 (it is 40)"
     )

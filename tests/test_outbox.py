@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.outbox import Outbox, OutMessage
+import pytest
+from full_disk import fill, small_tmpfs
+
+import gateway.outbox as outbox_module
+from gateway.outbox import RESERVE_BYTES, Outbox, OutboxError, OutMessage
 
 
 def message(seq: int, kind: str = "call_end", size: int = 100) -> OutMessage:
@@ -98,3 +104,45 @@ def test_two_connections_keep_their_counts_and_a_recount_finds_unreported_delete
     daemon.recount()
     assert daemon.count == 0 and daemon.bytes == 0
     daemon.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with small_tmpfs(tmp_path / "disk", "40m") as disk:
+        yield disk
+
+
+def test_a_full_disk_spends_the_reserve_then_holds_in_memory_and_loses_nothing(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "RESERVE_CHECK_S", 0.0)
+    box = Outbox(small_disk / "outbox.sqlite3", reserve=True)
+    assert box.reserve_path is not None and box.reserve_path.stat().st_size == RESERVE_BYTES
+    box.put([message(1)])
+    filler = fill(small_disk)
+
+    # The disk is full: the reserve goes back to it, the put goes on, and says so.
+    result = box.put([message(2)])
+    assert result.queued == 1 and result.reserve_spent is not None
+    assert "full" in result.reserve_spent
+    assert box.on_reserve and not box.reserve_path.exists()
+    # Thousands of events fit in the reserve; then nothing more can be written.
+    seq = 3
+    with pytest.raises(OutboxError) as caught:
+        while seq < 100_000:
+            assert box.put([message(seq, size=1000)]).reserve_spent is None
+            seq += 1
+    assert seq > 3000, seq
+    assert "1 message(s) held in memory" in str(caught.value)
+    for more in range(seq + 1, seq + 50):
+        with pytest.raises(OutboxError):
+            box.put([message(more, size=1000)])
+    assert box.held == 50
+
+    filler.unlink()  # room again: the held messages go first, in order, then the reserve
+    result = box.put([message(seq + 50)])
+    assert result.queued == 51 and result.reserve_back and box.held == 0
+    assert not box.on_reserve and box.reserve_path.stat().st_size == RESERVE_BYTES
+    seqs = [json.loads(m.payload)["seq"] for m in box.peek(200_000)]
+    assert seqs == list(range(1, seq + 51))  # nothing lost, nothing out of order
+    assert box.dropped == 0

@@ -208,6 +208,17 @@ def _check_mhz(value: float | None) -> float | None:
 Megahertz = Annotated[float, Field(gt=0), AfterValidator(_check_mhz)]
 
 
+def _check_path(value: Any) -> Any:
+    # An empty string would become Path("."), the current directory: never what was meant.
+    if isinstance(value, str) and not value.strip():
+        raise rule_error("an empty path names no file: give the path, or leave the key out")
+    return value
+
+
+# A path in the config: a file or directory that must be named, not left empty.
+ConfigPath = Annotated[Path, BeforeValidator(_check_path)]
+
+
 class StrictModel(BaseModel):
     """Base of every config section: unknown keys are errors."""
 
@@ -773,6 +784,10 @@ USRP_TIMEOUT_PINGS = 3
 USRP_MAX_TALKGROUP_ID = 0xFFFF_FFFF  # the header's talkgroup is a uint32
 
 
+# RTP and USRP links carry 20 ms packets, one a frame: only a gateway of 20 ms frames drives them.
+LINK_FRAME_MS = 20
+
+
 class Link(PortSettings):
     """A port to another gateway or network: an RTP or USRP audio stream."""
 
@@ -781,7 +796,7 @@ class Link(PortSettings):
     local: HostPort
     remote: HostPort
     codec: Literal["pcmu", "pcma", "dvi4", "opus"] = "pcmu"
-    srtp_key_file: Path | None = None
+    srtp_key_file: ConfigPath | None = None
     insecure: bool = False
     timing: LinkTiming = Field(default_factory=LinkTiming)
     duplex: Literal["half", "full"] = "full"
@@ -1005,7 +1020,7 @@ class Announcement(StrictModel):
     `level_dbfs` is the prompt's peak level; None takes the announcements section's.
     """
 
-    file: Path | None = None
+    file: ConfigPath | None = None
     tones: list[Tone] | None = Field(default=None, min_length=1)
     builtin: BuiltinAnnouncement | None = None
     level_dbfs: float | None = Field(default=None, le=0)
@@ -1140,13 +1155,17 @@ class MqttSettings(StrictModel):
     url: str
     topic_prefix: str = "crosspatch"
     username: str | None = None
-    password_file: Path | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    password_file: ConfigPath | None = None
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
     protocol: Literal["3.1.1", "5"] = "5"
     # Disk the durable outbox may fill while the broker is away (about 1 KiB an event).
     outbox_mb: int = Field(default=256, ge=1, le=100_000)
+    # Commands each login may have run over MQTT: so many a second, in bursts of up to so many;
+    # more are refused and counted, in one audit a second (gateway.command_limit).
+    commands_per_s: float = Field(default=5.0, gt=0, le=1000)
+    command_burst: int = Field(default=20, ge=1, le=10_000)
 
     @field_validator("url")
     @classmethod
@@ -1204,7 +1223,7 @@ class MqttSettings(StrictModel):
 
 
 class RecordingSettings(StrictModel):
-    dir: Path
+    dir: ConfigPath
     format: Literal["wav", "mp3", "opus"] = "wav"
     keep_days: int | None = Field(default=None, gt=0)
 
@@ -1215,8 +1234,8 @@ class RecordingSettings(StrictModel):
 class GatewaySettings(StrictModel):
     id: Name
     frame_ms: Literal[10, 20, 40] = 20
-    state_dir: Path = Path("/var/lib/crosspatch")
-    control_socket: Path | None = None
+    state_dir: ConfigPath = Path("/var/lib/crosspatch")
+    control_socket: ConfigPath | None = None
 
     @property
     def control_socket_path(self) -> Path:

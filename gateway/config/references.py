@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gateway.config.errors import did_you_mean
 from gateway.config.models import (
+    LINK_FRAME_MS,
     SERIAL_DRIVERS,
     SERIAL_PTT_METHODS,
     SERIAL_SQUELCH_METHODS,
@@ -82,6 +83,20 @@ class _ReferenceChecker:
         known = ", ".join(agency.talkgroups) or "no talkgroups"
         return f"talkgroup '{ref}' is not defined; agency '{agency_name}' has: {known}"
 
+    def check_link_frames(self) -> None:
+        """What `run` would refuse is refused here already: a network link with frames that
+        are not its packets' 20 ms."""
+        frame_ms = self.cfg.gateway.frame_ms
+        if frame_ms == LINK_FRAME_MS:
+            return
+        for name, link in self.cfg.links.items():
+            if link.simulated is None:
+                self.add(
+                    ("links", name),
+                    f"link '{name}': {link.protocol.upper()} links send {LINK_FRAME_MS} ms packets "
+                    f"and need gateway.frame_ms {LINK_FRAME_MS} (it is {frame_ms})",
+                )
+
     def check_names(self) -> None:
         cfg = self.cfg
         for name, radio in cfg.radios.items():
@@ -131,7 +146,8 @@ class _ReferenceChecker:
                 self.add(("access", "dispatchers", user, "agency"), problem)
 
     def check_tuning(self, name: str, radio: Radio) -> None:
-        """A radio's talkgroup must have frequencies, and it must transmit inside its bands."""
+        """A radio's talkgroup must have frequencies, and it must transmit and receive inside its
+        bands."""
         if radio.talkgroup is None:  # a pool radio; pool_candidates keeps it inside its bands
             return
         talkgroup = self.cfg.talkgroup(radio.talkgroup)
@@ -142,21 +158,26 @@ class _ReferenceChecker:
                 "give the talkgroup rx_mhz/tx_mhz, or serve it with a link",
             )
             return
-        tx = talkgroup.tx_mhz
-        if radio.bands_mhz is not None:
-            if not any(low <= tx <= high for low, high in radio.bands_mhz):
+        rx, tx = talkgroup.rx_mhz, talkgroup.tx_mhz
+        assert rx is not None  # (one frequency given stands for both)
+        # Receive as well as transmit: a receive frequency out of every band (a typo, a value in
+        # the wrong unit) would leave the port deaf without a word.
+        for does, mhz in (("transmit", tx), ("receive", rx))[: 1 if rx == tx else 2]:
+            if radio.bands_mhz is not None:
+                if not any(low <= mhz <= high for low, high in radio.bands_mhz):
+                    self.add(
+                        ("radios", name, "talkgroup"),
+                        f"radio '{name}' would {does} on {mhz:g} MHz ({radio.talkgroup}), "
+                        f"outside its bands_mhz {_format_bands(radio.bands_mhz)}",
+                    )
+            elif not any(low <= mhz <= high for low, high in LAND_MOBILE_BANDS_MHZ):
+                key = "tx_mhz" if does == "transmit" else "rx_mhz"
                 self.add(
                     ("radios", name, "talkgroup"),
-                    f"radio '{name}' would transmit on {tx:g} MHz ({radio.talkgroup}), outside "
-                    f"its bands_mhz {_format_bands(radio.bands_mhz)}",
+                    f"radio '{name}' would {does} on {mhz:g} MHz ({radio.talkgroup}), outside "
+                    f"the land-mobile bands ({_format_bands(LAND_MOBILE_BANDS_MHZ)}); check "
+                    f"{key}, or give the radio its bands_mhz",
                 )
-        elif not any(low <= tx <= high for low, high in LAND_MOBILE_BANDS_MHZ):
-            self.add(
-                ("radios", name, "talkgroup"),
-                f"radio '{name}' would transmit on {tx:g} MHz ({radio.talkgroup}), outside the "
-                f"land-mobile bands ({_format_bands(LAND_MOBILE_BANDS_MHZ)}); check tx_mhz, or "
-                "give the radio its bands_mhz",
-            )
 
     def check_served(self) -> None:
         """Every talkgroup has a dedicated radio or link, or a pool radio that can tune to it."""
@@ -383,6 +404,7 @@ def check_references(cfg: Config) -> list[ReferenceProblem]:
     """Every cross-section problem of `cfg`, in section order."""
     checker = _ReferenceChecker(cfg)
     checker.check_names()
+    checker.check_link_frames()
     checker.check_served()
     checker.check_enabled_patches()
     checker.check_audio()

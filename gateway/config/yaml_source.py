@@ -9,6 +9,7 @@ in a `SourceLines` table keyed by path.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # Aliases can expand a small file enormously ("billion laughs"); no config needs this many nodes.
 _MAX_NODES = 200_000
+# A config of 512 radios is about 100 KiB; parsing takes about a second per MiB.
+MAX_FILE_BYTES = 2 * 1024 * 1024
 
 
 def format_key_path(path: KeyPath) -> str:
@@ -92,13 +95,28 @@ def _whole_file_issue(filename: str, message: str, line: int | None = None) -> Y
 
 
 def read_yaml_file(path: str | os.PathLike[str]) -> YamlDocument:
-    """Read and parse a YAML file; every failure is a `YamlSourceError` with one located line."""
+    """Read and parse a YAML file; every failure is a `YamlSourceError` with one located line.
+    Only a regular file of at most MAX_FILE_BYTES is read: a device (`/dev/zero`) would be read
+    until memory runs out, a FIFO would block for ever, and a huge file would take minutes."""
     filename = os.fspath(path)
+    if not filename:
+        raise _whole_file_issue("''", "an empty path names no file")
     file_path = Path(filename)
     try:
         if file_path.is_dir():
             raise _whole_file_issue(filename, "is a directory, not a YAML file")
-        raw = file_path.read_bytes()
+        if not stat.S_ISREG(file_path.stat().st_mode):
+            raise _whole_file_issue(
+                filename, "is not a regular file (a device, a FIFO or a socket): name a YAML file"
+            )
+        with file_path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise _whole_file_issue(
+                filename,
+                f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, far more than any site "
+                "needs: is it the right file?",
+            )
     except FileNotFoundError:
         raise _whole_file_issue(filename, "no such file") from None
     except PermissionError:
@@ -134,18 +152,45 @@ def parse_yaml_text(text: str, filename: str = "<string>") -> YamlDocument:
     except yaml.YAMLError as exc:
         raise _whole_file_issue(filename, f"invalid YAML: {exc}") from None
     except RecursionError:
-        raise _whole_file_issue(filename, "invalid YAML: nested too deeply") from None
+        raise _too_deep(text, filename) from None
     if node is None:
         return YamlDocument(filename=filename, data=None, source=SourceLines({(): 1}))
     builder = _DocumentBuilder(filename)
     try:
         data = builder.build(node, ())
     except RecursionError:
-        raise _whole_file_issue(filename, "invalid YAML: nested too deeply") from None
+        raise _too_deep(text, filename) from None
     if builder.issues:
         raise YamlSourceError(builder.issues)
     builder.source.lines.setdefault((), node.start_mark.line + 1)
     return YamlDocument(filename=filename, data=data, source=builder.source)
+
+
+# Deeper than this, a mapping or list is named as too deep (no config goes past ten levels).
+_REPORTED_DEPTH = 100
+
+
+def _too_deep(text: str, filename: str) -> YamlSourceError:
+    """The error for a document nested deeper than the parser's recursion allows, at the line
+    where it first goes past _REPORTED_DEPTH levels (found with the event parser, which does
+    not recurse)."""
+    depth = 0
+    line: int | None = None
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > _REPORTED_DEPTH:
+                    mark = event.start_mark
+                    line = mark.line + 1 if mark is not None else None
+                    break
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return _whole_file_issue(
+        filename, f"invalid YAML: nested more than {_REPORTED_DEPTH} levels deep", line
+    )
 
 
 def _yaml_syntax_error(exc: yaml.MarkedYAMLError, filename: str) -> YamlSourceError:

@@ -18,13 +18,12 @@ import numpy.typing as npt
 
 from gateway.codecs.base import Pcm
 from gateway.config import Config
-from gateway.config.models import Link
+from gateway.config.models import LINK_FRAME_MS, Link
 from gateway.links import LinkError
 from gateway.links.rtp_link import RtpLink, codec_problem
 from gateway.links.usrp_link import UsrpLink
 from gateway.runtime import PortNotice
 
-LINK_FRAME_MS = 20
 FULL_SCALE = 32768.0
 
 

@@ -26,8 +26,9 @@ Choices where the sources leave room:
   does: `BY1x;` busy (squelch open), `BY0x;` idle.
 - **PTT:** `TX1;` keys (CAT), `TX0;` unkeys; `TX;` answers 0 off, 1/2/3 on. After any failure
   while keying, `TX0;` is sent best-effort.
-- **Probe:** `ID;` → FT-991/991A `ID0570;`, FTDX10 `ID0761;`, FT-710 `ID0800;`; any other ID is
-  refused as a radio this driver was not written for.
+- **Probe:** `ID;` → FT-991 `ID0570;`, FT-991A `ID0670;` (Hamlib newcat.c `NC_RIGID_FT991A`: the
+  A model answers its own ID, with the FT-991's commands), FTDX10 `ID0761;`, FT-710 `ID0800;`;
+  any other ID is refused as a radio this driver was not written for.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ TERMINATOR = ord(";")
 REJECT = b"?;"
 MAX_FRAME = 64  # longer than any answer used here: a run without `;` is noise
 
-MODELS: dict[str, str] = {"0570": "FT-991/991A", "0761": "FTDX10", "0800": "FT-710"}
+MODELS: dict[str, str] = {"0570": "FT-991", "0670": "FT-991A", "0761": "FTDX10", "0800": "FT-710"}
 MODE_CODES: dict[Mode, str] = {"fm": "4", "nfm": "B", "am": "5"}
 MODE_NAMES: dict[str, str] = {
     "1": "LSB", "2": "USB", "3": "CW", "4": "FM", "5": "AM", "6": "RTTY", "7": "CW-R",
