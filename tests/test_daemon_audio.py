@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 pytest_plugins = ["audio_env"]
 
 RATE = 48000
+# A guard, not a measure: a recording of a few seconds may take this long on a starved machine.
+RECORDING_LIMIT_S = 60
 SITE = """\
 gateway: {{id: audio-gw, frame_ms: 20, state_dir: {state_dir}}}
 agencies:
@@ -101,7 +103,7 @@ def test_a_tone_on_radio_a_comes_out_of_radio_b_with_ptt_and_without_the_ctcss(
     recording_b = env.start_recording(env.pcm_record("b_tx"), 4.0, RATE)
     recording_a = env.start_recording(env.pcm_record("a_tx"), 4.0, RATE)
     env.play(env.pcm_play("a_rx"), voice, RATE)
-    out_b, out_a = recording_b.result(15), recording_a.result(15)
+    out_b, out_a = recording_b.result(RECORDING_LIMIT_S), recording_a.result(RECORDING_LIMIT_S)
 
     ptt = daemon.wait_for(
         lambda: [e for e in daemon.events("ptt") if e["port"] == "usbp-1" and e["on"]]
@@ -141,7 +143,7 @@ def test_without_its_ctcss_tone_the_carrier_is_ignored(audio_site: tuple[Site, A
     site.wait_ready(daemon)
     recording_b = env.start_recording(env.pcm_record("b_tx"), 3.0, RATE)
     env.play(env.pcm_play("a_rx"), tone(1000, 2.0, -12), RATE)  # no 100 Hz tone: someone else
-    out_b = recording_b.result(15)
+    out_b = recording_b.result(RECORDING_LIMIT_S)
     assert np.abs(out_b).max() < 0.01
     assert not daemon.events("call_start")
     assert daemon.stop() == 0
@@ -169,7 +171,7 @@ def a_is_heard_on_b(env: AudioEnv) -> bool:
     """Whether 2 s of RCMP voice (with its CTCSS) on radio A's receiver reach B's transmitter."""
     recording_b = env.start_recording(env.pcm_record("b_tx"), 3.0, RATE)
     env.play(env.pcm_play("a_rx"), tone(1000, 2.0, -12) + tone(100, 2.0, -20), RATE)
-    out_b = recording_b.result(15)
+    out_b = recording_b.result(RECORDING_LIMIT_S)
     return bool(np.flatnonzero(np.abs(out_b) > 0.05).size > RATE)
 
 
@@ -202,7 +204,9 @@ def test_an_unplugged_card_unkeys_its_radio_and_it_returns_when_plugged_back(
     env.replug_sink("b_tx")
     first_alarm(daemon, "port_online", "usbp-1", timeout=20)
     assert port_status(site, "usbp-1")["online"] is True
-    assert a_is_heard_on_b(env)  # patched again
+    # Patched again: heard within a few tries (a sound server starved by a busy machine may
+    # take a second or two to start a re-plugged card's stream).
+    assert any(a_is_heard_on_b(env) for _ in range(3))
     assert "Traceback" not in daemon.log()
     assert daemon.stop() == 0
 
@@ -258,7 +262,7 @@ def test_announcements_are_heard_on_every_member_card_with_ptt(
         recordings = [env.start_recording(env.pcm_record(s), 6.0, RATE) for s in ("a_tx", "b_tx")]
         result = site.cli("patch", command, "border-tac")
         assert result.returncode == 0, result.stderr
-        outs = [r.result(15) for r in recordings]
+        outs = [r.result(RECORDING_LIMIT_S) for r in recordings]
         for out in outs:
             loud = np.flatnonzero(np.abs(out) > 0.05)
             assert loud.size > RATE // 4, (command, "no prompt")  # a quarter second or more
