@@ -225,7 +225,7 @@ def test_an_unplugged_receive_card_is_an_alarm_and_its_radio_is_heard_again_afte
 
     env.replug_sink("a_rx")
     first_alarm(daemon, "port_online", "rcmp-1", timeout=20)
-    assert a_is_heard_on_b(env)
+    assert any(a_is_heard_on_b(env) for _ in range(3))  # (as above: a starved sound server)
     assert daemon.stop() == 0
 
 
