@@ -336,9 +336,7 @@ class Daemon:
                     self._outbox_failing = True
                     why = str(exc)
                     log.error("MQTT outbox: %s", why)
-                    self.runtime.submit(
-                        lambda rt: rt.emit([rt.engine.alarm("outbox_not_written", why)])
-                    )
+                    self._raise_alarm("outbox_not_written", why)
                 return
             if self._outbox_failing:
                 self._outbox_failing = False
@@ -349,11 +347,11 @@ class Daemon:
                     "outbox goes on in its reserve, about 8,000 events; free space now"
                 )
                 log.error("%s", detail)
-                self.runtime.submit(lambda rt: rt.emit([rt.engine.alarm("disk_full", detail)]))
+                self._raise_alarm("disk_full", detail)
             if queued.reserve_back:
                 detail = f"the disk of {self.state_dir} has room again: the outbox reserve is back"
                 log.warning("%s", detail)
-                self.runtime.submit(lambda rt: rt.emit([rt.engine.alarm("disk_ok", detail)]))
+                self._raise_alarm("disk_ok", detail)
             if queued.became_full:
                 assert self.outbox is not None
                 detail = (
@@ -362,7 +360,7 @@ class Daemon:
                     "dropped (counted) until the broker takes the backlog"
                 )
                 log.error("%s", detail)
-                self.runtime.submit(lambda rt: rt.emit([rt.engine.alarm("outbox_full", detail)]))
+                self._raise_alarm("outbox_full", detail)
 
     def _states_due(self) -> None:
         """After a tick's events (or, when they stop, from a timer): the retained states' news

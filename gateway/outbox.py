@@ -39,6 +39,7 @@ of the other's writes from the publisher's messages: `queued_elsewhere` in the p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sqlite3
@@ -171,15 +172,7 @@ class Outbox:
         self._held = []
         back = self._reserve_again()
         if spent is not None or back:
-            result = PutResult(
-                result.queued,
-                result.dropped,
-                result.became_full,
-                result.last_id,
-                result.queued_bytes,
-                reserve_spent=spent,
-                reserve_back=back,
-            )
+            result = dataclasses.replace(result, reserve_spent=spent, reserve_back=back)
         return result
 
     def _held_message(self, exc: sqlite3.Error) -> str:
