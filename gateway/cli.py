@@ -62,7 +62,12 @@ def is_user_error(exc: BaseException) -> bool:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = load_config(Path(args.config))
+    cfg = load_config(Path(args.config), for_run=True)
+    # What `run` refuses of a config that loads (a link's codec missing from this build) is
+    # refused here too, by the same function: a config `check` accepts is one `run` starts.
+    from gateway.daemon import require_supported_ports
+
+    require_supported_ports(cfg)
     print(f"{args.config}: OK: {config_summary(cfg)}")
     return 0
 

@@ -26,10 +26,28 @@ from gateway.events import Event
 PATCH_COMMANDS = {c.value: c for c in Command}
 TECHNICIAN_COMMANDS = ("port.key_test", "reload")
 KEY_TEST_MAX_S = 10.0
-OVERSIZED = b"\x00oversized:"  # what a transport passes instead of a payload it would not parse
-# What a transport passes for the commands of one login it refused over its rate limit (followed
-# by "COUNT:PER_S:BURST"), for one audit of them all.
-RATE_LIMITED = b"\x00rate-limited:"
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """What a transport passes instead of a payload too large to parse (it is audited)."""
+
+    size: int
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """What a transport passes for the commands of one login it refused over its rate limit,
+    for one audit of them all."""
+
+    count: int
+    per_s: float
+    burst: int
+
+
+# A request as a transport hands it over: the bytes received, or what the transport did instead
+# of passing them. Out of band: no payload a client sends can pass for a transport's own note.
+Payload = bytes | Oversized | RateLimited
 
 
 class CommandRefused(Exception):
@@ -84,18 +102,16 @@ class BadRequest(Exception):
         self.request_id = request_id
 
 
-def parse_request(data: bytes, what: str = "command") -> tuple[str, dict[str, Any], Any]:
+def parse_request(data: Payload, what: str = "command") -> tuple[str, dict[str, Any], Any]:
     """One request (a control socket line without its newline, an MQTT payload) ->
     (command, args, id). Raises `BadRequest` with the sentence to answer; pure, so every bad
     input is easy to test."""
-    if data.startswith(OVERSIZED):
-        size = data[len(OVERSIZED) :].decode()
-        raise BadRequest(f"the {what} is {size} bytes; at most 16384 are accepted")
-    if data.startswith(RATE_LIMITED):
-        count, per_s, burst = data[len(RATE_LIMITED) :].decode().split(":")
+    if isinstance(data, Oversized):
+        raise BadRequest(f"the {what} is {data.size} bytes; at most 16384 are accepted")
+    if isinstance(data, RateLimited):
         raise BadRequest(
-            f"{count} commands refused: rate limit ({per_s} a second, bursts of {burst}); "
-            "none of them was run"
+            f"{data.count} commands refused: rate limit ({data.per_s:g} a second, bursts of "
+            f"{data.burst}); none of them was run"
         )
     try:
         text = data.decode("utf-8")
@@ -208,7 +224,7 @@ class CommandRouter:
         self._host = host
         self._config = config
 
-    async def mqtt(self, user: str, payload: bytes) -> dict[str, Any]:
+    async def mqtt(self, user: str, payload: Payload) -> dict[str, Any]:
         """A command published on `cmd/USER`; never raises, the reply says what happened."""
         request_id: Any = None
         command = "?"

@@ -40,7 +40,9 @@ SOCKET_MODE = 0o660
 MAX_LINE_BYTES = 64 * 1024  # a request line, without its newline
 MAX_REPLY_BYTES = 16 * 1024 * 1024  # what the client accepts before calling the daemon broken
 _READ_CHUNK = 64 * 1024
-_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+# sizeof(sockaddr_un.sun_path) - 1 on Linux (gateway.config.models.UNIX_SOCKET_PATH_MAX, not
+# imported: the command-line client must start without pydantic). Checked here for --socket.
+_SUN_PATH_MAX = 107
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.announcements import AnnouncementPlan
 from gateway.announcer import Announcer
-from gateway.command_router import CommandRefused, CommandRouter, Request
+from gateway.command_router import CommandRefused, CommandRouter, Payload, Request
 from gateway.commands import Command, PatchControl, PatchState, Principal, Role
 from gateway.config import Config, ConfigError, load_config
 from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
@@ -556,7 +557,7 @@ class Daemon:
         result: dict[str, Any] = reply["result"]
         return result
 
-    async def _mqtt_command(self, user: str, payload: bytes) -> dict[str, Any]:
+    async def _mqtt_command(self, user: str, payload: Payload) -> dict[str, Any]:
         return await self.router.mqtt(user, payload)
 
     # ------------------------------------------------------------------ CommandHost
@@ -671,7 +672,9 @@ class Daemon:
 
     async def _reload(self, by: str) -> dict[str, Any]:
         try:
-            cfg = await asyncio.to_thread(load_config, self.config_path)
+            cfg = await asyncio.to_thread(
+                functools.partial(load_config, self.config_path, for_run=True)
+            )
             require_supported_ports(cfg)
             self._check_restart_only(cfg)
         except ConfigError as exc:
@@ -768,7 +771,7 @@ async def _serve(config_path: Path, cfg: Config) -> int:
 
 
 def run_daemon(config_path: Path) -> int:
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, for_run=True)
     require_supported_ports(cfg)
     lock = acquire_lock(cfg.gateway.state_dir)
     try:

@@ -46,7 +46,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.command_limit import CommandLimiter
-from gateway.command_router import OVERSIZED, RATE_LIMITED
+from gateway.command_router import Oversized, Payload, RateLimited
 from gateway.config.models import MqttSettings
 from gateway.events import Event, to_json_bytes
 from gateway.mqtt_topics import Topics
@@ -73,7 +73,7 @@ BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0  # the call log waits at most this long after the broker is back
 
 # user, payload -> reply object (never raises for bad input: the reply says what was wrong)
-CommandHandler = Callable[[str, bytes], Awaitable[dict[str, Any]]]
+CommandHandler = Callable[[str, Payload], Awaitable[dict[str, Any]]]
 
 
 class MqttSetupError(Exception):
@@ -258,10 +258,9 @@ class MqttClient:
             if client is not None:
                 await asyncio.sleep(REFUSALS_EVERY_S)
             self.limiter.forget_idle()
-            limits = f"{self.limiter.per_s:g}:{self.limiter.burst}".encode()
             for user, count in self.limiter.refusals().items():
                 reply = await self._handle_command(
-                    user, RATE_LIMITED + f"{count}:".encode() + limits
+                    user, RateLimited(count, self.limiter.per_s, self.limiter.burst)
                 )
                 if client is None:
                     continue
@@ -346,13 +345,12 @@ class MqttClient:
         user = self.topics.command_user(topic)
         if user is None:
             return
-        payload = message.payload if isinstance(message.payload, bytes) else b""
+        raw = message.payload if isinstance(message.payload, bytes) else b""
         if isinstance(message.payload, str):
-            payload = message.payload.encode()
+            raw = message.payload.encode()
         reply_topic, correlation = self._reply_route(user, message.properties)
-        if len(payload) > MAX_COMMAND_BYTES:
-            # The handler audits it, without parsing what may be megabytes.
-            payload = OVERSIZED + str(len(payload)).encode()
+        # Too large: the handler audits it, without parsing what may be megabytes.
+        payload: Payload = Oversized(len(raw)) if len(raw) > MAX_COMMAND_BYTES else raw
         reply = await self._handle_command(user, payload)
         properties = None
         if correlation is not None and self.settings.protocol == "5":
@@ -565,5 +563,5 @@ class MqttInThread:
         self._thread.join(timeout)
 
 
-async def _no_commands(user: str, payload: bytes) -> dict[str, Any]:
+async def _no_commands(user: str, payload: Payload) -> dict[str, Any]:
     return {"id": None, "ok": False, "error": "this program takes no commands (it is the demo)"}

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from gateway.command_router import Payload
 from gateway.config.models import MqttSettings
 from gateway.events import Event
 from gateway.mqtt_client import (
@@ -279,7 +280,7 @@ class MqttProcess:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _command(self, number: int, user: str, payload: bytes) -> None:
+    async def _command(self, number: int, user: str, payload: Payload) -> None:
         reply = await self._handle_command(user, payload)
         self._send(("reply", number, reply))
 
@@ -310,7 +311,7 @@ async def _publisher(fd: int) -> None:
     replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
     numbers = itertools.count(1)
 
-    async def forward(user: str, payload: bytes) -> dict[str, Any]:
+    async def forward(user: str, payload: Payload) -> dict[str, Any]:
         number = next(numbers)
         reply: asyncio.Future[dict[str, Any]] = loop.create_future()
         replies[number] = reply

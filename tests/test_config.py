@@ -1155,13 +1155,54 @@ patches:
     assert str(caught.value).splitlines() == [str(issue) for issue in issues]
 
 
-def test_references_are_checked_only_after_the_schema_passes() -> None:
-    # The unknown talkgroup is not reported while the schema has a problem.
+def test_schema_and_reference_errors_are_reported_in_one_run() -> None:
+    # A technician fixing a file sees every problem at once: the references of what passed the
+    # schema are checked even while another section has a schema error.
     text = edit(
         MINIMAL, "{talkgroup: ca/tac, simulated: {}}", "{talkgroup: ca/tac9, simulated: {}}"
     )
     text = edit(text, "gateway: {id: test}", "gateway: {id: test, frame_ms: 30}")
-    assert [issue.path for issue in issues_of(text)] == ["gateway.frame_ms"]
+    assert [(issue.line, issue.path) for issue in issues_of(text)] == [
+        (1, "gateway.frame_ms"),
+        (7, "agencies.ca.talkgroups.tac"),  # served by no radio now that ca-1 names tac9
+        (14, "radios.ca-1.talkgroup"),
+    ]
+
+
+def test_references_into_what_failed_the_schema_are_not_judged() -> None:
+    # Agency 'ca' fails the schema (no country): talkgroups named 'ca/...' may be right once it
+    # is fixed, so they are not called undefined; a reference to an agency the file does not
+    # have at all still is, and its hint lists every agency the file defines.
+    text = edit(MINIMAL, "    country: CA\n", "")
+    text = edit(text, "members: [ca/tac, us/ch4]", "members: [ca/tac, us/ch4, mx/c1]")
+    issues = issues_of(text)
+    assert [issue.path for issue in issues] == ["agencies.ca.country", "patches.cross.members.2"]
+    assert issues[1].message == (
+        "talkgroup 'mx/c1' is not defined: there is no agency 'mx'; agencies are: us, ca"
+    )
+
+
+def test_an_unknown_key_leaves_the_rest_of_its_entry_checked() -> None:
+    # A typo'd key in a radio must not hide that the same radio names an undefined talkgroup.
+    text = edit(
+        MINIMAL,
+        "{talkgroup: ca/tac, simulated: {}}",
+        "{talkgroup: ca/tac9, simulated: {}, colour: red}",
+    )
+    issues = issues_of(text)
+    assert [issue.path for issue in issues] == [
+        "agencies.ca.talkgroups.tac",
+        "radios.ca-1.colour",
+        "radios.ca-1.talkgroup",
+    ]
+    assert "did you mean" in issues[1].message or "expected one of" in issues[1].message
+
+
+def test_a_port_that_failed_the_schema_may_serve_a_talkgroup() -> None:
+    # Radio us-1 is broken: whether us/ch4 is served cannot be told, so it is not reported.
+    text = edit(MINIMAL, "{talkgroup: us/ch4, simulated: {}}", "{talkgroup: us/ch4}")
+    paths = [issue.path for issue in issues_of(text)]
+    assert paths and all(path.startswith("radios.us-1.") for path in paths), paths
 
 
 def test_several_reference_problems_at_once() -> None:
@@ -1664,6 +1705,39 @@ def test_located_audio_and_announcement_problem(
     text: str, line_text: str, path: str, message: str
 ) -> None:
     test_located_problem(text, line_text, path, message)
+
+
+def test_two_links_cannot_listen_on_one_address() -> None:
+    # `run` could bind only the first; a wildcard address takes the port on every address.
+    text = edit(
+        POOLS,
+        "  net: {protocol: usrp, local: 127.0.0.1:34001",
+        "  net0: {protocol: usrp, local: 0.0.0.0:34001, remote: 127.0.0.1:32002, "
+        "talkgroup: us/net}\n  net: {protocol: usrp, local: 127.0.0.1:34001",
+    )
+    issue = only_issue(text)
+    assert issue.path == "links.net.local"
+    assert issue.message == (
+        "local address 127.0.0.1:34001 is taken by link 'net0' (0.0.0.0:34001); each link "
+        "listens on a port of its own"
+    )
+    # Another port, or another address of the same port, is fine.
+    assert parse_config_text(text.replace("local: 0.0.0.0:34001", "local: 0.0.0.0:34002"))
+    assert parse_config_text(text.replace("local: 0.0.0.0:34001", "local: 127.0.0.2:34001"))
+
+
+def test_a_control_socket_path_too_long_to_bind_is_refused_by_check() -> None:
+    long_dir = "/var/lib/" + "x" * 100
+    issue = only_issue(
+        edit(MINIMAL, "gateway: {id: test}", f"gateway: {{id: test, state_dir: {long_dir}}}")
+    )
+    assert issue.path == "gateway.state_dir"
+    assert issue.message == (
+        f"the control socket {long_dir}/control.sock is 122 bytes long; a Unix socket path has "
+        "at most 107: give gateway.control_socket a shorter path"
+    )
+    short = f"gateway: {{id: test, state_dir: {long_dir}, control_socket: /run/crosspatch.sock}}"
+    assert parse_config_text(edit(MINIMAL, "gateway: {id: test}", short))
 
 
 def test_check_refuses_a_link_on_frames_run_could_not_send() -> None:

@@ -216,6 +216,14 @@ BAD_LINES = [
         "holds a lone UTF-16 surrogate",
         id="lone-surrogate",
     ),
+    # A transport's own notes (an oversized payload, a rate-limit count) travel out of band: the
+    # bytes a client sends can never pass for one, however they begin.
+    pytest.param(
+        b"\x00rate-limited:junk\n", "not JSON (Expecting value", id="forged-rate-limit-note"
+    ),
+    pytest.param(
+        b"\x00oversized:\xff\n", "not valid UTF-8 (bad byte at offset 11)", id="forged-size"
+    ),
 ]
 
 

@@ -257,11 +257,30 @@ def test_announcements_are_heard_on_every_member_card_with_ptt(
     daemon = site.start()
     site.wait_ready(daemon)
 
+    def prompt_over(since: int) -> bool:
+        """Both transmitters were keyed for a prompt after event `since`, and unkeyed after."""
+        ptt = daemon.events("ptt")[since:]
+        keyed = {
+            e["port"]: i for i, e in enumerate(ptt) if e["on"] and e["reason"] == "announcement"
+        }
+        return all(
+            port in keyed and any(not e["on"] and e["port"] == port for e in ptt[keyed[port] :])
+            for port in ("rcmp-1", "usbp-1")
+        )
+
     def heard(command: str, hz: float) -> list[npt.NDArray[np.float32]]:
-        # Long enough for the CLI's start-up on a busy machine, then the prompt.
-        recordings = [env.start_recording(env.pcm_record(s), 6.0, RATE) for s in ("a_tx", "b_tx")]
+        # Recorded until the daemon says both prompts are over, however long the CLI's start-up
+        # takes on a busy machine, plus the way out through the sound server.
+        since = len(daemon.events("ptt"))
+        recordings = [
+            env.start_recording(env.pcm_record(s), RECORDING_LIMIT_S, RATE)
+            for s in ("a_tx", "b_tx")
+        ]
         result = site.cli("patch", command, "border-tac")
         assert result.returncode == 0, result.stderr
+        daemon.wait_for(lambda: prompt_over(since), timeout=RECORDING_LIMIT_S / 2)
+        for recording in recordings:
+            recording.stop_at(time.monotonic() + 1.0)
         outs = [r.result(RECORDING_LIMIT_S) for r in recordings]
         for out in outs:
             loud = np.flatnonzero(np.abs(out) > 0.05)

@@ -465,11 +465,13 @@ def test_bad_key_files_and_plain_rtp_to_the_internet_are_one_line_errors(
         (short, "the key is 16 bytes"),
     ):
         g.configure(ca_key=key)
-        result = run_once(g.ca.config, "run")
-        assert result.returncode == 1, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert words in lines[-1] and "srtp_key_file" in lines[-1]
-        assert "Traceback" not in result.stderr
+        # `check` refuses what `run` would, in the same located line.
+        for command in ("check", "run"):
+            result = run_once(g.ca.config, command)
+            assert result.returncode == 1, result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert words in lines[-1] and "links.to-blaine.srtp_key_file" in lines[-1], command
+            assert "Traceback" not in result.stderr
 
     g.configure()
     g.ca.config.write_text(

@@ -1,12 +1,14 @@
 """Load a config file and report every problem in it, each as one located line.
 
-Passes run in order, each only if the one before succeeded, because later passes cannot make sense
-of what an earlier one rejected: read the file, parse YAML (with duplicate keys), validate the
-schema (pydantic), then check references across sections.
+Passes run in order: read the file, parse YAML (with duplicate keys), validate the schema
+(pydantic), then check references across sections. A file that cannot be read or parsed stops
+there; schema errors do not stop the reference checks, which run on every entry that passed
+(`_valid_part`), so a technician sees all of a file's errors in one run.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import types
 import typing
@@ -24,7 +26,7 @@ from gateway.config.errors import (
     did_you_mean,
 )
 from gateway.config.models import RULE_ERROR, Config
-from gateway.config.references import check_references
+from gateway.config.references import ReferenceProblem, Unchecked, check_references
 from gateway.config.yaml_source import KeyPath, YamlDocument, parse_yaml_text, read_yaml_file
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -32,23 +34,49 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 _CONFIG_SECTIONS = "gateway, agencies, radios, links, patches, access, mqtt, recording"
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, parse and check the config file at `path`; raises ConfigError listing every problem."""
+def load_config(path: str | os.PathLike[str], *, for_run: bool = False) -> Config:
+    """Read, parse and check the config file at `path`; raises ConfigError listing every problem.
+
+    With `for_run`, also the files only a running gateway reads (SRTP key files): `check` and
+    `run` pass it, so that a config `check` accepts is one `run` starts; `simulate`, the demo
+    and the radio tools, which open no link, do not.
+    """
     try:
         document = read_yaml_file(path)
     except YamlSourceError as exc:
         raise ConfigError(exc.issues) from None
     cfg = _config_from_document(document)
+    problems = _file_problems(cfg, document, for_run)
+    issues = [document.issue(p.path, p.message, trim=True) for p in problems]
+    if issues:
+        raise ConfigError(issues)
+    return cfg
+
+
+def _file_problems(cfg: Config, document: YamlDocument, for_run: bool) -> list[ReferenceProblem]:
+    """The files the config names that could not be used: sound files, and with `for_run` the
+    SRTP key files.
+
+    Checked where the config file's place is known (sound files are named relative to it), so
+    a missing prompt or key is a located config error, not a refusal at start or a surprise at
+    the first patch.
+    """
+    problems: list[ReferenceProblem] = []
     if cfg.announcements is not None:
-        # Sound files are named relative to the config file: checked here, where its place is
-        # known, so a missing or undecodable prompt is a located config error, not a surprise
-        # at the first patch.
         from gateway.announcements import announcement_problems
 
-        problems = announcement_problems(cfg, document.directory)
-        if problems:
-            raise ConfigError(document.issue(p.path, p.message, trim=True) for p in problems)
-    return cfg
+        problems += announcement_problems(cfg, document.directory)
+    if for_run and any(link.srtp_key_file is not None for link in cfg.links.values()):
+        from gateway.links.srtp import KeyFileError, read_key_file
+
+        for name, link in cfg.links.items():
+            if link.srtp_key_file is None:
+                continue
+            try:
+                read_key_file(link.srtp_key_file)  # as `run` reads it: the path as written
+            except KeyFileError as exc:
+                problems.append(ReferenceProblem(("links", name, "srtp_key_file"), str(exc)))
+    return problems
 
 
 def parse_config_text(text: str, filename: str = "<string>") -> Config:
@@ -62,13 +90,88 @@ def parse_config_text(text: str, filename: str = "<string>") -> Config:
 
 def _config_from_document(document: YamlDocument) -> Config:
     require_mapping(document, "config", f"sections such as {_CONFIG_SECTIONS}", ConfigError)
-    cfg = validate_document(Config, document, ConfigError)
-    problems = check_references(cfg)
-    if problems:
-        raise ConfigError(
-            document.issue(problem.path, problem.message, trim=True) for problem in problems
-        )
+    try:
+        cfg = Config.model_validate(document.data)
+    except ValidationError as exc:
+        issues = issues_from_validation_error(exc, document, Config)
+        part = _valid_part(document.data, exc)
+        if part is not None:
+            issues += _reference_issues(document, *part)
+        raise ConfigError(issues) from None
+    issues = _reference_issues(document, cfg, Unchecked())
+    if issues:
+        raise ConfigError(issues)
     return cfg
+
+
+def _reference_issues(
+    document: YamlDocument, cfg: Config, unchecked: Unchecked
+) -> list[ConfigIssue]:
+    return [
+        document.issue(problem.path, problem.message, trim=True)
+        for problem in check_references(cfg, unchecked)
+    ]
+
+
+# Sections that are mappings of named entries: an entry that fails the schema is left out alone.
+_ENTRY_SECTIONS = ("agencies", "radios", "links", "patches")
+
+
+def _valid_part(data: dict[str, Any], exc: ValidationError) -> tuple[Config, Unchecked] | None:
+    """The config without what failed the schema, and what was left out; None if nothing is left
+    that validates (a reference check on it would only guess).
+
+    An unknown key is dropped alone (a typo must not hide the rest of its radio); any other error
+    leaves out its whole entry (`radios.r1`), a broken section its section, and a broken gateway
+    key its key (the gateway id, required, is replaced: no reference concerns it).
+    """
+    part = copy.deepcopy(data)
+    sections: set[str] = set()
+    entries: dict[tuple[str, str], None] = {}  # an ordered set
+    gateway_keys: set[str] = set()
+    for _attempt in range(3):  # what a removal uncovers (a required key) is met on the next try
+        for error in exc.errors(include_url=False):
+            loc = _data_path(error["loc"])
+            if not loc or not isinstance(loc[0], str):
+                return None
+            section = loc[0]
+            if error["type"] == "extra_forbidden" and len(loc) >= 2:
+                _drop_key(part, loc)
+            elif section in _ENTRY_SECTIONS and len(loc) >= 2 and isinstance(loc[1], str):
+                _drop_key(part, loc[:2])
+                entries[(section, loc[1])] = None
+            elif section == "gateway" and len(loc) >= 2 and isinstance(loc[1], str):
+                gateway = part.get("gateway")
+                if isinstance(gateway, dict):
+                    gateway.pop(loc[1], None)
+                    gateway_keys.add(loc[1])
+                    if loc[1] == "id":
+                        gateway["id"] = "unchecked"
+            elif section in ("agencies", "gateway"):  # required: an empty stand-in
+                part[section] = {} if section == "agencies" else {"id": "unchecked"}
+                sections.add(section)
+                if section == "gateway":
+                    gateway_keys.add("frame_ms")
+            else:
+                part.pop(section, None)
+                sections.add(section)
+        try:
+            cfg = Config.model_validate(part)
+        except ValidationError as again:
+            exc = again
+            continue
+        return cfg, Unchecked(frozenset(sections), tuple(entries), frozenset(gateway_keys))
+    return None
+
+
+def _drop_key(data: Any, path: KeyPath) -> None:
+    for key in path[:-1]:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(data, dict):
+        data.pop(path[-1], None)
 
 
 def config_summary(cfg: Config) -> str:

@@ -10,6 +10,7 @@ serial line) are in `references.py` and run only once every section is well-form
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from bisect import bisect_left
 from pathlib import Path
@@ -1231,11 +1232,32 @@ class RecordingSettings(StrictModel):
 # --- the whole file ----------------------------------------------------------------------------
 
 
+# sizeof(sockaddr_un.sun_path) - 1 on Linux: a longer control socket path cannot be bound.
+UNIX_SOCKET_PATH_MAX = 107
+
+
 class GatewaySettings(StrictModel):
     id: Name
     frame_ms: Literal[10, 20, 40] = 20
     state_dir: ConfigPath = Path("/var/lib/crosspatch")
     control_socket: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _check_socket_path(self) -> GatewaySettings:
+        # `run` could not bind it: refused here, so that a config `check` accepts is one `run`
+        # starts.
+        path = self.control_socket_path
+        size = len(os.fsencode(path))
+        if size > UNIX_SOCKET_PATH_MAX:
+            problems = RuleProblems()
+            key = "control_socket" if self.control_socket is not None else "state_dir"
+            problems.add(
+                (key,),
+                f"the control socket {path} is {size} bytes long; a Unix socket path has at "
+                f"most {UNIX_SOCKET_PATH_MAX}: give gateway.control_socket a shorter path",
+            )
+            problems.raise_if_any(type(self).__name__)
+        return self
 
     @property
     def control_socket_path(self) -> Path:

@@ -39,6 +39,30 @@ class ReferenceProblem:
     message: str
 
 
+@dataclass(frozen=True)
+class Unchecked:
+    """What failed the schema and was left out before the references were checked.
+
+    References into what was left out cannot be judged (the agency may define the talkgroup once
+    its typo is fixed), so they are neither reported as undefined nor followed any further.
+    """
+
+    sections: frozenset[str] = frozenset()
+    entries: tuple[tuple[str, str], ...] = ()  # (section, name), in file order
+    gateway_keys: frozenset[str] = frozenset()
+
+    def left_out(self, section: str, name: str | None = None) -> bool:
+        return section in self.sections or (name is not None and (section, name) in self.entries)
+
+    def any_in(self, section: str) -> bool:
+        return section in self.sections or any(entry[0] == section for entry in self.entries)
+
+
+_WILDCARDS = frozenset(
+    {"0.0.0.0", "::"}
+)  # listening on every address: no other link may use the port
+
+
 def _format_bands(bands: tuple[tuple[float, float], ...] | list[tuple[float, float]]) -> str:
     return ", ".join(f"{low:g}-{high:g}" for low, high in bands) + " MHz"
 
@@ -48,8 +72,9 @@ def _channels_overlap(first: str, second: str) -> bool:
 
 
 class _ReferenceChecker:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, unchecked: Unchecked) -> None:
         self.cfg = cfg
+        self.unchecked = unchecked
         self.problems: list[ReferenceProblem] = []
 
     def add(self, path: KeyPath, message: str) -> None:
@@ -62,20 +87,32 @@ class _ReferenceChecker:
 
     # --- names ---------------------------------------------------------------------------------
 
+    def agency_names(self) -> list[str]:
+        """Every agency the file defines, those left out by the schema included."""
+        left_out = [name for section, name in self.unchecked.entries if section == "agencies"]
+        return [*self.cfg.agencies, *left_out]
+
+    def judged(self, ref: str) -> bool:
+        """Whether talkgroup `ref` can be judged: its agency passed the schema."""
+        return not self.unchecked.left_out("agencies", split_talkgroup_ref(ref)[0])
+
     def agency_problem(self, agency: str) -> str | None:
-        if agency in self.cfg.agencies:
+        if agency in self.cfg.agencies or self.unchecked.left_out("agencies", agency):
             return None
-        hint = did_you_mean(agency, self.cfg.agencies) or (
-            "; agencies are: " + ", ".join(self.cfg.agencies)
+        hint = did_you_mean(agency, self.agency_names()) or (
+            "; agencies are: " + ", ".join(self.agency_names())
         )
         return f"agency '{agency}' is not defined{hint}"
 
     def talkgroup_problem(self, ref: str) -> str | None:
+        """Why `ref` names no talkgroup; None if it does, or if its agency cannot be judged."""
+        if not self.judged(ref):
+            return None
         agency_name, talkgroup_name = split_talkgroup_ref(ref)
         agency = self.cfg.agencies.get(agency_name)
         if agency is None:
-            hint = did_you_mean(agency_name, self.cfg.agencies) or (
-                "; agencies are: " + ", ".join(self.cfg.agencies)
+            hint = did_you_mean(agency_name, self.agency_names()) or (
+                "; agencies are: " + ", ".join(self.agency_names())
             )
             return f"talkgroup '{ref}' is not defined: there is no agency '{agency_name}'{hint}"
         if talkgroup_name in agency.talkgroups:
@@ -87,7 +124,7 @@ class _ReferenceChecker:
         """What `run` would refuse is refused here already: a network link with frames that
         are not its packets' 20 ms."""
         frame_ms = self.cfg.gateway.frame_ms
-        if frame_ms == LINK_FRAME_MS:
+        if frame_ms == LINK_FRAME_MS or "frame_ms" in self.unchecked.gateway_keys:
             return
         for name, link in self.cfg.links.items():
             if link.simulated is None:
@@ -97,11 +134,35 @@ class _ReferenceChecker:
                     f"and need gateway.frame_ms {LINK_FRAME_MS} (it is {frame_ms})",
                 )
 
+    def check_link_addresses(self) -> None:
+        """Two links cannot listen on one local address (`run` could bind only the first)."""
+        owners: dict[tuple[str, int], str] = {}
+        for name, link in self.cfg.links.items():
+            if link.simulated is not None:
+                continue
+            host, port = link.local_address
+            other = next(
+                (
+                    owner
+                    for (other_host, other_port), owner in owners.items()
+                    if other_port == port
+                    and (other_host == host or _WILDCARDS & {host, other_host})
+                ),
+                None,
+            )
+            if other is not None:
+                self.add(
+                    ("links", name, "local"),
+                    f"local address {link.local} is taken by link '{other}' "
+                    f"({self.cfg.links[other].local}); each link listens on a port of its own",
+                )
+            owners.setdefault((host, port), name)
+
     def check_names(self) -> None:
         cfg = self.cfg
         for name, radio in cfg.radios.items():
-            if radio.talkgroup is None:  # a pool radio: tuned at run time, inside its bands
-                continue
+            if radio.talkgroup is None or not self.judged(radio.talkgroup):
+                continue  # a pool radio is tuned at run time, inside its bands
             problem = self.talkgroup_problem(radio.talkgroup)
             if problem is not None:
                 self.add(("radios", name, "talkgroup"), problem)
@@ -117,7 +178,7 @@ class _ReferenceChecker:
             problem = self.talkgroup_problem(link.talkgroup)
             if problem is not None:
                 self.add(("links", name, "talkgroup"), problem)
-            elif link.protocol == "usrp":
+            elif link.protocol == "usrp" and self.judged(link.talkgroup):
                 talkgroup_id = cfg.talkgroup(link.talkgroup).id
                 if talkgroup_id is not None and talkgroup_id > USRP_MAX_TALKGROUP_ID:
                     self.add(
@@ -181,6 +242,8 @@ class _ReferenceChecker:
 
     def check_served(self) -> None:
         """Every talkgroup has a dedicated radio or link, or a pool radio that can tune to it."""
+        if self.unchecked.any_in("radios") or self.unchecked.any_in("links"):
+            return  # the port left out may be the one that serves it
         served = {self.cfg.port_talkgroup(port) for port in self.cfg.ports()}
         for agency_name, agency in self.cfg.agencies.items():
             for talkgroup_name in agency.talkgroups:
@@ -204,7 +267,7 @@ class _ReferenceChecker:
             clashes: dict[str, str] = {}
             ports: list[str] = []
             for member in patch.members:
-                if self.talkgroup_problem(member.talkgroup) is not None:
+                if not self.judged(member.talkgroup) or self.talkgroup_problem(member.talkgroup):
                     continue
                 for port in self.cfg.ports_of_talkgroup(member.talkgroup):
                     ports.append(port)
@@ -400,11 +463,16 @@ def _other(first_user: str | None, name: str) -> str | None:
     return first_user if first_user is not None and first_user != name else None
 
 
-def check_references(cfg: Config) -> list[ReferenceProblem]:
-    """Every cross-section problem of `cfg`, in section order."""
-    checker = _ReferenceChecker(cfg)
+def check_references(cfg: Config, unchecked: Unchecked | None = None) -> list[ReferenceProblem]:
+    """Every cross-section problem of `cfg`, in section order.
+
+    `unchecked` names what failed the schema and was left out of `cfg`: references into it are
+    not judged, so the problems returned are real whatever the fix of the schema errors.
+    """
+    checker = _ReferenceChecker(cfg, unchecked or Unchecked())
     checker.check_names()
     checker.check_link_frames()
+    checker.check_link_addresses()
     checker.check_served()
     checker.check_enabled_patches()
     checker.check_audio()
