@@ -19,6 +19,7 @@ from gateway.hardware.cat.errors import (
     CatProtocolError,
     CatRejected,
     CatTimeout,
+    CatVerifyError,
 )
 from gateway.hardware.cat.icom import COLLISION_FRAME, IcomDriver, from_bcd_le, to_bcd_le
 
@@ -99,9 +100,98 @@ def test_probe(radio: IcomRadio) -> None:
     assert ident.model == "IC-7300 (CI-V 0x94)"
 
 
-def test_probe_other_address() -> None:
-    with IcomRadio(0x8C, echo=True) as r:
-        assert run(r, lambda d: d.probe()).model.startswith("ID-5100")
+# Transceiver IDs, the models' factory CI-V addresses (Hamlib's rig definitions).
+ICOM_IDS = [
+    (0x94, "IC-7300"),
+    (0xB6, "IC-7300MK2"),
+    (0xA2, "IC-9700"),
+    (0xA4, "IC-705"),
+    (0xAC, "IC-905"),
+    (0x88, "IC-7100"),
+    (0x70, "IC-7000"),
+    (0x80, "IC-7410"),
+    (0x7A, "IC-7600"),
+    (0x98, "IC-7610"),
+    (0x74, "IC-7700"),
+    (0xB2, "IC-7760"),
+    (0x6A, "IC-7800"),
+    (0x8E, "IC-7850/7851"),
+    (0x60, "IC-910"),
+    (0x7C, "IC-9100"),
+    (0x9A, "ID-4100"),
+    (0x8C, "ID-5100"),
+    (0x90, "IC-2730"),
+]
+
+
+@pytest.mark.parametrize(("address", "model"), ICOM_IDS)
+def test_probe_names_each_model(address: int, model: str) -> None:
+    with IcomRadio(address, echo=True) as r:
+        assert run(r, lambda d: d.probe()).model == f"{model} (CI-V {address:#04x})"
+
+
+def test_a_renumbered_radio_is_named_by_its_transceiver_id() -> None:
+    # Two IC-7300s share a bus: one was moved to 0x70 (the IC-7000's factory address).
+    with IcomRadio(0x70, transceiver_id=0x94) as r:
+        ident = run(r, lambda d: d.probe())
+    assert ident.model == "IC-7300 (CI-V 0x70)" and "transceiver ID 0x94" in ident.detail
+
+
+def test_an_unknown_transceiver_id_is_refused_in_one_line() -> None:
+    with IcomRadio(0x5E) as r, pytest.raises(CatProtocolError) as caught:
+        run(r, lambda d: d.probe())
+    message = str(caught.value)
+    assert message.startswith(
+        "icom: the radio at CI-V address 0x5e answers transceiver ID 0x5e, a model this driver "
+        "does not know (known: 0x94 IC-7300, 0xb6 IC-7300MK2, "
+    )
+    assert "0x90 IC-2730" in message and "\n" not in message
+
+
+# (transceiver ID, model, a channel in its bands)
+TONE_MODELS = [
+    (0x94, "IC-7300", 51_500_000),
+    (0xB6, "IC-7300MK2", 51_500_000),
+    (0xA2, "IC-9700", 146_520_000),
+    (0xA4, "IC-705", 146_520_000),
+    (0x88, "IC-7100", 446_006_250),
+    (0x8C, "ID-5100", 146_520_000),
+    (0x90, "IC-2730", 446_006_250),
+    (0x7C, "IC-9100", 146_520_000),
+]
+ALL_BANDS = ((30_000, 1_300_000_000),)
+
+
+@pytest.mark.parametrize(("address", "model", "rx_hz"), TONE_MODELS)
+@pytest.mark.parametrize(
+    ("hz", "wire"), [(67.0, "000670"), (100.0, "001000"), (159.8, "001598"), (250.3, "002503")]
+)
+def test_each_model_gets_the_tone_in_tenths_of_hz(
+    address: int, model: str, rx_hz: int, hz: float, wire: str
+) -> None:
+    tuning = Tuning(rx_hz, rx_hz, "fm", ctcss_hz=hz)
+    with IcomRadio(address, bands=ALL_BANDS) as r:
+
+        async def body(d: FastIcom) -> Tuning:
+            assert (await d.probe()).model.startswith(model)
+            return await d.tune_and_verify(tuning)
+
+        assert run(r, body) == tuning  # read back in Hz
+        for sub in ("00", "01"):  # repeater tone and TSQL tone
+            frame = bytes.fromhex(f"fefe{address:02x}e01b{sub}{wire}fd")
+            assert frame in r.received
+        assert r.tsql_on and r.tsql_tenths == r.tone_tenths == round(hz * 10)
+
+
+@pytest.mark.parametrize(("address", "model", "rx_hz"), TONE_MODELS)
+def test_a_radio_reading_another_tone_is_a_mismatch(address: int, model: str, rx_hz: int) -> None:
+    with IcomRadio(address, bands=ALL_BANDS) as r:
+        r.wrong_tone_tenths = 1035
+        with pytest.raises(CatVerifyError) as caught:
+            run(r, lambda d: d.tune_and_verify(Tuning(rx_hz, rx_hz, ctcss_hz=100.0)))
+    assert (
+        str(caught.value) == "icom: after tuning the radio reports CTCSS 103.5 Hz (wanted 100 Hz)"
+    )
 
 
 @pytest.mark.parametrize(

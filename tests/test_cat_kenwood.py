@@ -1,4 +1,5 @@
-"""The Kenwood TS-family driver against the TS-2000-like emulator over a real pty."""
+"""The Kenwood TS-family driver against the Kenwood emulator over a real pty: a TS-2000 unless a
+test makes it another model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 from emulators.drive import drive, until
-from emulators.kenwood import KenwoodRadio
+from emulators.kenwood import MODELS, KenwoodRadio
 
 from gateway.hardware.cat.base import RigIdentity, Tuning
 from gateway.hardware.cat.errors import (
@@ -18,6 +19,7 @@ from gateway.hardware.cat.errors import (
     CatProtocolError,
     CatRejected,
     CatTimeout,
+    CatVerifyError,
 )
 from gateway.hardware.cat.kenwood import KenwoodDriver
 
@@ -43,12 +45,8 @@ def radio() -> Iterator[KenwoodRadio]:
         assert not r.ptt, "a test left the emulated radio keyed"
 
 
-def run(
-    radio: KenwoodRadio,
-    body: Callable[[FastKenwood], Awaitable[T]],
-    **options: int,
-) -> T:
-    return drive(lambda: FastKenwood(radio.path, **options), body)
+def run(radio: KenwoodRadio, body: Callable[[FastKenwood], Awaitable[T]]) -> T:
+    return drive(lambda: FastKenwood(radio.path), body)
 
 
 def unkeyed(radio: KenwoodRadio) -> bool:
@@ -111,23 +109,161 @@ def test_probe_ts2000(radio: KenwoodRadio) -> None:
     assert run(radio, body) == RigIdentity("TS-2000", detail="ID019")
 
 
-@pytest.mark.parametrize(("rig_id", "model"), [("020", "TS-480"), ("021", "TS-590S")])
-def test_probe_other_models(rig_id: str, model: str) -> None:
-    with KenwoodRadio(model_id=rig_id) as radio:
+@pytest.mark.parametrize(
+    ("model", "rig_id"),
+    [
+        ("TS-2000", "019"),
+        ("TS-480", "020"),
+        ("TS-590S", "021"),
+        ("TS-590SG", "023"),
+        ("TS-890S", "024"),
+        ("TS-990S", "022"),
+    ],
+)
+def test_probe_names_each_model(model: str, rig_id: str) -> None:
+    with KenwoodRadio(model) as radio:
 
         async def body(d: FastKenwood) -> RigIdentity:
             return await d.probe()
 
-        assert run(radio, body).model == model
+        assert run(radio, body) == RigIdentity(model, detail=f"ID{rig_id}")
 
 
-def test_probe_unknown_model() -> None:
-    with KenwoodRadio(model_id="099") as radio:
+def test_unknown_id_is_refused_in_one_line() -> None:
+    with KenwoodRadio(rig_id="027") as radio:
 
         async def body(d: FastKenwood) -> RigIdentity:
             return await d.probe()
 
-        assert run(radio, body).model == "Kenwood (ID099)"
+        with pytest.raises(CatProtocolError) as caught:
+            run(radio, body)
+    message = str(caught.value)
+    assert message.startswith(
+        "kenwood: the radio answers ID 027, a model this driver does not know (known: 019 TS-2000, "
+    )
+    assert "023 TS-590SG" in message and "\n" not in message
+
+
+def test_unknown_radio_is_never_tuned() -> None:
+    with KenwoodRadio(rig_id="027") as radio:
+
+        async def body(d: FastKenwood) -> None:
+            await d.set_tuning(Tuning(145_500_000, 145_500_000, "fm", ctcss_hz=100.0))
+
+        with pytest.raises(CatProtocolError, match="answers ID 027"):
+            run(radio, body)
+        assert radio.commands == ["ID"]
+
+
+# Each model's tone numbers, worked out by hand from its PC command reference (not from either
+# table in the code): (model, tone in Hz, what TN and CN carry).
+TONE_NUMBERS = [
+    ("TS-2000", 67.0, "01"),
+    ("TS-2000", 100.0, "12"),
+    ("TS-2000", 250.3, "38"),
+    ("TS-480", 67.0, "00"),
+    ("TS-480", 100.0, "12"),
+    ("TS-480", 250.3, "40"),
+    ("TS-590S", 67.0, "00"),
+    ("TS-590S", 69.3, "01"),
+    ("TS-590S", 100.0, "12"),
+    ("TS-590S", 250.3, "40"),
+    ("TS-590SG", 67.0, "00"),
+    ("TS-590SG", 100.0, "12"),
+    ("TS-590SG", 254.1, "41"),
+    ("TS-890S", 67.0, "00"),
+    ("TS-890S", 100.0, "12"),
+    ("TS-890S", 159.8, "26"),
+    ("TS-890S", 250.3, "48"),
+    ("TS-990S", 67.0, "00"),
+    ("TS-990S", 100.0, "12"),
+    ("TS-990S", 250.3, "48"),
+]
+
+
+def _tone_commands(model: str) -> tuple[str, str]:
+    """TN and CN as `model` takes them: the TS-990S puts its main receiver (0) first."""
+    return ("TN0", "CN0") if model == "TS-990S" else ("TN", "CN")
+
+
+@pytest.mark.parametrize(("model", "hz", "number"), TONE_NUMBERS)
+def test_each_model_gets_its_own_tone_number(model: str, hz: float, number: str) -> None:
+    want = Tuning(145_500_000, 145_500_000, "fm", ctcss_hz=hz)
+    with KenwoodRadio(model) as radio:
+
+        async def body(d: FastKenwood) -> Tuning:
+            return await d.tune_and_verify(want)
+
+        assert run(radio, body) == want  # read back, in Hz
+        tn, cn = _tone_commands(model)
+        assert f"{tn}{number}" in radio.commands and f"{cn}{number}" in radio.commands
+        a = radio.vfo_a
+        assert radio.tone_hz(a.tn) == radio.tone_hz(a.cn) == hz  # what goes on the air
+        assert a.ct and not a.to and a.mode == "4"
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_read_back_of_another_tone_is_a_mismatch(model: str) -> None:
+    with KenwoodRadio(model) as radio:
+        _, cn = _tone_commands(model)
+        # The set is taken, but the radio's own reading is one tone up (103.5 Hz).
+        wrong = f"{cn}{radio.tone_number(103.5):02d}"
+        radio.fault(cn, wrong.encode() + b";")
+
+        async def body(d: FastKenwood) -> Tuning:
+            return await d.tune_and_verify(Tuning(145_500_000, 145_500_000, ctcss_hz=100.0))
+
+        with pytest.raises(CatVerifyError) as caught:
+            run(radio, body)
+    assert str(caught.value) == (
+        f"kenwood: after {cn} (decode tone 100 Hz) the radio reports 103.5 Hz ({wrong}), not 100 Hz"
+    )
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_read_tuning_reports_the_tone_in_hz(model: str) -> None:
+    with KenwoodRadio(model) as radio:
+        radio.vfo_a.mode = "4"
+        radio.vfo_a.to, radio.vfo_a.tn = True, radio.tone_number(88.5)
+
+        async def body(d: FastKenwood) -> Tuning:
+            return await d.read_tuning()
+
+        assert run(radio, body) == Tuning(14_074_000, 14_074_000, "fm", ctcss_hz=88.5)
+
+
+def test_verify_catches_a_radio_reading_another_tone() -> None:
+    with KenwoodRadio("TS-590S") as radio:
+        radio.fault("CN", b"CN13;", after=1)  # the set's own read-back is fine; read_tuning's not
+
+        async def body(d: FastKenwood) -> Tuning:
+            return await d.tune_and_verify(Tuning(145_500_000, 145_500_000, ctcss_hz=100.0))
+
+        with pytest.raises(CatVerifyError, match=r"CTCSS 103.5 Hz \(wanted 100 Hz\)$"):
+            run(radio, body)
+
+
+def test_a_tone_burst_number_is_no_ctcss_tone() -> None:
+    with KenwoodRadio("TS-590S") as radio:
+        radio.vfo_a.mode, radio.vfo_a.to, radio.vfo_a.tn = "4", True, 42  # 1750 Hz
+
+        async def body(d: FastKenwood) -> Tuning:
+            return await d.read_tuning()
+
+        with pytest.raises(CatProtocolError, match="reports TN42, not a CTCSS tone of the TS-590S"):
+            run(radio, body)
+
+
+@pytest.mark.parametrize(("model", "hz"), [("TS-2000", 69.3), ("TS-590S", 159.8)])
+def test_a_tone_the_model_lacks_is_refused_before_tuning(model: str, hz: float) -> None:
+    with KenwoodRadio(model) as radio:
+
+        async def body(d: FastKenwood) -> None:
+            await d.set_tuning(Tuning(145_500_000, 145_500_000, ctcss_hz=hz))
+
+        with pytest.raises(CatError, match=f"{hz:g} Hz is not in the {model}'s tone table"):
+            run(radio, body)
+        assert radio.commands == ["ID"]
 
 
 def test_simplex_with_ctcss(radio: KenwoodRadio) -> None:
@@ -166,26 +302,6 @@ def test_am_and_simplex_after_split(radio: KenwoodRadio) -> None:
 
     assert run(radio, body) == Tuning(7_100_000, 7_100_000, "am")
     assert (radio.rx_vfo, radio.tx_vfo) == (0, 0) and radio.vfo_a.mode == "5"
-
-
-def test_ts590_tone_index_base_zero() -> None:
-    with KenwoodRadio(model_id="021", tone_index_base=0) as radio:
-
-        async def body(d: FastKenwood) -> Tuning:
-            return await d.tune_and_verify(Tuning(50_500_000, 50_500_000, "fm", ctcss_hz=67.0))
-
-        assert run(radio, body, tone_index_base=0).ctcss_hz == 67.0
-        assert radio.vfo_a.tn == 0 and "TN00" in radio.commands
-
-
-def test_read_tuning_reports_encode_only_tone(radio: KenwoodRadio) -> None:
-    radio.vfo_a.mode = "4"
-    radio.vfo_a.to, radio.vfo_a.tn = True, 12  # 100.0 Hz at TS-2000 index 12
-
-    async def body(d: FastKenwood) -> Tuning:
-        return await d.read_tuning()
-
-    assert run(radio, body).ctcss_hz == 100.0
 
 
 def test_key_and_unkey(radio: KenwoodRadio) -> None:
@@ -313,7 +429,9 @@ def test_wrong_frequency_echo(radio: KenwoodRadio) -> None:
     async def body(d: FastKenwood) -> None:
         await d.set_tuning(Tuning(145_500_000, 145_500_000))
 
-    with pytest.raises(CatProtocolError, match="reports FA00145505000, not FA00145500000"):
+    with pytest.raises(
+        CatVerifyError, match=r"reports 145.505000 MHz \(FA00145505000\), not 145.500000 MHz$"
+    ):
         run(radio, body)
 
 
@@ -323,7 +441,7 @@ def test_verify_catches_a_drifted_radio(radio: KenwoodRadio) -> None:
     async def body(d: FastKenwood) -> Tuning:
         return await d.tune_and_verify(Tuning(145_600_000, 145_000_000))
 
-    with pytest.raises(CatProtocolError, match=r"tx_hz 145005000 \(wanted 145000000\)"):
+    with pytest.raises(CatVerifyError, match=r"tx 145.005000 MHz \(wanted 145.000000 MHz\)$"):
         run(radio, body)
 
 
@@ -383,7 +501,7 @@ def test_cancelled_keying_is_unkeyed(radio: KenwoodRadio) -> None:
     [
         (Tuning(0, 0), "receive frequency 0 Hz does not fit"),
         (Tuning(145_000_000, 100_000_000_000), "transmit frequency 100000000000 Hz"),
-        (Tuning(145_000_000, 145_000_000, ctcss_hz=69.3), "69.3 Hz is not in the radio's"),
+        (Tuning(145_000_000, 145_000_000, ctcss_hz=69.3), "69.3 Hz is not in the TS-2000's"),
         (Tuning(145_000_000, 145_000_000, ctcss_hz=1750.0), "1750 Hz is not in"),
         (Tuning(145_000_000, 145_000_000, dcs="023N"), "DCS 023N cannot be set"),
     ],
@@ -396,9 +514,4 @@ def test_unrepresentable_refused_before_sending(
 
     with pytest.raises(CatError, match=message):
         run(radio, body)
-    assert radio.commands == []
-
-
-def test_bad_tone_index_base() -> None:
-    with pytest.raises(CatError, match="tone_index_base must be 0 or 1"):
-        KenwoodDriver("/dev/null", tone_index_base=2)
+    assert radio.commands == ["ID"]  # the identification only: nothing was set

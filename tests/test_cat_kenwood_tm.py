@@ -18,6 +18,7 @@ from gateway.hardware.cat.errors import (
     CatProtocolError,
     CatRejected,
     CatTimeout,
+    CatVerifyError,
 )
 from gateway.hardware.cat.kenwood_tm import FoLine, KenwoodTmDriver
 
@@ -106,7 +107,10 @@ def test_fo_line_round_trip() -> None:
 
 
 # ---------------------------------------------------------------------- happy paths
-@pytest.mark.parametrize("model", ["TM-D710", "TM-V71"])
+MODELS = ["TM-D710", "TM-D710G", "TM-V71"]
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_probe(model: str) -> None:
     with KenwoodTmRadio(model=model) as radio:
 
@@ -114,6 +118,71 @@ def test_probe(model: str) -> None:
             return await d.probe()
 
         assert run(radio, body) == RigIdentity(model, detail="Kenwood TM dialect")
+
+
+def test_unknown_model_is_refused_in_one_line() -> None:
+    with KenwoodTmRadio(model="TM-V71X") as radio:
+
+        async def body(d: FastTm) -> None:
+            await d.set_tuning(Tuning(145_500_000, 145_500_000, "fm", ctcss_hz=100.0))
+
+        with pytest.raises(CatProtocolError) as caught:
+            run(radio, body)
+        assert radio.commands == ["ID"]  # never tuned
+    assert str(caught.value) == (
+        "kenwood-tm: the radio answers ID TM-V71X, a model this driver does not know "
+        "(known: TM-D710, TM-D710G, TM-V71)"
+    )
+
+
+# (tone in Hz, the FO line's number for it), worked out by hand from the 42-tone chart.
+TONE_NUMBERS = [(67.0, 0), (69.3, 1), (100.0, 12), (206.5, 33), (250.3, 40), (254.1, 41)]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("hz", "number"), TONE_NUMBERS)
+def test_each_model_gets_its_tone_number(model: str, hz: float, number: int) -> None:
+    want = Tuning(145_500_000, 145_500_000, "nfm", ctcss_hz=hz)
+    with KenwoodTmRadio(model=model) as radio:
+
+        async def body(d: FastTm) -> Tuning:
+            return await d.tune_and_verify(want)
+
+        assert run(radio, body) == want  # read back in Hz
+        a = radio.bands[0]
+        assert (a.ctcss, a.tone, a.ctcss_index, a.tone_index) == (1, 0, number, number)
+        assert radio.tone_hz(a.ctcss_index) == hz  # what goes on the air
+        sent = [c for c in radio.commands if c.startswith("FO 0,")]
+        assert sent and f",{number:02d},{number:02d}," in sent[-1]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_an_echo_with_another_tone_is_a_mismatch(model: str) -> None:
+    with KenwoodTmRadio(model=model) as radio:
+        # The radio takes the line but holds CTCSS number 13 (103.5 Hz), not 12 (100 Hz).
+        radio.fault(r"FO 0,.*", b"FO 0,0145500000,0,0,0,0,1,0,13,13,000,00000000,1\r")
+
+        async def body(d: FastTm) -> Tuning:
+            return await d.tune_and_verify(Tuning(145_500_000, 145_500_000, "nfm", 100.0))
+
+        with pytest.raises(CatVerifyError) as caught:
+            run(radio, body)
+    assert str(caught.value) == (
+        "kenwood-tm: after FO (band 0 to 145.500000 MHz) the radio reports CTCSS 103.5 Hz "
+        "(wanted 100 Hz)"
+    )
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_read_tuning_reports_the_tone_in_hz(model: str) -> None:
+    with KenwoodTmRadio(model=model) as radio:
+        a = radio.bands[0]
+        a.tone, a.tone_index = 1, radio.tone_number(151.4)  # encode only
+
+        async def body(d: FastTm) -> Tuning:
+            return await d.read_tuning()
+
+        assert run(radio, body).ctcss_hz == 151.4
 
 
 def test_simplex_nfm_with_ctcss(radio: KenwoodTmRadio) -> None:
@@ -279,7 +348,9 @@ def test_wrong_frequency_echo(radio: KenwoodTmRadio) -> None:
     async def body(d: FastTm) -> None:
         await d.set_tuning(Tuning(145_500_000, 145_500_000, "fm"))
 
-    with pytest.raises(CatProtocolError, match="reports FO 0,0145505000"):
+    with pytest.raises(
+        CatVerifyError, match=r"reports rx 145.505000 MHz \(wanted 145.500000 MHz\)"
+    ):
         run(radio, body)
 
 
@@ -289,7 +360,7 @@ def test_verify_catches_a_drifted_radio(radio: KenwoodTmRadio) -> None:
     async def body(d: FastTm) -> Tuning:
         return await d.tune_and_verify(Tuning(145_500_000, 144_900_000, "fm"))
 
-    with pytest.raises(CatProtocolError, match=r"tx_hz 145000000 \(wanted 144900000\)"):
+    with pytest.raises(CatVerifyError, match=r"tx 145.000000 MHz \(wanted 144.900000 MHz\)$"):
         run(radio, body)
 
 
@@ -340,7 +411,7 @@ def test_cancelled_keying_is_unkeyed(radio: KenwoodTmRadio) -> None:
         (Tuning(10_000_000_000, 10_000_000_000), "does not fit the 10-digit"),
         (Tuning(145_501_000, 145_501_000), "neither the 5 kHz nor the 6.25 kHz"),
         (Tuning(145_500_000, 445_500_000), "8-digit repeater offset"),
-        (Tuning(145_500_000, 145_500_000, ctcss_hz=88.0), "88 Hz is not in the radio's"),
+        (Tuning(145_500_000, 145_500_000, ctcss_hz=88.0), "88 Hz is not in the TM-D710's"),
         (Tuning(145_500_000, 145_500_000, dcs="024N"), "DCS code 024N is not in"),
         (Tuning(145_500_000, 145_500_000, dcs="023I"), "inverted DCS cannot be set"),
         (Tuning(145_500_000, 145_500_000, ctcss_hz=88.5, dcs="023N"), "not both"),
@@ -354,11 +425,9 @@ def test_unrepresentable_refused_before_sending(
 
     with pytest.raises(CatError, match=message):
         run(radio, body)
-    assert radio.commands == []
+    assert radio.commands == ["ID"]  # the identification only: nothing was set
 
 
 def test_bad_options() -> None:
     with pytest.raises(CatError, match="band must be 0"):
         KenwoodTmDriver("/dev/null", band=2)
-    with pytest.raises(CatError, match="tone_index_base must be 0 or 1"):
-        KenwoodTmDriver("/dev/null", tone_index_base=5)

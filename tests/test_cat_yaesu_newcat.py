@@ -9,7 +9,7 @@ from typing import ClassVar, TypeVar
 
 import pytest
 from emulators.drive import drive, until
-from emulators.yaesu_newcat import YaesuNewcatRadio
+from emulators.yaesu_newcat import MODELS, YaesuNewcatRadio
 
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.errors import (
@@ -18,6 +18,7 @@ from gateway.hardware.cat.errors import (
     CatProtocolError,
     CatRejected,
     CatTimeout,
+    CatVerifyError,
 )
 from gateway.hardware.cat.yaesu_newcat import YaesuNewcatDriver
 
@@ -80,18 +81,80 @@ def test_framer_golden(buffer: bytes, expected: tuple[int, bytes | None]) -> Non
 
 # ---------------------------------------------------------------------- the rig API
 @pytest.mark.parametrize(
-    ("rig_id", "model"),
-    [("0570", "FT-991"), ("0670", "FT-991A"), ("0761", "FTDX10"), ("0800", "FT-710")],
+    ("model", "rig_id"),
+    [
+        ("FT-991", "0570"),
+        ("FT-991A", "0670"),
+        ("FTDX10", "0761"),
+        ("FT-710", "0800"),
+        ("FTDX101D", "0681"),
+        ("FTDX101MP", "0682"),
+        ("FT-891", "0650"),
+    ],
 )
-def test_probe(rig_id: str, model: str) -> None:
-    with YaesuNewcatRadio(rig_id=rig_id) as radio:
-        assert run(radio, lambda d: d.probe()).model == model
+def test_probe(model: str, rig_id: str) -> None:
+    with YaesuNewcatRadio(model) as radio:
+        identity = run(radio, lambda d: d.probe())
+    assert (identity.model, identity.detail) == (model, f"newcat ID{rig_id}")
 
 
-def test_probe_unknown_radio(radio: YaesuNewcatRadio) -> None:
+def test_probe_unknown_radio_in_one_line(radio: YaesuNewcatRadio) -> None:
     radio.rig_id = "0241"
-    with pytest.raises(CatProtocolError, match="answers ID0241"):
+    with pytest.raises(CatProtocolError) as caught:
         run(radio, lambda d: d.probe())
+    message = str(caught.value)
+    assert message.startswith(
+        "yaesu: the radio answers ID 0241, a model this driver does not know "
+        "(known: 0570 FT-991, 0670 FT-991A, "
+    )
+    assert "0650 FT-891" in message and "\n" not in message
+
+
+def test_unknown_radio_is_never_tuned(radio: YaesuNewcatRadio) -> None:
+    radio.rig_id = "0241"
+    tuning = Tuning(146_520_000, 146_520_000, "fm", ctcss_hz=100.0)
+    with pytest.raises(CatProtocolError, match="answers ID 0241"):
+        run(radio, lambda d: d.set_tuning(tuning))
+    assert radio.commands == ["ID;"]
+
+
+# (tone in Hz, CN00's number for it), worked out by hand from the 50-tone chart.
+TONE_NUMBERS = [(67.0, "000"), (100.0, "012"), (159.8, "026"), (250.3, "048"), (254.1, "049")]
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize(("hz", "number"), TONE_NUMBERS)
+def test_each_model_gets_its_tone_number(model: str, hz: float, number: str) -> None:
+    tuning = Tuning(146_520_000, 146_520_000, "fm", ctcss_hz=hz)
+    with YaesuNewcatRadio(model) as radio:
+        assert run(radio, lambda d: d.tune_and_verify(tuning)) == tuning  # read back in Hz
+        assert f"CN00{number};" in radio.commands
+        assert radio.tone_hz(radio.ctcss_index) == hz and radio.tone_mode == "1"
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_read_back_of_another_tone_is_a_mismatch(model: str) -> None:
+    with YaesuNewcatRadio(model) as radio:
+        radio.answers["CN00;"] = "CN00013;"  # the radio reads 103.5 Hz
+        tuning = Tuning(146_520_000, 146_520_000, "fm", ctcss_hz=100.0)
+        with pytest.raises(CatVerifyError) as caught:
+            run(radio, lambda d: d.tune_and_verify(tuning))
+    assert str(caught.value) == (
+        "yaesu: CTCSS tone (CN00) did not take: asked 100 Hz, the radio reads 103.5 Hz"
+    )
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_read_tuning_reports_the_tone_in_hz(model: str) -> None:
+    with YaesuNewcatRadio(model) as radio:
+        radio.tone_mode, radio.ctcss_index = "2", 33  # encode only, 179.9 Hz
+        assert run(radio, lambda d: d.read_tuning()).ctcss_hz == 179.9
+
+
+def test_a_number_outside_the_table_is_reported(radio: YaesuNewcatRadio) -> None:
+    radio.tone_mode, radio.ctcss_index = "1", 50
+    with pytest.raises(CatProtocolError, match="CTCSS number 050, not a tone of the FT-991's"):
+        run(radio, lambda d: d.read_tuning())
 
 
 def test_simplex_fm_ctcss(radio: YaesuNewcatRadio) -> None:
@@ -167,9 +230,14 @@ def test_truncated_reply_is_retried(radio: YaesuNewcatRadio) -> None:
 
 
 def test_busy_reject_is_retried(radio: YaesuNewcatRadio) -> None:
-    radio.reject_next = 1  # the FA set is refused once, its read answered
     tuning = Tuning(146_520_000, 146_520_000, "fm")
-    assert run(radio, lambda d: d.tune_and_verify(tuning)) == tuning
+
+    async def body(driver: FastDriver) -> Tuning:
+        await driver.probe()
+        radio.reject_next = 1  # the FA set is refused once, its read answered
+        return await driver.tune_and_verify(tuning)
+
+    assert run(radio, body) == tuning
     assert radio.commands.count("FA146520000;") == 2
 
 
@@ -201,13 +269,15 @@ def test_unplug_mid_command(radio: YaesuNewcatRadio) -> None:
         await asyncio.to_thread(radio.unplug)
         return await task
 
-    with pytest.raises(CatLinkLost, match="went away during read rx frequency"):
+    with pytest.raises(CatLinkLost, match=r"went away during probe \(ID\)"):
         drive(lambda: PatientDriver(radio.path), body)
 
 
 def test_wrong_frequency_read_back(radio: YaesuNewcatRadio) -> None:
     radio.freq_error_hz = 5_000
-    with pytest.raises(CatProtocolError, match="asked 146520000, the radio reads 146525000"):
+    with pytest.raises(
+        CatVerifyError, match=r"asked 146\.520000 MHz, the radio reads 146\.525000 MHz$"
+    ):
         run(radio, lambda d: d.tune_and_verify(Tuning(146_520_000, 146_520_000, "fm")))
 
 
@@ -261,10 +331,7 @@ def test_unrepresentable_is_refused_before_sending(
 ) -> None:
     with pytest.raises(CatError, match=message):
         run(radio, lambda d: d.set_tuning(tuning))
-    # A probe after it, answered: had anything been sent before, the radio would have read it
-    # first.
-    run(radio, lambda d: d.probe())
-    assert radio.commands == ["ID;"]
+    assert radio.commands == ["ID;"]  # the identification only: nothing was set
 
 
 def test_eight_digit_limit() -> None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar, Literal, Self
 
 from gateway.hardware.cat.errors import CatLinkLost, CatTimeout, CatVerifyError
@@ -26,6 +26,11 @@ Mode = Literal["fm", "nfm", "am"]
 # A framer takes the receive buffer and returns (bytes consumed, frame or None). Consumed 0 with
 # no frame means "wait for more bytes"; consumed > 0 with no frame means noise was skipped.
 Framer = Callable[[bytes], tuple[int, bytes | None]]
+
+
+def mhz(hz: int) -> str:
+    """A frequency for people, to the hertz: `145.500000 MHz`."""
+    return f"{hz / 1e6:.6f} MHz"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,29 @@ class Tuning:
         else:
             tone = f", DCS {self.dcs}" if self.dcs else ", no tone"
         return f"{freq} {self.mode.upper()}{tone}"
+
+    def differences(self, want: Tuning) -> list[str]:
+        """Each field in which this reading differs from `want`, in the units people tune in:
+        `tx 145.005000 MHz (wanted 145.000000 MHz)`, `CTCSS 103.5 Hz (wanted 100 Hz)`."""
+        return [
+            f"{label} {_field_text(name, getattr(self, name))} "
+            f"(wanted {_field_text(name, getattr(want, name))})"
+            for name, label in _FIELD_LABELS.items()
+            if getattr(self, name) != getattr(want, name)
+        ]
+
+
+_FIELD_LABELS = {"rx_hz": "rx", "tx_hz": "tx", "mode": "mode", "ctcss_hz": "CTCSS", "dcs": "DCS"}
+
+
+def _field_text(name: str, value: object) -> str:
+    if value is None:
+        return "none"
+    if name in ("rx_hz", "tx_hz") and isinstance(value, int):
+        return mhz(value)
+    if name == "ctcss_hz" and isinstance(value, float | int):
+        return f"{value:g} Hz"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -244,12 +272,8 @@ class CatDriver(ABC):
         got = await self.read_tuning()
         want = self.expected(tuning)
         if got != want:
-            diffs = [
-                f"{field.name} {getattr(got, field.name)!r} (wanted {getattr(want, field.name)!r})"
-                for field in fields(Tuning)
-                if getattr(got, field.name) != getattr(want, field.name)
-            ]
-            raise CatVerifyError(f"{self.name}: after tuning the radio reports {', '.join(diffs)}")
+            diffs = ", ".join(got.differences(want))
+            raise CatVerifyError(f"{self.name}: after tuning the radio reports {diffs}")
         return got
 
     @abstractmethod

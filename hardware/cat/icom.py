@@ -23,7 +23,14 @@ Choices where the sources leave room (say so if a radio differs):
   other tone enables are turned off first. DCS polarity byte: `00` normal, `11` inverted (TX and
   RX nibbles; HL always sends `00`, the `11` reading is UNVERIFIED). A radio without DTCS
   answers NG, reported as CatRejected.
-- **Probe** is `19 00` (read transceiver ID); the reply carries the radio's address.
+- **Probe** is `19 00` (read transceiver ID). The ID names the model (`MODELS`: each model's
+  factory CI-V address); the configured `address` is only where the radio is reached, so a
+  radio renumbered to share a bus is still named by its ID (inferred: Hamlib's probe reads the
+  ID from the data and the address from the frame, and tells the two apart). An ID not in
+  `MODELS` is refused in one line naming it.
+  Tones go on the wire in 0.1 Hz, not as table numbers, so no model changes what a tone means;
+  every model here has the 50 standard tones (Hamlib `common_ctcss_list` or `full_ctcss_list`),
+  and one it lacks is answered NG.
 """
 
 from __future__ import annotations
@@ -47,8 +54,32 @@ COLLISION = 0xFC
 COLLISION_FRAME = b"\xfc"  # what the framer hands up for a collision (jam or FC-terminated)
 MAX_FRAME = 64  # longest frame we accept before resynchronising
 
-# Known CI-V default addresses (PROTOCOLS.md section 4), for naming what answered a probe.
-MODELS: dict[int, str] = {0x94: "IC-7300", 0xB6: "IC-7300MK2", 0x8C: "ID-5100", 0x90: "IC-2730"}
+# Transceiver IDs (`19 00`), which are the models' factory CI-V addresses: Hamlib icom.c
+# `icom_addr_list` and each rig's `re_civ_addr` (ic7300.c: IC-7300, IC-7300MK2, IC-9700, IC-705,
+# IC-905; ic7100.c, ic7000.c, ic7410.c, ic7600.c, ic7610.c, ic7700.c, ic7760.c, ic7800.c,
+# ic785x.c, ic910.c, ic9100.c, id4100.c, id5100.c, ic2730.c); PROTOCOLS.md section 4. FM
+# transceivers only: the gateway tunes FM and AM channels with CTCSS or DCS.
+MODELS: dict[int, str] = {
+    0x94: "IC-7300",
+    0xB6: "IC-7300MK2",
+    0xA2: "IC-9700",
+    0xA4: "IC-705",
+    0xAC: "IC-905",
+    0x88: "IC-7100",
+    0x70: "IC-7000",
+    0x80: "IC-7410",
+    0x7A: "IC-7600",
+    0x98: "IC-7610",
+    0x74: "IC-7700",
+    0xB2: "IC-7760",
+    0x6A: "IC-7800",
+    0x8E: "IC-7850/7851",
+    0x60: "IC-910",
+    0x7C: "IC-9100",
+    0x9A: "ID-4100",
+    0x8C: "ID-5100",
+    0x90: "IC-2730",
+}
 
 MODE_FM, MODE_AM = 0x05, 0x02
 FILTER_WIDE = 0x01
@@ -239,12 +270,17 @@ class IcomDriver(CatDriver):
     async def probe(self) -> RigIdentity:
         data = await self._read(0x19, b"\x00", "read transceiver ID (19 00)", 1)
         found = data[0]
-        if found != self.address:
+        model = MODELS.get(found)
+        if model is None:
+            known = ", ".join(f"{number:#04x} {name}" for number, name in MODELS.items())
             raise CatProtocolError(
-                f"icom: the radio at {self.address:#04x} reports transceiver ID {found:#04x}"
+                f"icom: the radio at CI-V address {self.address:#04x} answers transceiver ID "
+                f"{found:#04x}, a model this driver does not know (known: {known})"
             )
-        model = MODELS.get(found, "Icom")
-        return RigIdentity(model=f"{model} (CI-V {found:#04x})", detail=f"via {self.url}")
+        return RigIdentity(
+            model=f"{model} (CI-V {self.address:#04x})",
+            detail=f"transceiver ID {found:#04x}, via {self.url}",
+        )
 
     async def set_tuning(self, tuning: Tuning) -> None:
         # Everything is checked before the first byte goes out.

@@ -3,7 +3,7 @@
 Everything about a channel lives in one `FO` line of 13 fields: band, 10-digit frequency (Hz),
 step, shift (0 simplex, 1 +, 2 -), reverse, tone / CTCSS / DCS flags, tone and CTCSS indexes,
 DCS index, 8-digit offset (Hz), mode (0 FM, 1 NFM, 2 AM). Setting `FO` answers with the line
-as the radio now holds it, which is compared field by field with what was sent.
+as the radio now holds it, which is read as a channel (MHz, Hz) and compared with what was asked.
 
 Readings chosen where the sources leave a choice:
 - Band: the driver works on one band (`band`, 0 = A, 1 = B) and makes it both the control and
@@ -12,10 +12,12 @@ Readings chosen where the sources leave a choice:
   |tx - rx| (at most 99,999,999 Hz, the 8-digit field). `reverse` is always sent off.
 - Step: the frequency must sit on the 5 kHz (step 0) or 6.25 kHz (step 1) grid (Hamlib picks
   the same two); anything else is refused before sending.
+- Probe: `ID` answers the model name; the model decides the tone table (`MODELS`), and a name
+  not in it is refused in one line naming it. A driver that was not probed asks `ID` itself
+  before its first tuning.
 - CTCSS: one tone for both encode and decode, as tone squelch (CTCSS flag on, tone flag off, both
-  indexes the same). Index base: PROTOCOLS.md and current Hamlib count from 00 = 67.0 Hz
-  (42 tones, to 254.1 Hz); LA3's table and older Hamlib code count from 01, so it is the
-  constructor option `tone_index_base` (default 0).
+  indexes the same), numbered in the model's table. The echo of `FO` and every reading are
+  turned into MHz and Hz with that table and compared with what was asked.
 - DCS: index 000 = 023 … 103 = 754 (104 codes). The FO line has no polarity field, so only
   normal ("023N" or "023") codes are accepted; inverted codes are refused before sending.
 - Errors: `?` (bad command or syntax) and `N` (not possible now: out of band, wrong step, memory
@@ -32,24 +34,31 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning
-from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected
-from gateway.hardware.cat.tones import DCS_CODES, ctcss_at, ctcss_index, dcs_at, dcs_code
+from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning, mhz
+from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected, CatVerifyError
+from gateway.hardware.cat.tones import (
+    DCS_CODES,
+    KENWOOD_42_TONES_HZ,
+    ToneTable,
+    dcs_at,
+    dcs_code,
+)
 
 log = logging.getLogger(__name__)
 
-# Hamlib `kenwood42_ctcss_list` (Hz), in the radio's index order.
-CTCSS_TONES: tuple[float, ...] = (
-    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5,
-    94.8, 97.4, 100.0, 103.5, 107.2, 110.9, 114.8, 118.8, 123.0, 127.3,
-    131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 162.2, 167.9, 173.8, 179.9,
-    186.2, 192.8, 203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8,
-    250.3, 254.1,
-)  # fmt: skip
+# The FO line's tone and CTCSS numbers, per model as `ID` names it. All three: Kenwood's 42 tones
+# from 00 = 67.0 to 41 = 254.1 Hz: Hamlib tmd710.c (`kenwood42_ctcss_list`, indexed from 0 by
+# both the TM-D710(G) and the TM-V71 rig definitions), CHIRP kenwood_live.py (TMD710Radio,
+# TMD710GRadio, TMV71Radio: the same 42 from 00), PROTOCOLS.md section 1. LA3's table numbers
+# them from 01 (and prints 240.7 Hz for 206.5): not taken.
+MODELS: dict[str, ToneTable] = {
+    "TM-D710": ToneTable(KENWOOD_42_TONES_HZ),
+    "TM-D710G": ToneTable(KENWOOD_42_TONES_HZ),
+    "TM-V71": ToneTable(KENWOOD_42_TONES_HZ),
+}
 
 # The radio's DCS index is the position in the standard 104-code `DCS_CODES` (tones.py).
 
-KNOWN_MODELS = ("TM-D710", "TM-D710G", "TM-V71")
 STEPS_HZ = (5000, 6250)  # FO step indexes 0 and 1
 MAX_HZ = 9_999_999_999  # 10 digits
 MAX_OFFSET_HZ = 99_999_999  # 8 digits
@@ -97,15 +106,9 @@ class FoLine:
         return cls(*(int(x, 16) if i == 2 else int(x) for i, x in enumerate(m.groups())))
 
 
-def _mhz(hz: int) -> str:
-    return f"{hz / 1e6:.6f} MHz"
-
-
 class KenwoodTmDriver(CatDriver):
-    """TM-D710 / TM-V71 over CR-terminated CAT, on one band (`band` 0 = A, 1 = B).
-
-    `tone_index_base`: the FO tone index of 67.0 Hz (0 per PROTOCOLS.md and Hamlib; 1 per LA3).
-    """
+    """TM-D710 / TM-V71 over CR-terminated CAT, on one band (`band` 0 = A, 1 = B); `model` is
+    the name the radio's `ID` answer gave (set by `probe`)."""
 
     name: ClassVar[str] = "kenwood-tm"
 
@@ -115,17 +118,14 @@ class KenwoodTmDriver(CatDriver):
         baudrate: int = 9600,
         *,
         band: int = 0,
-        tone_index_base: int = 0,
         rts: bool = False,
         dtr: bool = False,
     ) -> None:
         super().__init__(url, baudrate, rts=rts, dtr=dtr)
         if band not in (0, 1):
             raise CatError(f"{self.name}: band must be 0 (A) or 1 (B), not {band}")
-        if tone_index_base not in (0, 1):
-            raise CatError(f"{self.name}: tone_index_base must be 0 or 1, not {tone_index_base}")
         self.band = band
-        self.tone_index_base = tone_index_base
+        self.model: str | None = None
 
     # ------------------------------------------------------------------ framing
     @staticmethod
@@ -176,12 +176,24 @@ class KenwoodTmDriver(CatDriver):
     async def probe(self) -> RigIdentity:
         frame = await self._exchange("ID", re.compile(rb"ID [ -~]+\r"), "ID (identify)")
         model = frame[3:-1].decode().strip()
-        detail = "Kenwood TM dialect" if model in KNOWN_MODELS else "unrecognised model name"
-        return RigIdentity(model, detail=detail)
+        if model not in MODELS:
+            raise CatProtocolError(
+                f"{self.name}: the radio answers ID {model}, a model this driver does not know "
+                f"(known: {', '.join(MODELS)})"
+            )
+        self.model = model
+        return RigIdentity(model, detail="Kenwood TM dialect")
 
-    def fo_line(self, tuning: Tuning) -> FoLine:
-        """The FO line that tunes `tuning` on this band, or a `CatError` if the radio cannot
-        represent it; nothing is sent."""
+    async def _known_model(self) -> str:
+        """The model the radio said it is; asked now if it was not probed."""
+        if self.model is None:
+            await self.probe()
+        assert self.model is not None
+        return self.model
+
+    def fo_line(self, tuning: Tuning, model: str) -> FoLine:
+        """The FO line that tunes `tuning` on this band of a `model` (one of `MODELS`), or a
+        `CatError` if the radio cannot represent it; nothing is sent."""
         if not 0 < tuning.rx_hz <= MAX_HZ:
             raise CatError(
                 f"{self.name}: receive frequency {tuning.rx_hz} Hz does not fit the 10-digit field"
@@ -189,7 +201,7 @@ class KenwoodTmDriver(CatDriver):
         step = next((i for i, s in enumerate(STEPS_HZ) if tuning.rx_hz % s == 0), None)
         if step is None:
             raise CatError(
-                f"{self.name}: {_mhz(tuning.rx_hz)} is on neither the 5 kHz nor the 6.25 kHz step"
+                f"{self.name}: {mhz(tuning.rx_hz)} is on neither the 5 kHz nor the 6.25 kHz step"
             )
         offset = abs(tuning.tx_hz - tuning.rx_hz)
         if tuning.tx_hz <= 0 or offset > MAX_OFFSET_HZ:
@@ -203,10 +215,14 @@ class KenwoodTmDriver(CatDriver):
             raise CatError(f"{self.name}: mode {tuning.mode!r} is not one of fm, nfm, am")
         if tuning.ctcss_hz is not None and tuning.dcs is not None:
             raise CatError(f"{self.name}: a channel has CTCSS or DCS, not both")
-        tone_index = self.tone_index_base  # 67.0 Hz when unused
+        tones = MODELS[model]
+        tone_index = tones.first  # 67.0 Hz when unused
         dcs_index = 0
         if tuning.ctcss_hz is not None:
-            tone_index = self.tone_index(tuning.ctcss_hz)
+            message = (
+                f"{self.name}: CTCSS tone {tuning.ctcss_hz:g} Hz is not in the {model}'s tone table"
+            )
+            tone_index = tones.number(tuning.ctcss_hz, message)
         if tuning.dcs is not None:
             dcs_index = self.dcs_index(tuning.dcs)
         return FoLine(
@@ -225,10 +241,6 @@ class KenwoodTmDriver(CatDriver):
             mode=mode,
         )
 
-    def tone_index(self, hz: float) -> int:
-        message = f"{self.name}: CTCSS tone {hz:g} Hz is not in the radio's tone table"
-        return ctcss_index(hz, message, table=CTCSS_TONES) + self.tone_index_base
-
     def dcs_index(self, code: str) -> int:
         if code.endswith("I"):
             raise CatError(f"{self.name}: DCS {code}: inverted DCS cannot be set through FO")
@@ -236,19 +248,26 @@ class KenwoodTmDriver(CatDriver):
         return DCS_CODES.index(dcs_code(code, message).digits)
 
     async def set_tuning(self, tuning: Tuning) -> None:
-        line = self.fo_line(tuning)
+        model = await self._known_model()
+        line = self.fo_line(tuning, model)
         await self._select_band()
-        what = f"FO (band {self.band} to {_mhz(tuning.rx_hz)})"
-        echo = FoLine.from_frame(await self._exchange(line.to_text(), _FO_RE, what))
-        if echo != line:
-            raise CatProtocolError(
-                f"{self.name}: after {what} the radio reports {echo.to_text()}, "
-                f"not {line.to_text()}"
-            )
+        what = f"FO (band {self.band} to {mhz(tuning.rx_hz)})"
+        frame = await self._exchange(line.to_text(), _FO_RE, what)
+        # The echo is the channel as the radio now holds it: compared in MHz and Hz, by the
+        # model's tone table, with what was asked.
+        got = self._tuning(FoLine.from_frame(frame), model, frame)
+        want = self.expected(tuning)
+        if got != want:
+            diffs = ", ".join(got.differences(want))
+            raise CatVerifyError(f"{self.name}: after {what} the radio reports {diffs}")
 
     async def read_tuning(self) -> Tuning:
+        model = await self._known_model()
         frame = await self._exchange(f"FO {self.band}", _FO_RE, f"FO (read band {self.band})")
-        fo = FoLine.from_frame(frame)
+        return self._tuning(FoLine.from_frame(frame), model, frame)
+
+    def _tuning(self, fo: FoLine, model: str, frame: bytes) -> Tuning:
+        """The channel an FO line of a `model` holds, tones in Hz by the model's table."""
         if fo.band != self.band:
             raise CatProtocolError(f"{self.name}: asked for band {self.band}, got {fo.band}")
         tx = {0: fo.hz, 1: fo.hz + fo.offset_hz, 2: fo.hz - fo.offset_hz}.get(fo.shift)
@@ -260,9 +279,12 @@ class KenwoodTmDriver(CatDriver):
             rx, tx = tx, rx
         ctcss: float | None = None
         if fo.ctcss or fo.tone:
-            index = (fo.ctcss_index if fo.ctcss else fo.tone_index) - self.tone_index_base
-            message = f"{self.name}: the radio reports tone index {index}"
-            ctcss = ctcss_at(index, message, table=CTCSS_TONES)
+            number = fo.ctcss_index if fo.ctcss else fo.tone_index
+            message = (
+                f"{self.name}: the radio reports tone number {number:02d}, not a CTCSS tone of "
+                f"the {model}'s table"
+            )
+            ctcss = MODELS[model].hz(number, message)
         dcs: str | None = None
         if fo.dcs:
             message = f"{self.name}: the radio reports DCS index {fo.dcs_index}"

@@ -1,4 +1,5 @@
-"""Yaesu ASCII "newcat" CAT (FT-991/991A, FT-710, FTDX10): PROTOCOLS.md section 3 [HL newcat.c].
+"""Yaesu ASCII "newcat" CAT (FT-991/991A, FT-710, FTDX10, FTDX101D/MP, FT-891): PROTOCOLS.md
+section 3 [HL newcat.c].
 
 A command is a 2-letter name, parameters and `;`; a read is the name (plus its selector) and `;`,
 answered in the set command's form. Set commands are not answered unless refused: the radio
@@ -7,10 +8,11 @@ then says `?;` (also its "busy" answer).
 Choices where the sources leave room:
 - **Set, then read in the same write.** Every set is sent together with its read (`FA...;FA;`),
   as HL's newcat_set_cmd checks a set: a refusal comes back as `?;` ahead of the read's answer,
-  and the answer is compared with what was asked. `?;` is retried `reject_retries` times,
+  and the answer is compared with what was asked, in physical units: frequencies in MHz, a
+  CTCSS number turned into Hz with the model's table. `?;` is retried `reject_retries` times,
   `reject_pause_s` apart (the late answer to the refused exchange is dropped meanwhile), then
   raised as `CatRejected` naming the command. A read-back that differs from what was set is a
-  `CatProtocolError` naming the command and both values.
+  `CatVerifyError` naming the command and both values.
 - **FA width:** `fa_digits` (9 on the FT-991 per its CAT manual; HL picks 8 for rigs whose IF
   answer is 27/30 characters). FB uses the same width.
 - **Repeater or split channel:** `tx_hz` goes to VFO-B (`FB`) and `FT3;` transmits on it (split
@@ -26,9 +28,13 @@ Choices where the sources leave room:
   does: `BY1x;` busy (squelch open), `BY0x;` idle.
 - **PTT:** `TX1;` keys (CAT), `TX0;` unkeys; `TX;` answers 0 off, 1/2/3 on. After any failure
   while keying, `TX0;` is sent best-effort.
-- **Probe:** `ID;` → FT-991 `ID0570;`, FT-991A `ID0670;` (Hamlib newcat.c `NC_RIGID_FT991A`: the
-  A model answers its own ID, with the FT-991's commands), FTDX10 `ID0761;`, FT-710 `ID0800;`;
-  any other ID is refused as a radio this driver was not written for.
+- **Probe:** `ID;` names the model (`MODELS`) and the model decides the CTCSS table; any other
+  ID is refused in one line naming it. A driver that was not probed asks `ID;` itself before
+  its first tuning. Every model here numbers the 50 standard tones from 000 (Hamlib gives each
+  `common_ctcss_list`); the table is still per model, so a model that numbers otherwise is one
+  entry, not a guess. Hamlib sends a 2-digit `CN0nn` to the FT-710 only (newcat.c); the 3-digit
+  form here is the FTDX10's, which the FT-710 follows (UNVERIFIED: a radio that refuses it
+  answers `?;` and the tuning is refused, never wrong).
 """
 
 from __future__ import annotations
@@ -37,12 +43,12 @@ import asyncio
 import contextlib
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning
-from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected
-from gateway.hardware.cat.tones import DCS_CODES, ctcss_at, ctcss_index, dcs_at, dcs_code
+from gateway.hardware.cat.base import CatDriver, Mode, RigIdentity, Tuning, mhz
+from gateway.hardware.cat.errors import CatError, CatProtocolError, CatRejected, CatVerifyError
+from gateway.hardware.cat.tones import CTCSS_TONES_HZ, DCS_CODES, ToneTable, dcs_at, dcs_code
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,34 @@ TERMINATOR = ord(";")
 REJECT = b"?;"
 MAX_FRAME = 64  # longer than any answer used here: a run without `;` is noise
 
-MODELS: dict[str, str] = {"0570": "FT-991", "0670": "FT-991A", "0761": "FTDX10", "0800": "FT-710"}
+
+@dataclass(frozen=True)
+class NewcatModel:
+    """A model as its `ID;` answer names it, and how its `CN` numbers CTCSS tones."""
+
+    name: str
+    tones: ToneTable
+
+
+# The 50 standard tones from CN 000 = 67.0 Hz: the FT-991 CAT manual's table (as read in
+# PyRigCat_ft991) and Hamlib's rig definitions (ft991.c, ftdx10.c, ft710.c, ftdx101.c,
+# ftdx101mp.c, ft891.c: `common_ctcss_list`, indexed from 0 by newcat.c).
+_STANDARD = ToneTable(CTCSS_TONES_HZ)
+
+# What `ID;` answers: Hamlib newcat.c `nc_rigid_t` (991 570, 991A 670, FTDX10 761, FT-710 800,
+# FTDX101D 681, FTDX101MP 682). The FT-891 answers 0650 (its CAT manual's ID table, as
+# transcribed by several FT-891 tools); Hamlib's enum says 135 for it (unused by its FT-891
+# code): not taken.
+MODELS: dict[str, NewcatModel] = {
+    "0570": NewcatModel("FT-991", _STANDARD),
+    "0670": NewcatModel("FT-991A", _STANDARD),
+    "0761": NewcatModel("FTDX10", _STANDARD),
+    "0800": NewcatModel("FT-710", _STANDARD),
+    "0681": NewcatModel("FTDX101D", _STANDARD),
+    "0682": NewcatModel("FTDX101MP", _STANDARD),
+    "0650": NewcatModel("FT-891", _STANDARD),
+}
+
 MODE_CODES: dict[Mode, str] = {"fm": "4", "nfm": "B", "am": "5"}
 MODE_NAMES: dict[str, str] = {
     "1": "LSB", "2": "USB", "3": "CW", "4": "FM", "5": "AM", "6": "RTTY", "7": "CW-R",
@@ -83,6 +116,7 @@ class YaesuNewcatDriver(CatDriver):
         if fa_digits not in (8, 9):
             raise CatError(f"{self.name}: fa_digits must be 8 or 9, not {fa_digits}")
         self.fa_digits = fa_digits
+        self.model: NewcatModel | None = None  # what the radio's ID names (set by probe)
 
     # ------------------------------------------------------------------ framing
     @staticmethod
@@ -145,21 +179,32 @@ class YaesuNewcatDriver(CatDriver):
         rig_id = (await self._exchange("ID;", r"ID(\d{4});", "probe (ID)")).group(1)
         model = MODELS.get(rig_id)
         if model is None:
+            known = ", ".join(f"{number} {m.name}" for number, m in MODELS.items())
             raise CatProtocolError(
-                f"{self.name}: the radio answers ID{rig_id}, not a FT-991, FT-710 or FTDX10"
+                f"{self.name}: the radio answers ID {rig_id}, a model this driver does not know "
+                f"(known: {known})"
             )
-        return RigIdentity(model, f"newcat ID{rig_id}")
+        self.model = model
+        return RigIdentity(model.name, f"newcat ID{rig_id}")
+
+    async def _known_model(self) -> NewcatModel:
+        """The model the radio said it is; asked now if it was not probed."""
+        if self.model is None:
+            await self.probe()
+        assert self.model is not None
+        return self.model
 
     async def set_tuning(self, tuning: Tuning) -> None:
-        self._check(tuning)  # every check before the first byte goes out
+        model = await self._known_model()
+        self._check(tuning, model)  # every check before the first set goes out
         rx, tx = self._fa(tuning.rx_hz), self._fa(tuning.tx_hz)
-        self._verify("set rx frequency (FA)", rx, await self._set(
-            f"FA{rx};", "FA;", self._freq_re("FA"), "set rx frequency (FA)"
-        ))  # fmt: skip
+        what = "set rx frequency (FA)"
+        read = await self._set(f"FA{rx};", "FA;", self._freq_re("FA"), what)
+        self._verify(what, mhz(tuning.rx_hz), mhz(int(read)))
         if tuning.tx_hz != tuning.rx_hz:
-            self._verify("set tx frequency (FB)", tx, await self._set(
-                f"FB{tx};", "FB;", self._freq_re("FB"), "set tx frequency (FB)"
-            ))  # fmt: skip
+            what = "set tx frequency (FB)"
+            read = await self._set(f"FB{tx};", "FB;", self._freq_re("FB"), what)
+            self._verify(what, mhz(tuning.tx_hz), mhz(int(read)))
             split = await self._set("FT3;", "FT;", r"FT([01]);", "split on (FT3)")
             self._verify("split on (FT3)", "1", split)
         else:
@@ -170,9 +215,10 @@ class YaesuNewcatDriver(CatDriver):
             f"MD0{code};", "MD0;", r"MD0([0-9A-F]);", "set mode (MD0)"
         ))  # fmt: skip
         if tuning.ctcss_hz is not None:
-            index = f"{_ctcss_index(tuning.ctcss_hz):03d}"
+            index = f"{self._ctcss_number(tuning.ctcss_hz, model):03d}"
             tone = await self._set(f"CN00{index};", "CN00;", r"CN00(\d{3});", "CTCSS tone (CN00)")
-            self._verify("CTCSS tone (CN00)", index, tone)
+            asked_hz, read_hz = self._ctcss_hz(index, model), self._ctcss_hz(tone, model)
+            self._verify("CTCSS tone (CN00)", f"{asked_hz:g} Hz", f"{read_hz:g} Hz")
             ct = CT_CTCSS_TSQL
         elif tuning.dcs is not None:
             index = f"{DCS_CODES.index(_dcs_code(tuning.dcs)):03d}"
@@ -193,6 +239,7 @@ class YaesuNewcatDriver(CatDriver):
         return replace(tuning, dcs=_dcs_code(tuning.dcs) + "N")
 
     async def read_tuning(self) -> Tuning:
+        model = await self._known_model()
         rx = int((await self._exchange("FA;", self._freq_re("FA"), "read rx frequency")).group(1))
         split = (await self._exchange("FT;", r"FT([01]);", "read split (FT)")).group(1)
         tx = rx
@@ -210,8 +257,8 @@ class YaesuNewcatDriver(CatDriver):
         ctcss: float | None = None
         dcs: str | None = None
         if ct in (CT_CTCSS_TSQL, CT_CTCSS_ENC):
-            index = int((await self._exchange("CN00;", r"CN00(\d{3});", "read CTCSS")).group(1))
-            ctcss = ctcss_at(index, f"{self.name}: the radio reports CTCSS index {index}")
+            found = await self._exchange("CN00;", r"CN00(\d{3});", "read CTCSS")
+            ctcss = self._ctcss_hz(found.group(1), model)
         elif ct != CT_OFF:
             index = int((await self._exchange("CN01;", r"CN01(\d{3});", "read DCS")).group(1))
             dcs = dcs_at(index, f"{self.name}: the radio reports DCS index {index}") + "N"
@@ -243,11 +290,23 @@ class YaesuNewcatDriver(CatDriver):
     # ------------------------------------------------------------------ checks
     def _verify(self, what: str, asked: str, read: str) -> None:
         if read != asked:
-            raise CatProtocolError(
+            raise CatVerifyError(
                 f"{self.name}: {what} did not take: asked {asked}, the radio reads {read}"
             )
 
-    def _check(self, tuning: Tuning) -> None:
+    def _ctcss_number(self, hz: float, model: NewcatModel) -> int:
+        message = f"{self.name}: CTCSS {hz:g} Hz is not in the {model.name}'s tone table"
+        return model.tones.number(hz, message)
+
+    def _ctcss_hz(self, digits: str, model: NewcatModel) -> float:
+        """The tone the radio means by CN number `digits`, by its model's table."""
+        message = (
+            f"{self.name}: the radio reports CTCSS number {digits}, not a tone of the "
+            f"{model.name}'s table"
+        )
+        return model.tones.hz(int(digits), message)
+
+    def _check(self, tuning: Tuning, model: NewcatModel) -> None:
         limit = 10**self.fa_digits
         for what, hz in (("receive", tuning.rx_hz), ("transmit", tuning.tx_hz)):
             if not 0 < hz < limit:
@@ -260,14 +319,9 @@ class YaesuNewcatDriver(CatDriver):
         if tuning.ctcss_hz is not None and tuning.dcs is not None:
             raise CatError(f"{self.name}: a channel has CTCSS or DCS, not both")
         if tuning.ctcss_hz is not None:
-            _ctcss_index(tuning.ctcss_hz)
+            self._ctcss_number(tuning.ctcss_hz, model)
         if tuning.dcs is not None:
             _dcs_code(tuning.dcs)
-
-
-def _ctcss_index(hz: float) -> int:
-    message = f"yaesu: CTCSS {hz:g} Hz is not in the radio's tone table"
-    return ctcss_index(hz, message, tolerance_hz=1e-6)
 
 
 def _dcs_code(dcs: str) -> str:

@@ -1,11 +1,14 @@
 """An IC-7300-like CI-V radio behind a pty, written from PROTOCOLS.md section 4 (the radio's side).
 
 Frames `FE FE <to> <from> <cmd> [sub] [data] FD`; set commands answered `FB` (OK) or `FA` (NG);
-reads answered with the command, sub-command and data. With `echo` on, every frame the
-controller sends is read back first, as on a single-wire bus. Test switches: `collide` (answer the
-next N frames with a collision jam), `foreign` (put another radio's traffic before each reply),
-`ng_commands` (answer NG to those command bytes), `truncate_next` (cut the next reply short),
-`garbage` (bytes before each reply), `wrong_freq` (report this frequency on `03`).
+reads answered with the command, sub-command and data. It listens on `address` and answers
+`19 00` with `transceiver_id`: its model's factory address, the same unless the radio was
+renumbered. With `echo` on, every frame the controller sends is read back first, as on a
+single-wire bus. Test switches: `collide` (answer the next N frames with a collision jam),
+`foreign` (put another radio's traffic before each reply), `ng_commands` (answer NG to those
+command bytes), `truncate_next` (cut the next reply short), `garbage` (bytes before each reply),
+`wrong_freq` (report this frequency on `03`), `wrong_tone_tenths` (report this tone, in 0.1 Hz,
+on `1B 00` and `1B 01`).
 """
 
 from __future__ import annotations
@@ -48,11 +51,13 @@ class IcomRadio(PtyRadio):
         self,
         address: int = 0x94,
         *,
+        transceiver_id: int | None = None,
         echo: bool = False,
         bands: tuple[tuple[int, int], ...] = IC7300_BANDS,
     ) -> None:
         super().__init__()
         self.address = address
+        self.transceiver_id = address if transceiver_id is None else transceiver_id
         self.echo = echo
         self.bands = bands
         self._buf = b""
@@ -77,6 +82,7 @@ class IcomRadio(PtyRadio):
         self.truncate_next = False
         self.garbage = b""
         self.wrong_freq: int | None = None
+        self.wrong_tone_tenths: int | None = None
 
     # ------------------------------------------------------------------ bytes in, bytes out
     def receive(self, data: bytes) -> bytes:
@@ -168,7 +174,8 @@ class IcomRadio(PtyRadio):
         if cmd == 0x1B and rest and rest[0] in (0x00, 0x01):
             attr = "tone_tenths" if rest[0] == 0 else "tsql_tenths"
             if len(rest) == 1:
-                return bytes((0x1B, rest[0])) + bcd_le(getattr(self, attr), 3)[::-1]
+                tenths = self.wrong_tone_tenths or getattr(self, attr)
+                return bytes((0x1B, rest[0])) + bcd_le(tenths, 3)[::-1]
             value = unbcd_be(rest[1:]) if len(rest) == 4 else None
             if value not in CTCSS_TENTHS:
                 return ng
@@ -194,5 +201,5 @@ class IcomRadio(PtyRadio):
         if cmd == 0x15 and rest == b"\x01":
             return bytes((0x15, 0x01, int(self.squelch_open)))
         if cmd == 0x19 and rest == b"\x00":
-            return bytes((0x19, 0x00, self.address))
+            return bytes((0x19, 0x00, self.transceiver_id))
         return ng

@@ -1,4 +1,7 @@
-"""A TS-2000-like radio behind a pty, written from PROTOCOLS.md section 1 (the radio's side).
+"""A Kenwood HF radio behind a pty, written from PROTOCOLS.md section 1 and the radios' PC command
+references (the radio's side). It is a TS-2000 unless told to be another model (`MODELS`): each
+answers its own `ID;` and numbers CTCSS tones in its own table, and the TS-990S takes the
+receiver before `TN`/`CN` digits and has `OM0` for mode instead of `MD`.
 
 It keeps VFO A and B (frequency, mode, tone settings each), the receive and transmit VFO, PTT
 and the squelch; set commands are silent, reads answer in the set form, and anything malformed
@@ -23,6 +26,41 @@ BANDS = (
 )
 MODES = frozenset("12345679")  # MD codes the radio accepts (8 is not a mode)
 
+# The 50 standard tones (PROTOCOLS.md section 9), and the shorter lists Kenwood numbers: the
+# 42 without eight interstitial tones, the TS-2000's 38 without four more.
+STANDARD_TONES = (
+    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
+    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
+    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
+    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
+)  # fmt: skip
+_NOT_IN_42 = (159.8, 165.5, 171.3, 177.3, 183.5, 189.9, 196.6, 199.5)
+TONES_42 = tuple(t for t in STANDARD_TONES if t not in _NOT_IN_42)
+TONES_38 = tuple(t for t in TONES_42 if t not in (69.3, 206.5, 229.1, 254.1))
+BURST_HZ = 1750.0
+
+
+@dataclass(frozen=True)
+class Model:
+    """How one model answers `ID;` and numbers its tones: `CN` numbers `tones` from `first`;
+    `TN` too, and one more number after them is the 1750 Hz burst."""
+
+    rig_id: str
+    tones: tuple[float, ...]
+    first: int = 0
+    receiver: bool = False  # TN, CN and the mode command take the receiver (0 = main) first
+    mode_command: str = "MD"
+
+
+MODELS: dict[str, Model] = {
+    "TS-2000": Model("019", TONES_38, first=1),  # TS-2000 manual: TN 01-39, CN 01-38
+    "TS-480": Model("020", TONES_42),  # TS-480 reference: TN 00-42, CN 00-41
+    "TS-590S": Model("021", TONES_42),  # TS-590S/SG reference: TN 00-42 (42 = 1750), CN 00-41
+    "TS-590SG": Model("023", TONES_42),
+    "TS-990S": Model("022", STANDARD_TONES, receiver=True, mode_command="OM"),  # TN0 00-50
+    "TS-890S": Model("024", STANDARD_TONES),  # TS-890S reference: TN 00-50, CN 00-49
+}
+
 
 @dataclass
 class Vfo:
@@ -43,12 +81,14 @@ class _Fault:
 
 
 class KenwoodRadio(PtyRadio):
-    def __init__(self, *, model_id: str = "019", tone_index_base: int = 1) -> None:
+    """`model` is one of `MODELS`; `rig_id` makes it answer another ID (a model nobody knows)."""
+
+    def __init__(self, model: str = "TS-2000", *, rig_id: str | None = None) -> None:
         super().__init__()
-        self.model_id = model_id
-        self.tone_index_base = tone_index_base
-        self.tone_count = 39 if tone_index_base == 1 else 38  # TS-2000 adds 1750 Hz
-        self.vfos = [Vfo(), Vfo(hz=14_074_500)]
+        self.model = MODELS[model]
+        self.rig_id = rig_id or self.model.rig_id
+        first = self.model.first
+        self.vfos = [Vfo(tn=first, cn=first), Vfo(hz=14_074_500, tn=first, cn=first)]
         self.rx_vfo = 0
         self.tx_vfo = 0
         self.ptt = False
@@ -70,6 +110,13 @@ class KenwoodRadio(PtyRadio):
     @property
     def vfo_b(self) -> Vfo:
         return self.vfos[1]
+
+    def tone_hz(self, number: int) -> float:
+        """What this model sends for tone number `number` (TN's numbering)."""
+        return (*self.model.tones, BURST_HZ)[number - self.model.first]
+
+    def tone_number(self, hz: float) -> int:
+        return self.model.tones.index(hz) + self.model.first
 
     # ------------------------------------------------------------------ the radio
     def receive(self, data: bytes) -> bytes:
@@ -108,7 +155,7 @@ class KenwoodRadio(PtyRadio):
     # Each handler gets the digits after the name; it returns the answer ("" for a silent set)
     # or None for `?;`.
     def _cmd_id(self, arg: str) -> str | None:
-        return f"ID{self.model_id};" if arg == "" else None
+        return f"ID{self.rig_id};" if arg == "" else None
 
     def _freq(self, vfo: Vfo, name: str, arg: str) -> str | None:
         if arg == "":
@@ -143,22 +190,45 @@ class KenwoodRadio(PtyRadio):
         self.tx_vfo = int(arg)
         return ""
 
-    def _cmd_md(self, arg: str) -> str | None:
+    def _receiver(self, name: str, arg: str) -> tuple[str, str] | None:
+        """(the command as answered, its digits): on a model that takes the receiver first,
+        only the main receiver's ("0") is kept here."""
+        if not self.model.receiver:
+            return name, arg
+        if arg[:1] != "0":
+            return None
+        return name + "0", arg[1:]
+
+    def _mode(self, name: str, arg: str) -> str | None:
+        found = self._receiver(name, arg)
+        if found is None:
+            return None
+        name, arg = found
         if arg == "":
-            return f"MD{self._rx.mode};"
+            return f"{name}{self._rx.mode};"
         if arg not in MODES:
             return None
         self._rx.mode = arg
         return ""
 
+    def _cmd_md(self, arg: str) -> str | None:
+        return self._mode("MD", arg) if self.model.mode_command == "MD" else None
+
+    def _cmd_om(self, arg: str) -> str | None:
+        return self._mode("OM", arg) if self.model.mode_command == "OM" else None
+
     def _tone(self, name: str, arg: str) -> str | None:
-        if arg == "":
-            return f"{name}{getattr(self._rx, name.lower()):02d};"
-        index = int(arg)
-        first = self.tone_index_base
-        if len(arg) != 2 or not first <= index < first + self.tone_count:
+        found = self._receiver(name, arg)
+        if found is None:
             return None
-        setattr(self._rx, name.lower(), index)
+        answer, arg = found
+        if arg == "":
+            return f"{answer}{getattr(self._rx, name.lower()):02d};"
+        first = self.model.first
+        count = len(self.model.tones) + (name == "TN")  # TN also numbers the 1750 Hz burst
+        if len(arg) != 2 or not first <= int(arg) < first + count:
+            return None
+        setattr(self._rx, name.lower(), int(arg))
         return ""
 
     def _cmd_tn(self, arg: str) -> str | None:

@@ -1,5 +1,6 @@
 """A TM-D710-like radio behind a pty, written from PROTOCOLS.md section 1 and LA3's command
-notes (the radio's side).
+notes (the radio's side). `model` is the name it answers `ID` with (TM-D710, TM-D710G, TM-V71
+number their tones alike: 00 = 67.0 ... 41 = 254.1 Hz).
 
 Two bands (A = 0, B = 1), each holding the 13 FO fields; the control and PTT bands (`BC`); PTT;
 each band's squelch. Lines end in CR. A malformed or unknown command is answered `?`; a
@@ -22,6 +23,13 @@ BAND_RANGES = (
     ((136_000_000, 174_000_000), (300_000_000, 524_000_000), (800_000_000, 1_300_000_000)),
 )
 STEPS_HZ = (5000, 6250, 8330, 10000, 12500, 15000, 20000, 25000, 30000, 50000, 100000)
+# The FO line's tone numbers (PROTOCOLS.md section 1: 00 = 67.0 ... 41 = 254.1 Hz).
+TONES_HZ = (
+    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
+    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 162.2,
+    167.9, 173.8, 179.9, 186.2, 192.8, 203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8,
+    250.3, 254.1,
+)  # fmt: skip
 _FO_SET = re.compile(
     r"FO ([01]),(\d{10}),([0-9A-F]),(\d),(\d),(\d),(\d),(\d),(\d{2}),(\d{2}),(\d{3}),(\d{8}),(\d)"
 )
@@ -73,6 +81,14 @@ class KenwoodTmRadio(PtyRadio):
 
     def fault(self, pattern: str, reply: bytes, *, times: int = 1) -> None:
         self._faults.append(_Fault(re.compile(pattern), reply, times))
+
+    @staticmethod
+    def tone_hz(number: int) -> float:
+        return TONES_HZ[number]
+
+    @staticmethod
+    def tone_number(hz: float) -> int:
+        return TONES_HZ.index(hz)
 
     def receive(self, data: bytes) -> bytes:
         self._buffer += data
@@ -126,7 +142,7 @@ class KenwoodTmRadio(PtyRadio):
         flags = (new.reverse, new.tone, new.ctcss, new.dcs)
         if new.shift > 2 or any(x > 1 for x in flags) or new.mode > 2:
             return "N"
-        if max(new.tone_index, new.ctcss_index) > 41 or new.dcs_index > 103:
+        if max(new.tone_index, new.ctcss_index) >= len(TONES_HZ) or new.dcs_index > 103:
             return "N"
         if new.mode == 2 and band == 1:  # AM receive is band A only
             return "N"

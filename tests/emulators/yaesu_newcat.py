@@ -1,12 +1,13 @@
-"""An FT-991 (or FTDX10 / FT-710 by ID) on a pty, speaking newcat ASCII CAT (PROTOCOLS.md
-section 3): `NAME params;`, reads answered in the set form, sets unanswered, `?;` for anything
-refused. Tones as in the FT-991 CAT manual: `CN0` + 0/1 (CTCSS/DCS) + 3-digit table index,
-`CT0` + 0 off / 1 CTCSS TSQ / 2 CTCSS ENC / 3 DCS.
+"""An FT-991 (or another newcat model by name, `MODELS`) on a pty, speaking newcat ASCII CAT
+(PROTOCOLS.md section 3): `NAME params;`, reads answered in the set form, sets unanswered, `?;`
+for anything refused. Tones as in the FT-991 CAT manual: `CN0` + 0/1 (CTCSS/DCS) + 3-digit table
+index (the 50 standard tones from 000), `CT0` + 0 off / 1 CTCSS TSQ / 2 CTCSS ENC / 3 DCS.
 
 Fault switches: `reject_next` (that many next commands answered `?;`), `reject_names`
 (commands always refused), `garbage_before`, `corrupt_next`, `truncate_replies`,
 `freq_error_hz` (FA stores this far off what it was told), `ignore_ptt` (TX1 does nothing),
-`ignore_unkey` (TX0 does nothing: keyed from the microphone).
+`ignore_unkey` (TX0 does nothing: keyed from the microphone), `answers` (a command, with its
+`;`, answered with this text instead of being run).
 """
 
 from __future__ import annotations
@@ -16,13 +17,34 @@ import re
 from emulators.pty_radio import PtyRadio
 
 LOW_HZ, HIGH_HZ = 30_000, 470_000_000  # FT-991 coverage, simplified
-CTCSS_COUNT, DCS_COUNT = 50, 104
+DCS_COUNT = 104
+# CN00's table: the 50 standard tones (PROTOCOLS.md section 9), from 000.
+CTCSS_HZ = (
+    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
+    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
+    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
+    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
+)  # fmt: skip
+# What each model answers to `ID;` (its CAT manual's ID table).
+MODELS = {
+    "FT-991": "0570",
+    "FT-991A": "0670",
+    "FTDX10": "0761",
+    "FT-710": "0800",
+    "FTDX101D": "0681",
+    "FTDX101MP": "0682",
+    "FT-891": "0650",
+}
 
 
 class YaesuNewcatRadio(PtyRadio):
-    def __init__(self, *, rig_id: str = "0570", fa_digits: int = 9) -> None:
+    """`model` is one of `MODELS`; `rig_id` makes it answer another ID."""
+
+    def __init__(
+        self, model: str = "FT-991", *, rig_id: str | None = None, fa_digits: int = 9
+    ) -> None:
         super().__init__()
-        self.rig_id = rig_id
+        self.rig_id = rig_id or MODELS[model]
         self.fa_digits = fa_digits
         # radio state
         self.fa = 145_500_000
@@ -44,7 +66,12 @@ class YaesuNewcatRadio(PtyRadio):
         self.freq_error_hz = 0
         self.ignore_ptt = False
         self.ignore_unkey = False
+        self.answers: dict[str, str] = {}
         self._pending = b""
+
+    @staticmethod
+    def tone_hz(number: int) -> float:
+        return CTCSS_HZ[number]
 
     def receive(self, data: bytes) -> bytes:
         self._pending += data
@@ -53,7 +80,8 @@ class YaesuNewcatRadio(PtyRadio):
             raw, self._pending = self._pending.split(b";", 1)
             text = raw.decode("ascii", "replace")
             self.commands.append(text + ";")
-            out += self._reply(self._execute(text))
+            answer = self.answers.get(text + ";")
+            out += self._reply(answer if answer is not None else self._execute(text))
         return out
 
     def _reply(self, reply: str) -> bytes:
@@ -122,7 +150,7 @@ class YaesuNewcatRadio(PtyRadio):
             if found is None:
                 return "?;"
             index = int(found.group(2))
-            if found.group(1) == "0" and index < CTCSS_COUNT:
+            if found.group(1) == "0" and index < len(CTCSS_HZ):
                 self.ctcss_index = index
                 return ""
             if found.group(1) == "1" and index < DCS_COUNT:
