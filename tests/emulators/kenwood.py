@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from emulators.pty_radio import PtyRadio
+from emulators.tones import KENWOOD_38, KENWOOD_42, STANDARD_TONES
 
 # The TS-2000's bands (Hz): a frequency outside them is refused with `?;`.
 BANDS = (
@@ -25,19 +26,7 @@ BANDS = (
     (1_240_000_000, 1_300_000_000),
 )
 MODES = frozenset("12345679")  # MD codes the radio accepts (8 is not a mode)
-
-# The 50 standard tones (PROTOCOLS.md section 9), and the shorter lists Kenwood numbers: the
-# 42 without eight interstitial tones, the TS-2000's 38 without four more.
-STANDARD_TONES = (
-    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
-    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 159.8,
-    162.2, 165.5, 167.9, 171.3, 173.8, 177.3, 179.9, 183.5, 186.2, 189.9, 192.8, 196.6, 199.5,
-    203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8, 250.3, 254.1,
-)  # fmt: skip
-_NOT_IN_42 = (159.8, 165.5, 171.3, 177.3, 183.5, 189.9, 196.6, 199.5)
-TONES_42 = tuple(t for t in STANDARD_TONES if t not in _NOT_IN_42)
-TONES_38 = tuple(t for t in TONES_42 if t not in (69.3, 206.5, 229.1, 254.1))
-BURST_HZ = 1750.0
+BURST_HZ = 1750.0  # numbered after the CTCSS tones by TN
 
 
 @dataclass(frozen=True)
@@ -53,10 +42,10 @@ class Model:
 
 
 MODELS: dict[str, Model] = {
-    "TS-2000": Model("019", TONES_38, first=1),  # TS-2000 manual: TN 01-39, CN 01-38
-    "TS-480": Model("020", TONES_42),  # TS-480 reference: TN 00-42, CN 00-41
-    "TS-590S": Model("021", TONES_42),  # TS-590S/SG reference: TN 00-42 (42 = 1750), CN 00-41
-    "TS-590SG": Model("023", TONES_42),
+    "TS-2000": Model("019", KENWOOD_38, first=1),  # TS-2000 manual: TN 01-39, CN 01-38
+    "TS-480": Model("020", KENWOOD_42),  # TS-480 reference: TN 00-42, CN 00-41
+    "TS-590S": Model("021", KENWOOD_42),  # TS-590S/SG reference: TN 00-42 (42 = 1750), CN 00-41
+    "TS-590SG": Model("023", KENWOOD_42),
     "TS-990S": Model("022", STANDARD_TONES, receiver=True, mode_command="OM"),  # TN0 00-50
     "TS-890S": Model("024", STANDARD_TONES),  # TS-890S reference: TN 00-50, CN 00-49
 }

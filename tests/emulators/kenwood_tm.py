@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from emulators.pty_radio import PtyRadio
+from emulators.tones import KENWOOD_42
 
 # Receive ranges per band (Hamlib tmd710 rx_range_list1).
 BAND_RANGES = (
@@ -24,12 +25,7 @@ BAND_RANGES = (
 )
 STEPS_HZ = (5000, 6250, 8330, 10000, 12500, 15000, 20000, 25000, 30000, 50000, 100000)
 # The FO line's tone numbers (PROTOCOLS.md section 1: 00 = 67.0 ... 41 = 254.1 Hz).
-TONES_HZ = (
-    67.0, 69.3, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5,
-    107.2, 110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 162.2,
-    167.9, 173.8, 179.9, 186.2, 192.8, 203.5, 206.5, 210.7, 218.1, 225.7, 229.1, 233.6, 241.8,
-    250.3, 254.1,
-)  # fmt: skip
+TONES_HZ = KENWOOD_42
 _FO_SET = re.compile(
     r"FO ([01]),(\d{10}),([0-9A-F]),(\d),(\d),(\d),(\d),(\d),(\d{2}),(\d{2}),(\d{3}),(\d{8}),(\d)"
 )
