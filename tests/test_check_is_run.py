@@ -1,8 +1,8 @@
 """`crosspatch check` is exactly as strict as `crosspatch run`.
 
-Sites are generated at random (frame sizes, talkgroups with and without frequencies, simulated
-radios, RTP and USRP links sharing or not sharing ports, codecs, patches enabled at start,
-control socket paths of every length). Each is checked as `check` checks it, then started as a
+Sites are generated at random (simulated radios, RTP and USRP links with every codec, patches
+enabled at start), half of them good and the others with one or two faults drawn from `FAULTS`.
+Each is checked as `check` checks it, then started as a
 real `crosspatch run` subprocess: a site `check` accepts must come up (READY=1) and stop cleanly;
 a site it refuses must be refused by `run` too, with the same first line.
 """
@@ -28,46 +28,51 @@ from gateway.daemon import require_supported_ports
 from gateway.simulate import SimulationError
 
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
-PORT_SLOTS = 3  # links draw their local port from these, so that some of them clash
+PORT_SLOTS = 4  # a site has at most this many links
 
-_FREQUENCIES = st.sampled_from([142.47, 163.1, 155.55, 450.0, 600.0, 1e-3, None])
-
-
-@st.composite
-def _talkgroup(draw: st.DrawFn) -> dict[str, Any]:
-    talkgroup: dict[str, Any] = {}
-    rx = draw(_FREQUENCIES)
-    if rx is not None:
-        talkgroup["rx_mhz"] = rx
-        if draw(st.booleans()):
-            talkgroup["tx_mhz"] = draw(_FREQUENCIES.filter(lambda f: f is not None))
-    if draw(st.booleans()):
-        talkgroup["id"] = draw(st.integers(1, 2**33))
-    return talkgroup
+# What can be wrong with a site, each drawn now and then; most sites have none of it, so that
+# both "accepted and started" and "refused by both" are met often.
+FAULTS = (
+    "undefined_talkgroup",  # a radio, link or patch names a talkgroup nobody defined
+    "out_of_band",  # a radio would receive outside the land-mobile bands
+    "no_frequency",  # a radio serves a talkgroup without frequencies
+    "unserved",  # a talkgroup with no port
+    "port_clash",  # two links on one local port
+    "frame_size",  # 10 or 40 ms frames with a network link
+    "long_socket",  # a control socket path too long to bind
+    "enabled_clash",  # two patches enabled at start share a port
+)
 
 
 @st.composite
 def sites(draw: st.DrawFn) -> dict[str, Any]:
     """A site as data; `{state_dir}` and `{port N}` are filled in when it is written."""
+    faults = draw(st.sets(st.sampled_from(FAULTS), max_size=2)) if draw(st.booleans()) else set()
     agencies: dict[str, Any] = {}
     refs: list[str] = []
     for a in range(draw(st.integers(1, 2))):
-        talkgroups = {f"t{t}": draw(_talkgroup()) for t in range(draw(st.integers(1, 2)))}
+        talkgroups: dict[str, Any] = {}
+        for t in range(draw(st.integers(1, 2))):
+            talkgroups[f"t{t}"] = {"rx_mhz": draw(st.sampled_from([142.47, 163.1, 155.55, 453.1]))}
+            if draw(st.booleans()):
+                talkgroups[f"t{t}"]["id"] = draw(st.integers(1, 2**32 - 1))
         agencies[f"ag{a}"] = {"name": f"Agency {a}", "country": "CA" if a else "US"}
         agencies[f"ag{a}"]["talkgroups"] = talkgroups
         refs += [f"ag{a}/{name}" for name in talkgroups]
-    any_ref = st.sampled_from([*refs, "ag9/none"])
-    radios = {
-        f"r{i}": {"talkgroup": draw(any_ref), "simulated": {}}
-        for i in range(draw(st.integers(0, 3)))
-    }
+    radios: dict[str, Any] = {}
     links: dict[str, Any] = {}
-    for i in range(draw(st.integers(0, 2))):
+    for i, ref in enumerate(refs):  # every talkgroup served, by a radio or by a link
+        if i == 0 and "unserved" in faults:
+            continue
+        if draw(st.integers(0, 2)):
+            radios[f"r{i}"] = {"talkgroup": ref, "simulated": {}}
+            continue
         protocol = draw(st.sampled_from(["rtp", "usrp"]))
+        slot = len(links) % 2 if "port_clash" in faults else len(links)
         link: dict[str, Any] = {
             "protocol": protocol,
-            "talkgroup": draw(any_ref),
-            "local": f"127.0.0.1:{{port {draw(st.integers(0, PORT_SLOTS - 1))}}}",
+            "talkgroup": ref,
+            "local": f"127.0.0.1:{{port {slot}}}",
             "remote": "127.0.0.1:9",
         }
         if protocol == "rtp":
@@ -76,17 +81,27 @@ def sites(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.integers(0, 3)) == 0:
             link["simulated"] = {}
         links[f"l{i}"] = link
+    talkgroup_0 = agencies["ag0"]["talkgroups"]["t0"]
+    if "out_of_band" in faults:
+        talkgroup_0["rx_mhz"] = draw(st.sampled_from([0.001, 600.0, 1e4]))
+    if "no_frequency" in faults:
+        del talkgroup_0["rx_mhz"]
+    if "undefined_talkgroup" in faults:
+        radios["stray"] = {"talkgroup": "ag9/none", "simulated": {}}
     patches = {
         f"p{i}": {
-            "members": draw(st.lists(any_ref, min_size=1, max_size=3, unique=True)),
+            "members": draw(st.lists(st.sampled_from(refs), min_size=1, max_size=3, unique=True)),
             "enabled": draw(st.booleans()),
         }
         for i in range(draw(st.integers(0, 2)))
     }
+    if "enabled_clash" in faults:
+        patches["c1"] = {"members": [refs[-1]], "enabled": True}
+        patches["c2"] = {"members": [refs[-1]], "enabled": True}
     gateway: dict[str, Any] = {
         "id": "gen",
-        "frame_ms": draw(st.sampled_from([10, 20, 40])),
-        "state_dir": "{state_dir}" + "/x" * draw(st.sampled_from([0, 0, 60])),
+        "frame_ms": draw(st.sampled_from([10, 40])) if "frame_size" in faults else 20,
+        "state_dir": "{state_dir}" + ("/x" * 60 if "long_socket" in faults else ""),
     }
     return {
         "gateway": gateway,
