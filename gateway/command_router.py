@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from gateway.commands import Command, Principal, Role
 from gateway.config import Config
+from gateway.config.errors import clip
 from gateway.events import Event
 
 PATCH_COMMANDS = {c.value: c for c in Command}
@@ -189,10 +190,6 @@ def json_kind(value: Any) -> str:
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return clip(text[0]) if text else type(exc).__name__
-
-
-def clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def audit_event(

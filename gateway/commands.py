@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gateway.config.errors import clip
 from gateway.engine import EngineError, PatchEngine
 from gateway.events import Event
 
@@ -246,7 +247,7 @@ class PatchControl:
     def _policy(self, patch: str) -> PatchPolicy:
         if patch not in self.policies:
             known = ", ".join(sorted(self.policies)) or "none"
-            raise _Refused(f"no patch named '{patch}' (patches: {known})")
+            raise _Refused(f"no patch named '{clip(patch)}' (patches: {known})")
         return self.policies[patch]
 
     def _authorise(self, who: Principal, patch: str, policy: PatchPolicy, verb: str) -> None:

@@ -34,6 +34,7 @@ from gateway.announcer import Announcer
 from gateway.command_router import CommandRefused, CommandRouter, Payload, Request
 from gateway.commands import Command, PatchControl, PatchState, Principal, Role
 from gateway.config import Config, ConfigError, load_config
+from gateway.config.errors import clip
 from gateway.control_socket import ControlRefused, ControlRequest, ControlServer
 from gateway.events import Event, EventStamper, TickClock, to_json_bytes
 from gateway.logs import EACH_LINE
@@ -585,7 +586,7 @@ class Daemon:
             engine = rt.engine
             if port not in engine.port_index:
                 known = ", ".join(p.name for p in engine.ports)
-                raise CommandRefused(f"no port named '{port}' (ports: {known})")
+                raise CommandRefused(f"no port named '{clip(port)}' (ports: {known})")
             if not engine.online(port):
                 raise CommandRefused(f"port '{port}' is out of service")
             if not engine.port_serves(port)[0]:

@@ -139,9 +139,10 @@ class SoundCardAudio:
         self.radios = [_Radio(name, row, r) for row, (name, r) in enumerate(radios.items())]
         self.names = [r.name for r in self.radios]
         self._lock = threading.Lock()
-        # Opening and closing streams and PortAudio itself, one thread at a time: the watcher's
-        # drop or reopen of a lost card may still be running (hung in PortAudio, even) when the
-        # stop closes everything, and PortAudio must not close one stream twice at once.
+        # Every PortAudio call after the start (checking, closing and opening streams, and
+        # PortAudio itself), one thread at a time, as PortAudio requires: the watcher's drop or
+        # reopen of a lost card may still be running (hung in PortAudio, even) when the stop
+        # closes everything, and PortAudio must not close one stream twice at once.
         self._streams_lock = threading.Lock()
         self._pa: Any = None
         self._inputs: list[_Stream] = []
@@ -223,11 +224,7 @@ class SoundCardAudio:
     def _open_stream(self, s: _Stream) -> None:
         import pyaudio
 
-        direction: dict[str, Any] = (
-            {"input": True, "input_device_index": s.device.index}
-            if s.input
-            else {"output": True, "output_device_index": s.device.index}
-        )
+        direction = _direction(s)
         callback = self._input_callback(s) if s.input else self._output_callback(s)
         s.last_callback = time.monotonic()  # the first callback may take a block or two
         s.stream = self._pa.open(
@@ -328,6 +325,17 @@ class SoundCardAudio:
     def check_streams(self) -> list[tuple[_Stream, str]]:
         """Streams lost since the last check, each with why; their radios go silent at once.
         Cheap (no device I/O): call it a few times a second from one watcher."""
+        # PortAudio is not thread-safe: its calls are made one thread at a time, this one too.
+        # A drop, reopen or close in progress (hung in PortAudio, even) is not waited for: the
+        # streams are checked again next time.
+        if not self._streams_lock.acquire(blocking=False):
+            return []
+        try:
+            return self._check_streams_locked()
+        finally:
+            self._streams_lock.release()
+
+    def _check_streams_locked(self) -> list[tuple[_Stream, str]]:
         now = time.monotonic()
         lost: list[tuple[_Stream, str]] = []
         for s in self._inputs + self._outputs:
@@ -364,12 +372,37 @@ class SoundCardAudio:
                 raise SoundCardLost(f"{s.label}: the sound cards are closed")
             self._close_stream(s)
             try:
+                self._probe_device(s)
                 self._open_stream(s)
             except Exception as exc:  # PortAudio's OSError / IOError: the device is not there
                 s.stream = None
                 detail = exc.args[0] if isinstance(exc, OSError) and exc.args else exc
                 raise SoundCardLost(f"{s.label}: {detail}") from None
         self._mark_lost(s, False)
+
+    def _probe_device(self, s: _Stream) -> None:
+        """Starts and closes a blocking stream on `s`'s device: raises if it is not there.
+
+        Why: an ALSA PCM may open and then fail to start (the PulseAudio plugin's does while
+        its sink is missing). Starting a callback stream that fails makes PortAudio 19.6 race
+        its own callback thread against a one-second wait (under load that thread is late),
+        which has crashed and hung the daemon; a blocking stream starts on this thread, with no
+        callback thread to race, so the usual failure - the card is still missing - is clean."""
+        import pyaudio
+
+        direction = _direction(s)
+        probe = self._pa.open(
+            format=pyaudio.paInt16,
+            channels=s.channels,
+            rate=s.rate,
+            frames_per_buffer=s.block,
+            start=False,
+            **direction,
+        )
+        try:
+            probe.start_stream()
+        finally:
+            probe.close()  # (an active stream is aborted: nothing is played or drained)
 
     def _mark_lost(self, s: _Stream, lost: bool) -> None:
         s.lost = lost
@@ -551,3 +584,10 @@ def sound_card_radios(names: Sequence[str], radios: Mapping[str, Radio]) -> dict
         for n in names
         if n in radios and radios[n].audio is not None and radios[n].simulated is None
     }
+
+
+def _direction(s: _Stream) -> dict[str, Any]:
+    """PyAudio's `open` arguments for `s`'s device and direction."""
+    if s.input:
+        return {"input": True, "input_device_index": s.device.index}
+    return {"output": True, "output_device_index": s.device.index}

@@ -8,6 +8,7 @@ list, because a user fixing a file wants every problem at once, not one per run.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,8 +25,18 @@ class ConfigIssue:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         if self.path:
-            return f"{where}: {self.path}: {self.message}"
-        return f"{where}: {self.message}"
+            return escape_unprintable(f"{where}: {self.path}: {self.message}")
+        return escape_unprintable(f"{where}: {self.message}")
+
+
+# Line breaks, other control characters and lone surrogates: what a key or value written in a
+# file may hold (a quoted YAML key "\n" is one), shown escaped so that an issue stays one line.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def escape_unprintable(text: str) -> str:
+    """`text` with every line break and control character escaped (`\\n`, `\\x00`)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def sort_issues(issues: Iterable[ConfigIssue]) -> list[ConfigIssue]:
@@ -64,3 +75,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`"; did you mean 'timing'?"` when a choice is close to `word`, else an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """What a user wrote, fit to quote in a one-line message: escaped, and cut at `limit`."""
+    text = escape_unprintable(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

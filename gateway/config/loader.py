@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -131,7 +132,7 @@ def _valid_part(data: dict[str, Any], exc: ValidationError) -> tuple[Config, Unc
     gateway_keys: set[str] = set()
     for _attempt in range(3):  # what a removal uncovers (a required key) is met on the next try
         for error in exc.errors(include_url=False):
-            loc = _data_path(error["loc"])
+            loc = _data_path(error["loc"], error["type"])
             if not loc or not isinstance(loc[0], str):
                 return None
             section = loc[0]
@@ -233,7 +234,7 @@ def issues_from_validation_error(
     """One located issue per pydantic error, with a message a technician can act on."""
     issues: list[ConfigIssue] = []
     for error in exc.errors(include_url=False):
-        path = _data_path(error["loc"])
+        path = _data_path(error["loc"], error["type"])
         message = _message(error, path, model)
         issues.append(
             document.issue(path, message, trim=_is_rewritten_value(error, path, document))
@@ -253,13 +254,20 @@ def _is_rewritten_value(error: ErrorDetails, path: KeyPath, document: YamlDocume
     return written is not None and written == error.get("input")
 
 
-def _data_path(loc: Sequence[int | str]) -> KeyPath:
-    # Pydantic adds '[key]' for errors in a dict key, and tags like 'function-after[...]'.
-    return tuple(
-        part
-        for part in loc
-        if isinstance(part, int) or not (part == "[key]" or part.startswith("function-"))
-    )
+def _data_path(loc: Sequence[int | str], kind: str = "") -> KeyPath:
+    """The path into the file's data of a pydantic error's `loc`.
+
+    Pydantic ends the loc of an error in a dict key with '[key]' and names validators in it
+    ('function-after[_check(), Radio]'); a key written in the file may look the same, so only a
+    last '[key]' of an error about a key's value is taken for the marker.
+    """
+    parts = [part for part in loc if not (isinstance(part, str) and _VALIDATOR_TAG.match(part))]
+    if parts and parts[-1] == "[key]" and kind not in ("extra_forbidden", "missing"):
+        parts.pop()
+    return tuple(parts)
+
+
+_VALIDATOR_TAG = re.compile(r"function-(after|before|wrap|plain)\[.*\]\Z", re.DOTALL)
 
 
 # --- messages ----------------------------------------------------------------------------------
@@ -363,6 +371,8 @@ def _message(error: ErrorDetails, path: KeyPath, model: type[BaseModel]) -> str:
 
 
 def _unknown_key_message(path: KeyPath, model: type[BaseModel]) -> str:
+    if not path:
+        return "unknown key"
     key = str(path[-1])
     allowed = _allowed_keys(_annotation_at(model, path[:-1]))
     if not allowed:

@@ -41,7 +41,7 @@ SAMPLE_RATE_HZ = 8000
 RULE_ERROR = "crosspatch"
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-_NAME_RE = re.compile(NAME_PATTERN)
+NAME_RE = re.compile(NAME_PATTERN)
 _NAME_RULE = (
     "use 1-63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit "
     "(names appear in MQTT topics and file names)"
@@ -97,7 +97,7 @@ class RuleProblems:
 
 
 def check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    if not NAME_RE.match(value):
         raise rule_error(f"'{value}' is not a valid name: {_NAME_RULE}")
     return value
 
@@ -112,7 +112,7 @@ def split_talkgroup_ref(ref: str) -> tuple[str, str]:
 
 def _check_talkgroup_ref(value: str) -> str:
     agency, slash, name = value.partition("/")
-    if not slash or not _NAME_RE.match(agency) or not _NAME_RE.match(name):
+    if not slash or not NAME_RE.match(agency) or not NAME_RE.match(name):
         raise rule_error(
             f"'{value}' is not a talkgroup reference: write 'agency/talkgroup', like 'rcmp/tac2'"
         )

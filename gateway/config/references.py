@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from gateway.config.errors import did_you_mean
 from gateway.config.models import (
     LINK_FRAME_MS,
+    NAME_RE,
     SERIAL_DRIVERS,
     SERIAL_PTT_METHODS,
     SERIAL_SQUELCH_METHODS,
@@ -89,8 +90,16 @@ class _ReferenceChecker:
 
     def agency_names(self) -> list[str]:
         """Every agency the file defines, those left out by the schema included."""
-        left_out = [name for section, name in self.unchecked.entries if section == "agencies"]
+        left_out = [
+            name
+            for section, name in self.unchecked.entries
+            if section == "agencies" and NAME_RE.fullmatch(name)  # (not a key refused as a name)
+        ]
         return [*self.cfg.agencies, *left_out]
+
+    def agencies_hint(self) -> str:
+        names = self.agency_names()
+        return "; agencies are: " + ", ".join(names) if names else "; the file defines no agency"
 
     def judged(self, ref: str) -> bool:
         """Whether talkgroup `ref` can be judged: its agency passed the schema."""
@@ -99,9 +108,7 @@ class _ReferenceChecker:
     def agency_problem(self, agency: str) -> str | None:
         if agency in self.cfg.agencies or self.unchecked.left_out("agencies", agency):
             return None
-        hint = did_you_mean(agency, self.agency_names()) or (
-            "; agencies are: " + ", ".join(self.agency_names())
-        )
+        hint = did_you_mean(agency, self.agency_names()) or self.agencies_hint()
         return f"agency '{agency}' is not defined{hint}"
 
     def talkgroup_problem(self, ref: str) -> str | None:
@@ -111,9 +118,7 @@ class _ReferenceChecker:
         agency_name, talkgroup_name = split_talkgroup_ref(ref)
         agency = self.cfg.agencies.get(agency_name)
         if agency is None:
-            hint = did_you_mean(agency_name, self.agency_names()) or (
-                "; agencies are: " + ", ".join(self.agency_names())
-            )
+            hint = did_you_mean(agency_name, self.agency_names()) or self.agencies_hint()
             return f"talkgroup '{ref}' is not defined: there is no agency '{agency_name}'{hint}"
         if talkgroup_name in agency.talkgroups:
             return None
