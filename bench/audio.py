@@ -100,7 +100,13 @@ from scipy import signal
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audio_env import DISCARD_SINK, KEEPALIVE_LATENCY_MS, AudioEnv, missing_requirements
+from audio_env import (
+    DISCARD_SINK,
+    KEEPALIVE_LATENCY_MS,
+    AudioEnv,
+    missing_requirements,
+    raise_priority,
+)
 from machine import cpu_burners, describe
 from test_daemon import Daemon, Site
 
@@ -318,30 +324,6 @@ def find_bursts(program: Program, recorded: Samples) -> dict[str, list[float | N
 def device(pa: pyaudio.PyAudio, pcm: str, direction: str) -> int:
     devices = devices_of(pa)
     return find_device(pcm, "input" if direction == "input" else "output", devices).index
-
-
-INSTRUMENT_NICE = -15  # the meter's and the sound server's priority: see raise_priority()
-INSTRUMENT_RT_PRIORITY = 10
-
-
-def raise_priority(pid: int, nice: int = INSTRUMENT_NICE) -> bool:
-    """Every thread of `pid` to real-time priority (SCHED_FIFO INSTRUMENT_RT_PRIORITY, as rtkit
-    gives a desktop's sound server), else to `nice` (Linux keeps both per thread; threads
-    started later inherit their creator's). The instruments, not the things measured: the
-    meter's stream and the sound server must not lose samples to the CPU burners, or no round
-    can be measured (at nice -15 the meter still lost samples in every round under two
-    burners); the gateway and the bare passthrough stay at normal priority and meet the load.
-    Needs root; False when refused."""
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            tid = int(task.name)
-            try:
-                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(INSTRUMENT_RT_PRIORITY))
-            except PermissionError:
-                os.setpriority(os.PRIO_PROCESS, tid, nice)
-    except (PermissionError, FileNotFoundError, ProcessLookupError):
-        return False
-    return True
 
 
 def meter_child(

@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Hypothesis's statistics: the test's name, then "- during generate phase (T seconds):" and
 # "- N passing, M failing, and K invalid test cases".
 _TEST = re.compile(r"^tests/\S+::(\w+):?$")
-_COUNTS = re.compile(r"(\d+) passing(?: examples?)?, (\d+) failing(?: examples?)?,(?: and)? (\d+) invalid")
+_COUNTS = re.compile(
+    r"(\d+) passing(?: examples?)?, (\d+) failing(?: examples?)?,(?: and)? (\d+) invalid"
+)
 _PHASE = re.compile(r"during (\w+) phase \(([\d.]+) seconds\)")
 
 
