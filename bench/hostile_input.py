@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine
+from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 # Hypothesis's statistics: the test's name, then "- during generate phase (T seconds):" and
@@ -39,7 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=5000, help="inputs per property")
     args = parser.parse_args()
-    print(describe_machine())
+    print(describe(0))
     rows: list[tuple[str, int, int, float]] = []
     failed = False
     for tests in ("tests/test_fuzz_inputs.py", "tests/test_check_is_run.py"):
