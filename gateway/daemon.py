@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import functools
 import gc
 import logging
@@ -772,6 +773,9 @@ async def _serve(config_path: Path, cfg: Config) -> int:
 
 
 def run_daemon(config_path: Path) -> int:
+    # A crash in a C library (PortAudio, alsa-lib) prints every thread's Python stack to stderr
+    # (the journal) before the process dies: the one clue systemd's restart would otherwise erase.
+    faulthandler.enable()
     cfg = load_config(config_path, for_run=True)
     require_supported_ports(cfg)
     lock = acquire_lock(cfg.gateway.state_dir)
