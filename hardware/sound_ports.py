@@ -222,19 +222,9 @@ class SoundCardAudio:
             )
 
     def _open_stream(self, s: _Stream) -> None:
-        import pyaudio
-
-        direction = _direction(s)
         callback = self._input_callback(s) if s.input else self._output_callback(s)
         s.last_callback = time.monotonic()  # the first callback may take a block or two
-        s.stream = self._pa.open(
-            format=pyaudio.paInt16,
-            channels=s.channels,
-            rate=s.rate,
-            frames_per_buffer=s.block,
-            stream_callback=callback,
-            **direction,
-        )
+        s.stream = self._pa.open(stream_callback=callback, **_open_args(s))
 
     @staticmethod
     def _join(
@@ -388,17 +378,7 @@ class SoundCardAudio:
         its own callback thread against a one-second wait (under load that thread is late),
         which has crashed and hung the daemon; a blocking stream starts on this thread, with no
         callback thread to race, so the usual failure - the card is still missing - is clean."""
-        import pyaudio
-
-        direction = _direction(s)
-        probe = self._pa.open(
-            format=pyaudio.paInt16,
-            channels=s.channels,
-            rate=s.rate,
-            frames_per_buffer=s.block,
-            start=False,
-            **direction,
-        )
+        probe = self._pa.open(start=False, **_open_args(s))
         try:
             probe.start_stream()
         finally:
@@ -586,8 +566,16 @@ def sound_card_radios(names: Sequence[str], radios: Mapping[str, Radio]) -> dict
     }
 
 
-def _direction(s: _Stream) -> dict[str, Any]:
-    """PyAudio's `open` arguments for `s`'s device and direction."""
+def _open_args(s: _Stream) -> dict[str, Any]:
+    """PyAudio's `open` arguments for `s`: its device, direction, format, rate and block."""
+    import pyaudio
+
+    args: dict[str, Any] = {
+        "format": pyaudio.paInt16,
+        "channels": s.channels,
+        "rate": s.rate,
+        "frames_per_buffer": s.block,
+    }
     if s.input:
-        return {"input": True, "input_device_index": s.device.index}
-    return {"output": True, "output_device_index": s.device.index}
+        return args | {"input": True, "input_device_index": s.device.index}
+    return args | {"output": True, "output_device_index": s.device.index}
