@@ -111,10 +111,10 @@ from machine import cpu_burners, describe
 from test_daemon import Daemon, Site
 
 from gateway.config.models import AudioSettings, Radio
-from gateway.control_socket import request
-from gateway.hardware.sound_devices import devices_of, find_device, open_portaudio
-from gateway.hardware.sound_ports import ENGINE_RATE, SoundCardAudio
-from gateway.signals import speech_like
+from gateway.control.control_socket import request
+from gateway.dsp.signals import speech_like
+from gateway.hardware.sound.devices import devices_of, find_device, open_portaudio
+from gateway.hardware.sound.ports import ENGINE_RATE, SoundCardAudio
 
 if TYPE_CHECKING:
     import pyaudio

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.codecs import g711, registry
-from gateway.signals import speech_like
+from gateway.dsp.signals import speech_like
 
 with warnings.catch_warnings():
     # Deprecated since 3.11 and gone in 3.13: here only as the yardstick.

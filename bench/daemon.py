@@ -22,7 +22,7 @@ from typing import Any
 
 from machine import cpu_burners, describe
 
-from gateway.control_socket import ControlUnavailable, request
+from gateway.control.control_socket import ControlUnavailable, request
 
 PORTS = 64
 CLIENTS = 4

@@ -22,7 +22,7 @@ import numpy as np
 from machine import cpu_burners, describe
 
 from gateway.config import load_config
-from gateway.engine import (
+from gateway.core.engine import (
     Floor,
     MemberMode,
     MemberSpec,
@@ -31,9 +31,9 @@ from gateway.engine import (
     PortSpec,
     PortTiming,
 )
-from gateway.events import TickClock
-from gateway.scenario import load_scenario
-from gateway.simulate import run_simulation
+from gateway.core.events import TickClock
+from gateway.sim.scenario import load_scenario
+from gateway.sim.simulate import run_simulation
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME = 160

@@ -72,14 +72,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import load_config
 from gateway.config.models import MqttSettings
-from gateway.control_socket import ControlUnavailable, request
-from gateway.events import Event, EventStamper, TickClock, iso_time
-from gateway.mqtt_client import encode
-from gateway.mqtt_process import MqttProcess
-from gateway.outbox import Outbox, OutMessage, PutResult
-from gateway.simulate import add_configured_traffic
-from gateway.simulated import SimulatedRadios
-from gateway.site import build_site
+from gateway.control.control_socket import ControlUnavailable, request
+from gateway.core.events import Event, EventStamper, TickClock, iso_time
+from gateway.mqtt.client import encode
+from gateway.mqtt.outbox import Outbox, OutMessage, PutResult
+from gateway.mqtt.publisher import MqttProcess
+from gateway.ports.simulated import SimulatedRadios
+from gateway.run.site import build_site
+from gateway.sim.simulate import add_configured_traffic
 
 GATEWAY = "bench"
 FRAME_S = 0.02

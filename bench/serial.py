@@ -50,14 +50,14 @@ from emulators.yaesu_legacy import YaesuLegacyRadio
 from emulators.yaesu_newcat import YaesuNewcatRadio
 from machine import cpu_burners, describe
 
-from gateway.commands import PatchControl
-from gateway.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
-from gateway.events import EventStamper, TickClock
+from gateway.control.patch_control import PatchControl
+from gateway.core.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
+from gateway.core.events import EventStamper, TickClock
 from gateway.hardware.cat.base import CatDriver, Tuning
 from gateway.hardware.cat.registry import DriverSettings, make_driver
-from gateway.hardware.line_ports import LinePortBank
-from gateway.hardware.serial_lines import DEFAULT_POLL_S, CosLine, PttLine, SerialLines
-from gateway.runtime import EngineRuntime
+from gateway.hardware.serial.line_ports import LinePortBank
+from gateway.hardware.serial.lines import DEFAULT_POLL_S, CosLine, PttLine, SerialLines
+from gateway.run.loop import EngineRuntime
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -35,18 +35,18 @@ class DaemonRefused(Exception):
 # Errors that are the user's to fix, reported in their own words, never as a traceback: (module,
 # class). Looked up only in modules already loaded: an unloaded module cannot have raised.
 USER_ERRORS = (
-    ("gateway.scenario", "ScenarioError"),
-    ("gateway.simulate", "SimulationError"),
-    ("gateway.signals", "AudioFileError"),
-    ("gateway.engine", "EngineError"),
-    ("gateway.control_socket", "ControlError"),
-    ("gateway.state_store", "StateStoreError"),
+    ("gateway.sim.scenario", "ScenarioError"),
+    ("gateway.sim.simulate", "SimulationError"),
+    ("gateway.dsp.signals", "AudioFileError"),
+    ("gateway.core.engine", "EngineError"),
+    ("gateway.control.control_socket", "ControlError"),
+    ("gateway.control.state_store", "StateStoreError"),
     ("gateway.hardware.cat.errors", "CatError"),
-    ("gateway.announcements", "AnnouncementError"),
-    ("gateway.hardware.sound_devices", "SoundDeviceError"),
-    ("gateway.audio_tools", "AudioToolError"),
-    ("gateway.mqtt_client", "MqttSetupError"),
-    ("gateway.tail", "TailError"),
+    ("gateway.run.announcements", "AnnouncementError"),
+    ("gateway.hardware.sound.devices", "SoundDeviceError"),
+    ("gateway.tools.audio", "AudioToolError"),
+    ("gateway.mqtt.client", "MqttSetupError"),
+    ("gateway.mqtt.tail", "TailError"),
     ("gateway.links", "LinkError"),
 )
 
@@ -65,7 +65,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config), for_run=True)
     # What `run` refuses of a config that loads (a link's codec missing from this build) is
     # refused here too, by the same function: a config `check` accepts is one `run` starts.
-    from gateway.daemon import require_supported_ports
+    from gateway.run.daemon import require_supported_ports
 
     require_supported_ports(cfg)
     print(f"{args.config}: OK: {config_summary(cfg)}")
@@ -78,10 +78,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from gateway.announcements import AnnouncementPlan
-    from gateway.announcer import Announcer
-    from gateway.scenario import load_scenario
-    from gateway.simulate import run_simulation
+    from gateway.run.announcements import AnnouncementPlan
+    from gateway.run.announcer import Announcer
+    from gateway.sim.scenario import load_scenario
+    from gateway.sim.simulate import run_simulation
 
     config_path = Path(args.config)
     cfg = load_config(config_path)
@@ -96,7 +96,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo  # the terminal view pulls in rich: load it only here
+    from gateway.sim.demo import run_demo  # the terminal view pulls in rich: load it only here
 
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError("--seconds must be a positive number of seconds")
@@ -114,15 +114,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.daemon import run_daemon
-    from gateway.logs import setup_logging
+    from gateway.run.daemon import run_daemon
+    from gateway.run.logs import setup_logging
 
     setup_logging(args.verbose)
     return run_daemon(Path(args.config))
 
 
 def cmd_unkey_all(args: argparse.Namespace) -> int:
-    from gateway.unkey import unkey_all
+    from gateway.tools.unkey_all import unkey_all
 
     report = unkey_all(load_config(Path(args.config)))
     for line in report.lines():
@@ -132,13 +132,13 @@ def cmd_unkey_all(args: argparse.Namespace) -> int:
 
 def cmd_audio(args: argparse.Namespace) -> int:
     if args.action == "devices":
-        from gateway.hardware.sound_devices import describe_devices
+        from gateway.hardware.sound.devices import describe_devices
 
         print("\n".join(describe_devices()))
         return 0
     import asyncio
 
-    from gateway.audio_tools import run_levels, run_tone
+    from gateway.tools.audio import run_levels, run_tone
 
     if not (args.radio and args.config):
         raise UsageError(f"audio {args.action} needs --radio NAME --config FILE")
@@ -152,7 +152,7 @@ def cmd_audio(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from gateway.tail import run_tail, tail_settings
+    from gateway.mqtt.tail import run_tail, tail_settings
 
     settings = tail_settings(
         url=args.mqtt,
@@ -166,7 +166,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from gateway.radio_tools import describe_devices
+    from gateway.tools.radio import describe_devices
 
     print("\n".join(describe_devices()))
     return 0
@@ -175,7 +175,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def _radio_settings(args: argparse.Namespace) -> tuple[Any, Any]:
     """The radio to act on, and (for `tune` without frequencies) its talkgroup's channel."""
     from gateway.hardware.cat.registry import DriverSettings
-    from gateway.hardware.site_wiring import channel_tuning, driver_settings
+    from gateway.ports.wiring import channel_tuning, driver_settings
 
     if args.radio:
         if not args.config:
@@ -206,7 +206,7 @@ def cmd_radio(args: argparse.Namespace) -> int:
     import asyncio
 
     from gateway.hardware.cat.base import Tuning
-    from gateway.radio_tools import run_radio_action
+    from gateway.tools.radio import run_radio_action
 
     settings, channel = _radio_settings(args)
     tuning = None
@@ -239,7 +239,7 @@ def _socket(args: argparse.Namespace) -> Path:
 
 
 def _ask(args: argparse.Namespace, command: str, **fields: Any) -> dict[str, Any]:
-    from gateway.control_socket import request
+    from gateway.control.control_socket import request
 
     reply = request(_socket(args), command, fields or None, timeout=args.timeout)
     if not reply.get("ok"):

@@ -66,7 +66,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from gateway.hardware.sound_devices import SoundDevice, devices_of, open_portaudio
+from gateway.hardware.sound.devices import SoundDevice, devices_of, open_portaudio
 
 if TYPE_CHECKING:
     import pyaudio

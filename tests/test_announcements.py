@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.announcements import (
+from gateway.config import Config, ConfigError, load_config, parse_config_text
+from gateway.dsp.signals import Samples, dbfs_to_amplitude, peak_dbfs
+from gateway.run.announcements import (
     BUILTIN_TONES,
     AnnouncementError,
     AnnouncementPlan,
@@ -20,8 +22,6 @@ from gateway.announcements import (
     load_audio_file,
     tone_sequence,
 )
-from gateway.config import Config, ConfigError, load_config, parse_config_text
-from gateway.signals import Samples, dbfs_to_amplitude, peak_dbfs
 
 RATE = 8000
 

@@ -28,8 +28,8 @@ from emulators.kenwood import KenwoodRadio
 from emulators.line_radio import LineRadioServer
 from scipy import signal as dsp
 
-from gateway.audio_tools import LIMIT, tone_amplitude
-from gateway.state_store import StateLockedError, acquire_lock
+from gateway.control.state_store import StateLockedError, acquire_lock
+from gateway.tools.audio import LIMIT, tone_amplitude
 
 if TYPE_CHECKING:
     from audio_env import AudioEnv, Recording

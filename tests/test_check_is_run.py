@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config import ConfigError, load_config
-from gateway.daemon import require_supported_ports
-from gateway.simulate import SimulationError
+from gateway.run.daemon import require_supported_ports
+from gateway.sim.simulate import SimulationError
 
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
 PORT_SLOTS = 4  # a site has at most this many links

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("numpy", "scipy", "gateway.engine", "gateway.daemon", "gateway.announcements")
+HEAVY = ("numpy", "scipy", "gateway.core.engine", "gateway.run.daemon", "gateway.run.announcements")
 
 PROBE = f"""
 import json, sys

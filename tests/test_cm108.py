@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.hardware.cm108 import (
+from gateway.hardware.cm108.gpio import (
     Cm108,
     Cm108Error,
     Cm108Inputs,
@@ -33,7 +33,7 @@ def test_report_bytes_for_each_gpio(gpio: int) -> None:
 
 
 def test_report_layout_is_shared_with_unkey() -> None:
-    from gateway import unkey
+    from gateway.tools import unkey_all as unkey
 
     assert unkey.cm108_report is cm108_report
     assert cm108_report(mask=0b1100, data=0b1000) == bytes([0, 0, 0x08, 0x0C, 0])

@@ -26,7 +26,7 @@ import yaml
 from test_cm108 import _card, _hidraw, _usb_device
 
 from gateway.config import Config, parse_config_text
-from gateway.hardware.cm108 import (
+from gateway.hardware.cm108.gpio import (
     Cm108Device,
     Cm108Error,
     CosInput,
@@ -34,8 +34,8 @@ from gateway.hardware.cm108 import (
     find_hidraw,
     find_hidraw_of_sound_device,
 )
-from gateway.hardware.cm108_ports import Cm108PortBank, Cm108Wiring
-from gateway.hardware.site_wiring import cm108_wirings
+from gateway.hardware.cm108.ports import Cm108PortBank, Cm108Wiring
+from gateway.ports.wiring import cm108_wirings
 
 PORTAUDIO_NAME = "USB Audio Device: - (hw:1,0)"
 

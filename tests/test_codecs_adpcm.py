@@ -13,7 +13,7 @@ import pytest
 
 from gateway.codecs import adpcm
 from gateway.codecs.base import CodecError
-from gateway.signals import speech_like, tone
+from gateway.dsp.signals import speech_like, tone
 
 
 def _audioop() -> ModuleType | None:

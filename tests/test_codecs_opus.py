@@ -13,7 +13,7 @@ import pytest
 
 from gateway.codecs import opus, registry
 from gateway.codecs.base import CodecError
-from gateway.signals import speech_like, tone
+from gateway.dsp.signals import speech_like, tone
 
 
 def _pcm(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:

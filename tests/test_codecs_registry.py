@@ -9,7 +9,7 @@ import pytest
 
 from gateway.codecs import registry
 from gateway.codecs.registry import Codec, CodecError
-from gateway.signals import tone
+from gateway.dsp.signals import tone
 
 FRAME = np.rint(tone(440, 0.02, -12.0) * 32767).astype(np.int16)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.command_limit import CommandLimiter
+from gateway.mqtt.command_limit import CommandLimiter
 
 
 class Clock:

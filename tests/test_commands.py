@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from gateway.command_router import BadRequest, parse_request
-from gateway.commands import (
+from gateway.control.patch_control import (
     DEFAULT_TECHNICIAN,
     Command,
     PatchControl,
@@ -17,8 +16,9 @@ from gateway.commands import (
     Principal,
     Role,
 )
-from gateway.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec
-from gateway.events import Event, TickClock
+from gateway.control.router import BadRequest, parse_request
+from gateway.core.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec
+from gateway.core.events import Event, TickClock
 
 ALICE = Principal("alice", Role.DISPATCHER, "rcmp")
 BOB = Principal("bob", Role.DISPATCHER, "usbp")

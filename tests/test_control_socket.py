@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from gateway.control_socket import (
+from gateway.control.control_socket import (
     MAX_LINE_BYTES,
     ControlRefused,
     ControlRequest,
@@ -251,7 +251,7 @@ def test_handler_crash_is_logged_with_traceback_and_answered(
         assert reply == {"id": None, "ok": False, "error": "internal error: boom"}
         await still_serving(path)
 
-    with caplog.at_level(logging.ERROR, logger="gateway.control_socket"):
+    with caplog.at_level(logging.ERROR, logger="gateway.control.control_socket"):
         serve(tmp_path, body)
     crashes = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
     assert len(crashes) == 1
@@ -360,7 +360,7 @@ def test_stale_socket_is_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     async def body(path: Path, handler: Handler) -> None:
         await still_serving(path)
 
-    with caplog.at_level(logging.WARNING, logger="gateway.control_socket"):
+    with caplog.at_level(logging.WARNING, logger="gateway.control.control_socket"):
         serve(tmp_path, body)
     assert any("stale control socket" in r.getMessage() for r in caplog.records)
 

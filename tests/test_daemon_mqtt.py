@@ -266,12 +266,12 @@ def test_events_queued_when_the_gateway_is_killed_are_sent_after_its_restart(
 
 
 def publisher_pid(daemon: Daemon) -> int | None:
-    """The daemon's MQTT publisher process (a child running gateway.mqtt_process), if running."""
+    """The daemon's MQTT publisher process (a child running gateway.mqtt.publisher), if running."""
     for task in Path(f"/proc/{daemon.proc.pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             with contextlib.suppress(FileNotFoundError):
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-                if b"gateway.mqtt_process" in cmdline:
+                if b"gateway.mqtt.publisher" in cmdline:
                     return int(child)
     return None
 

@@ -15,11 +15,11 @@ from mqtt_env import Broker, Watcher
 from rich.console import Console
 
 from gateway.config import load_config
-from gateway.demo import DemoView, demo_config_path
-from gateway.events import EventStamper, TickClock
-from gateway.simulate import add_configured_traffic
-from gateway.simulated import SimulatedRadios
-from gateway.site import build_site
+from gateway.core.events import EventStamper, TickClock
+from gateway.ports.simulated import SimulatedRadios
+from gateway.run.site import build_site
+from gateway.sim.demo import DemoView, demo_config_path
+from gateway.sim.simulate import add_configured_traffic
 
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
 

@@ -7,9 +7,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from gateway.core.tones import CTCSS_TONES_HZ
 from gateway.dsp.ctcss import CtcssDetector
-from gateway.signals import speech_like, tone
-from gateway.tones import CTCSS_TONES_HZ
+from gateway.dsp.signals import speech_like, tone
 
 RATE = 8000
 FRAME = 160
@@ -28,7 +28,7 @@ def _speech(ports: int, seconds: float, levels: npt.ArrayLike, seed: int) -> Aud
 
 
 def _add_tone(audio: Audio, port: int, hz: float, start_s: float, stop_s: float) -> None:
-    """A -20 dBFS tone (gateway.signals.tone) from start_s to stop_s on one port."""
+    """A -20 dBFS tone (gateway.dsp.signals.tone) from start_s to stop_s on one port."""
     burst = tone(hz, stop_s - start_s, level_dbfs=-20.0)
     first = round(start_s * RATE)
     audio[port, first : first + burst.size] += burst

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from gateway.dsp.drift import DriftCorrector, SampleFifo
-from gateway.signals import speech_like
+from gateway.dsp.signals import speech_like
 
 RATE = 8000
 FRAME = 160

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from gateway.core.tones import CTCSS_TONES_HZ
 from gateway.dsp.filters import HighPass
-from gateway.signals import speech_like
-from gateway.tones import CTCSS_TONES_HZ
+from gateway.dsp.signals import speech_like
 
 RATE = 8000
 

@@ -8,7 +8,7 @@ import numpy.typing as npt
 import pytest
 
 from gateway.dsp.level import AutoLevel, peak_dbfs, rms_dbfs
-from gateway.signals import speech_like, tone
+from gateway.dsp.signals import speech_like, tone
 
 FRAME = 160
 Audio = npt.NDArray[np.float32]

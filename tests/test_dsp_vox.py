@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from gateway.dsp.signals import speech_like
 from gateway.dsp.vox import Vox
-from gateway.signals import speech_like
 
 FRAME = 160
 

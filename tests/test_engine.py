@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from gateway.engine import (
+from gateway.core.engine import (
     LIMITER_CEILING,
     SAMPLE_RATE,
     Floor,
@@ -31,8 +31,8 @@ from gateway.engine import (
     PortSpec,
     PortTiming,
 )
-from gateway.events import Event, EventStamper, TickClock
-from gateway.signals import speech_like, tone
+from gateway.core.events import Event, EventStamper, TickClock
+from gateway.dsp.signals import speech_like, tone
 
 FRAME = 160  # samples per 20 ms tick at 8 kHz
 FRAME_MS = 20

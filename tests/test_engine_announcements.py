@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from gateway.engine import (
+from gateway.core.engine import (
     ANNOUNCE_MAX_WAIT_S,
     MemberSpec,
     PatchEngine,
@@ -14,7 +14,7 @@ from gateway.engine import (
     PortSpec,
     PortTiming,
 )
-from gateway.events import Event, TickClock
+from gateway.core.events import Event, TickClock
 
 FRAME = 160
 PORTS = [

@@ -14,12 +14,12 @@ import numpy.typing as npt
 import pytest
 from test_daemon_radios import wait
 
-from gateway.commands import PatchControl
-from gateway.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
-from gateway.events import EventStamper, TickClock
-from gateway.hardware.frame_pacer import CARD_STALL_S, MAX_BACKLOG, FramePacer
-from gateway.runtime import EngineRuntime
-from gateway.simulated import SimulatedRadios
+from gateway.control.patch_control import PatchControl
+from gateway.core.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
+from gateway.core.events import EventStamper, TickClock
+from gateway.hardware.sound.frame_pacer import CARD_STALL_S, MAX_BACKLOG, FramePacer
+from gateway.ports.simulated import SimulatedRadios
+from gateway.run.loop import EngineRuntime
 
 FRAME = 160
 DEVICE_FRAME = 960  # 20 ms at 48 kHz
@@ -127,7 +127,7 @@ class Run:
 
 
 def run(arrivals: Arrivals, until: float) -> Run:
-    """The engine loop of `gateway.runtime` on simulated time (1 ms steps) against `arrivals`;
+    """The engine loop of `gateway.run.loop` on simulated time (1 ms steps) against `arrivals`;
     an output FIFO gets a frame per tick and the card takes back what it delivered (it plays
     at the rate it records), so its depth shows what extra ticks would leave behind."""
     pacer = pacer_at(Clock())

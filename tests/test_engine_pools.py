@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from gateway.engine import (
+from gateway.core.engine import (
     MemberSpec,
     NoFreeRadio,
     PatchEngine,
@@ -21,7 +21,7 @@ from gateway.engine import (
     PortSpec,
     PortTiming,
 )
-from gateway.events import Event, TickClock
+from gateway.core.events import Event, TickClock
 
 FRAME = 160
 TIMING = PortTiming(tx_delay_ms=0, hang_ms=0, timeout_s=180, rx_inhibit_ms=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.events import to_json_bytes, to_json_line
+from gateway.core.events import to_json_bytes, to_json_line
 
 
 def test_events_are_compact_utf8_in_their_own_key_order() -> None:

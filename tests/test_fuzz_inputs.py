@@ -24,12 +24,12 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.command_router import BadRequest, Oversized, RateLimited, audit_event, parse_request
 from gateway.config import Config, ConfigError, parse_config_text
-from gateway.events import to_json_bytes
+from gateway.control.router import BadRequest, Oversized, RateLimited, audit_event, parse_request
+from gateway.core.events import to_json_bytes
 from gateway.links import rtp, usrp
 from gateway.links.srtp import KeyFileError, parse_key_text
-from gateway.scenario import load_scenario
+from gateway.sim.scenario import load_scenario
 
 SITE = """\
 gateway: {id: fuzz, frame_ms: 20}

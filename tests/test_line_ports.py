@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from test_serial_lines import Factory, FailingLoop
 
-from gateway.commands import PatchControl
-from gateway.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
-from gateway.events import Event, EventStamper, TickClock
-from gateway.hardware.line_ports import LinePortBank
-from gateway.hardware.serial_lines import CosLine, PttLine, SerialLines
-from gateway.runtime import EngineRuntime
+from gateway.control.patch_control import PatchControl
+from gateway.core.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
+from gateway.core.events import Event, EventStamper, TickClock
+from gateway.hardware.serial.line_ports import LinePortBank
+from gateway.hardware.serial.lines import CosLine, PttLine, SerialLines
+from gateway.run.loop import EngineRuntime
 
 TIMING = PortTiming(tx_delay_ms=0, hang_ms=200, timeout_s=60, rx_inhibit_ms=100)
 

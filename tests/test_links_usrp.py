@@ -21,9 +21,9 @@ from gateway.codecs.g711 import ulaw_decode, ulaw_encode
 from gateway.config import ConfigError, parse_config_text
 from gateway.config.models import Link
 from gateway.links import LinkError, usrp
-from gateway.links.link_ports import link_problem, make_link
 from gateway.links.usrp import UsrpError, UsrpPacket, UsrpType
 from gateway.links.usrp_link import END_REPEATS, RX_HANG_FRAMES, UsrpLink
+from gateway.ports.link_ports import link_problem, make_link
 
 # --- the peer's view of the wire (PROTOCOLS.md section 6) --------------------------------------
 

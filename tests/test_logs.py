@@ -13,7 +13,7 @@ from typing import TextIO
 
 import pytest
 
-from gateway.logs import component, setup_logging, stream_is_journal, syslog_priority
+from gateway.run.logs import component, setup_logging, stream_is_journal, syslog_priority
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\w+) (\S+): (.*)")
@@ -116,7 +116,7 @@ def test_real_stderr_connected_to_the_journal(tmp_path: Path) -> None:
     path = tmp_path / "stderr"
     script = (
         "import logging\n"
-        "from gateway.logs import setup_logging\n"
+        "from gateway.run.logs import setup_logging\n"
         "setup_logging()\n"
         "logging.getLogger('gateway.daemon').warning('started')\n"
     )
@@ -161,7 +161,7 @@ def test_journal_detection_on_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_names_and_priorities() -> None:
-    assert component("gateway.engine") == "engine"
+    assert component("gateway.core.engine") == "engine"
     assert component("gateway") == "gateway"
     assert component("gatewayish.thing") == "gatewayish.thing"
     assert component("root") == "root"

@@ -27,13 +27,13 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from gateway.cli import run
-from gateway.command_router import CommandRouter
-from gateway.commands import Command, Principal, Role
 from gateway.config import load_config
-from gateway.events import Event, EventStamper, TickClock
-from gateway.mqtt_topics import Topics
-from gateway.site import build_site
-from gateway.site_status import patch_list, retained_states, status_snapshot
+from gateway.control.patch_control import Command, Principal, Role
+from gateway.control.router import CommandRouter
+from gateway.control.status import patch_list, retained_states, status_snapshot
+from gateway.core.events import Event, EventStamper, TickClock
+from gateway.mqtt.topics import Topics
+from gateway.run.site import build_site
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "mqtt-api.yaml"

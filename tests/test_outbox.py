@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from full_disk import fill, small_tmpfs
 
-import gateway.outbox as outbox_module
-from gateway.outbox import RESERVE_BYTES, Outbox, OutboxError, OutMessage
+import gateway.mqtt.outbox as outbox_module
+from gateway.mqtt.outbox import RESERVE_BYTES, Outbox, OutboxError, OutMessage
 
 
 def message(seq: int, kind: str = "call_end", size: int = 100) -> OutMessage:
@@ -50,7 +50,7 @@ def test_a_killed_writer_loses_nothing_it_committed(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
     script = (
         "import os, sys\n"
-        "from gateway.outbox import Outbox, OutMessage\n"
+        "from gateway.mqtt.outbox import Outbox, OutMessage\n"
         f"box = Outbox(__import__('pathlib').Path({str(path)!r}))\n"
         "for seq in range(1, 501):\n"
         "    box.put([OutMessage('t', b'x' * 50, seq=seq)])\n"

@@ -19,15 +19,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from gateway import recorder as recorder_module
 from gateway.cli import run
-from gateway.commands import PatchControl
-from gateway.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
-from gateway.events import Event, EventStamper, TickClock
-from gateway.recorder import CallRecorder, RecordingFormat
-from gateway.runtime import EngineRuntime
-from gateway.signals import to_pcm16, tone
-from gateway.simulated import SimulatedRadios
+from gateway.control.patch_control import PatchControl
+from gateway.core.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
+from gateway.core.events import Event, EventStamper, TickClock
+from gateway.dsp.signals import to_pcm16, tone
+from gateway.ports.simulated import SimulatedRadios
+from gateway.run import recorder as recorder_module
+from gateway.run.loop import EngineRuntime
+from gateway.run.recorder import CallRecorder, RecordingFormat
 
 RATE = 8000
 FRAME = 160

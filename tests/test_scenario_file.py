@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Config, ConfigIssue, LocatedError, load_config
-from gateway.scenario import (
+from gateway.sim.scenario import (
     CarrierEvent,
     CommandEvent,
     ReceiveEvent,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sdnotify import SystemdNotifier
+from gateway.run.sdnotify import SystemdNotifier
 
 
 @pytest.fixture
@@ -100,11 +100,11 @@ def test_a_failing_send_warns_once_and_never_raises(
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
     notifier = SystemdNotifier()
-    with caplog.at_level(logging.WARNING, logger="gateway.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="gateway.run.sdnotify"):
         for _ in range(3):
             notifier.watchdog()
         notifier.ready("still fine")
-    warnings = [r for r in caplog.records if r.name == "gateway.sdnotify"]
+    warnings = [r for r in caplog.records if r.name == "gateway.run.sdnotify"]
     assert len(warnings) == 1
     assert "cannot notify systemd" in warnings[0].getMessage()
 

@@ -20,7 +20,7 @@ import pytest
 import serial
 from serial.urlhandler.protocol_loop import Serial as LoopSerial  # type: ignore[import-untyped, unused-ignore]
 
-from gateway.hardware.serial_lines import (
+from gateway.hardware.serial.lines import (
     CosLine,
     CosPoller,
     Debouncer,

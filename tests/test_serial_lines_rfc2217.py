@@ -25,8 +25,8 @@ import pytest
 from emulators.line_radio import InputLine, LineRadioServer
 from test_serial_lines import Changes
 
-from gateway.hardware.line_ports import LinePortBank
-from gateway.hardware.serial_lines import (
+from gateway.hardware.serial.line_ports import LinePortBank
+from gateway.hardware.serial.lines import (
     CosLine,
     CosPoller,
     PttLine,

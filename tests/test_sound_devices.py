@@ -17,7 +17,7 @@ import pyaudio
 import pytest
 from test_line_ports import wait_for
 
-from gateway.hardware.sound_devices import (
+from gateway.hardware.sound.devices import (
     SoundDevice,
     SoundDeviceError,
     _quiet_stderr,

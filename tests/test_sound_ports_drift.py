@@ -11,7 +11,7 @@ import pytest
 from test_dsp_drift import _talk_with_pauses
 
 from gateway.config.models import Radio
-from gateway.hardware.sound_ports import SoundCardAudio
+from gateway.hardware.sound.ports import SoundCardAudio
 
 CARD_RATE = 48000
 FRAME = 160

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from child_lines import ChildLines
 
-from gateway.commands import PatchState
-from gateway.state_store import (
+from gateway.control.patch_control import PatchState
+from gateway.control.state_store import (
     LOCK_FILE,
     STATE_FILE,
     PatchRecord,
@@ -215,7 +215,7 @@ def test_disk_full_keeps_the_old_file(tmp_path: Path) -> None:
         """
         import resource, signal, sys
         from pathlib import Path
-        from gateway.state_store import PatchRecord, StateStore, StateStoreError
+        from gateway.control.state_store import PatchRecord, StateStore, StateStoreError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
         patches = {f"patch-{i}": PatchRecord("enabled", {"rcmp": "alice"}) for i in range(50)}
@@ -263,7 +263,7 @@ def test_save_into_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
 HOLD_LOCK = """
     import sys
     from pathlib import Path
-    from gateway.state_store import StateLockedError, acquire_lock
+    from gateway.control.state_store import StateLockedError, acquire_lock
     try:
         lock = acquire_lock(Path(sys.argv[1]))
     except StateLockedError as exc:

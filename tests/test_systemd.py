@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.unkey import DEFAULT_TIMEOUT_S
+from gateway.tools.unkey_all import DEFAULT_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"

@@ -16,7 +16,7 @@ import pytest
 from mqtt_env import Broker, Watcher
 
 from gateway.cli import run
-from gateway.tail import EventLines
+from gateway.mqtt.tail import EventLines
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example.yaml"

@@ -21,7 +21,7 @@ from emulators.kenwood import KenwoodRadio
 from serial.urlhandler.protocol_loop import Serial as LoopSerial  # type: ignore[import-untyped, unused-ignore]
 
 from gateway.config import Config, parse_config_text
-from gateway.unkey import SerialLine, UnkeyReport, UnkeyResult, cm108_report, unkey_all
+from gateway.tools.unkey_all import SerialLine, UnkeyReport, UnkeyResult, cm108_report, unkey_all
 
 MISSING = "/dev/crosspatch-test-no-such-device"
 

@@ -64,7 +64,7 @@ def _file_problems(cfg: Config, document: YamlDocument, for_run: bool) -> list[R
     """
     problems: list[ReferenceProblem] = []
     if cfg.announcements is not None:
-        from gateway.announcements import announcement_problems
+        from gateway.run.announcements import announcement_problems
 
         problems += announcement_problems(cfg, document.directory)
     if for_run and any(link.srtp_key_file is not None for link in cfg.links.values()):

@@ -30,9 +30,9 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # The 50 standard CTCSS tones and 104 DCS codes, shared with the CAT drivers (re-exported).
-from gateway.tones import CTCSS_TONES_HZ as CTCSS_TONES_HZ
-from gateway.tones import DCS_CODES as DCS_CODES
-from gateway.tones import nearest_ctcss_tone as nearest_ctcss_tone
+from gateway.core.tones import CTCSS_TONES_HZ as CTCSS_TONES_HZ
+from gateway.core.tones import DCS_CODES as DCS_CODES
+from gateway.core.tones import nearest_ctcss_tone as nearest_ctcss_tone
 
 # The engine runs at one fixed rate; devices at other rates are resampled at the edge.
 SAMPLE_RATE_HZ = 8000
@@ -1164,7 +1164,7 @@ class MqttSettings(StrictModel):
     # Disk the durable outbox may fill while the broker is away (about 1 KiB an event).
     outbox_mb: int = Field(default=256, ge=1, le=100_000)
     # Commands each login may have run over MQTT: so many a second, in bursts of up to so many;
-    # more are refused and counted, in one audit a second (gateway.command_limit).
+    # more are refused and counted, in one audit a second (gateway.mqtt.command_limit).
     commands_per_s: float = Field(default=5.0, gt=0, le=1000)
     command_burst: int = Field(default=20, ge=1, le=10_000)
 

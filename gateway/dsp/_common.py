@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-# The engine's rate and frame (gateway.engine.SAMPLE_RATE, 20 ms ticks). Repeated here rather than
-# imported so the DSP blocks stay free of the engine and its imports.
+# The engine's rate and frame (gateway.core.engine.SAMPLE_RATE, 20 ms ticks). Repeated here rather
+# than imported so the DSP blocks stay free of the engine and its imports.
 ENGINE_RATE = 8000
 FRAME_SAMPLES = 160
 FRAME_MS = 20.0
 
-# Level reported for digital silence (matches gateway.engine.SILENCE_DBFS).
+# Level reported for digital silence (matches gateway.core.engine.SILENCE_DBFS).
 SILENCE_DBFS = -120.0
 
 Float32Array = npt.NDArray[np.float32]

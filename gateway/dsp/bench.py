@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from gateway.core.tones import CTCSS_TONES_HZ
 from gateway.dsp._common import FRAME_MS, FRAME_SAMPLES, Float32Array
 from gateway.dsp.ctcss import CtcssDetector
 from gateway.dsp.drift import DriftCorrector, SampleFifo
@@ -22,7 +23,6 @@ from gateway.dsp.filters import HighPass
 from gateway.dsp.level import AutoLevel
 from gateway.dsp.resample import StreamingResampler
 from gateway.dsp.vox import Vox
-from gateway.tones import CTCSS_TONES_HZ
 
 
 def _time_per_call(step: Callable[[int], object], calls: int, repeats: int = 3) -> float:

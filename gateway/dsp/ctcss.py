@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from gateway.core.tones import CTCSS_TONES_HZ
 from gateway.dsp._common import (
     ENGINE_RATE,
     FRAME_SAMPLES,
@@ -19,7 +20,6 @@ from gateway.dsp._common import (
     as_port_mask,
 )
 from gateway.dsp.filters import SosFilter
-from gateway.tones import CTCSS_TONES_HZ
 
 Complex128Array = npt.NDArray[np.complex128]
 
@@ -63,7 +63,7 @@ class CtcssDetector:
     onset-qualified frame in 100 minutes of speech (up to 0 dBFS) or of white noise, for any
     wanted tone.
 
-    `tones_hz` gives the wanted tone of each port, one of gateway.tones.CTCSS_TONES_HZ (within
+    `tones_hz` gives the wanted tone of each port, one of gateway.core.tones.CTCSS_TONES_HZ (within
     0.05 Hz), or nan for a port without one (never detected). Call ONE of `process` (wanted tone
     present, per port) and `detect_any` (which standard tone is present, per port) per frame:
     each advances the analysis by the frame; both results of the latest frame stay readable as
@@ -252,7 +252,7 @@ class CtcssDetector:
         halves = self._halves.reshape(2, -1).take(at, axis=1)
         old, new = halves
         # A tone A*cos() gives |sum| = A*N/2 over N samples: power A^2/2 = 2|sum|^2/N^2, and
-        # A^2 = 2 * power (levels are peak levels, as for gateway.signals.tone).
+        # A^2 = 2 * power (levels are peak levels, as for gateway.dsp.signals.tone).
         power = 2.0 * _power(old + new) / (2 * half) ** 2
         p_old, p_new = 2.0 * _power(halves) / half**2
         energy = self._halves[:, :, self._bins].real  # (2, ports): old, new

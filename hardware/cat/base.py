@@ -154,7 +154,7 @@ class CatDriver(ABC):
 
     # ------------------------------------------------------------------ link
     async def _connect(self) -> tuple[asyncio.BaseTransport, FramedProtocol]:
-        from gateway.hardware.serial_link import open_serial
+        from gateway.hardware.serial.link import open_serial
 
         return await open_serial(
             self.url,

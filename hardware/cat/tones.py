@@ -1,6 +1,6 @@
 """Tone tables and tone helpers for the CAT drivers.
 
-The 50 standard CTCSS tones and the 104 DCS codes live in `gateway.tones` (the configuration
+The 50 standard CTCSS tones and the 104 DCS codes live in `gateway.core.tones` (the configuration
 checks channels against the same tables); this module re-exports them and adds the lookups the
 drivers share, raising `CatError` / `CatProtocolError`. Each driver passes its own sentence, so
 its messages stay its own.
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.core.tones import CTCSS_TONES_HZ, DCS_CODES, DcsCode, nearest_ctcss_tone, parse_dcs
 from gateway.hardware.cat.errors import CatError, CatProtocolError
-from gateway.tones import CTCSS_TONES_HZ, DCS_CODES, DcsCode, nearest_ctcss_tone, parse_dcs
 
 __all__ = [
     "CTCSS_TONES_HZ",

@@ -176,7 +176,7 @@ class YaesuLegacyDriver(CatDriver):
         return expect, buffer[:expect]
 
     async def _connect(self) -> tuple[asyncio.BaseTransport, FramedProtocol]:
-        from gateway.hardware.serial_link import open_serial
+        from gateway.hardware.serial.link import open_serial
 
         transport, protocol = await open_serial(
             self.url,

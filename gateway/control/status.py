@@ -1,0 +1,79 @@
+"""What a site looks like right now: ports, patches and calls, as `status` and MQTT show them.
+
+Built on the engine thread (the engine's arrays are read as they are between two ticks); the
+retained MQTT states are the DESIGN.md fields picked from the same snapshot, so the console
+(`crosspatch status`) and the broker never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config import Config
+from gateway.control.patch_control import PatchControl
+from gateway.core.engine import PatchEngine
+
+PORT_STATE_KEYS = ("port", "kind", "online", "talkgroup", "rx_mhz", "tx_mhz", "carrier", "ptt")
+PATCH_STATE_KEYS = ("patch", "state", "members", "approved_by")
+
+
+def patch_list(engine: PatchEngine, control: PatchControl) -> list[dict[str, Any]]:
+    return [
+        {
+            "patch": name,
+            "state": str(control.state(name)),
+            "floor": str(spec.floor),
+            "members": [
+                {
+                    "port": m.port,
+                    "talkgroup": engine.port_serves(m.port)[0] or None,
+                    "mode": str(m.mode),
+                    "priority": m.priority,
+                }
+                for m in engine.members(name)
+            ],
+            "pooled": [p.talkgroup for p in spec.pooled],
+            "approved_by": control.approved_by(name),
+        }
+        for name, spec in engine.patches.items()
+    ]
+
+
+def status_snapshot(engine: PatchEngine, control: PatchControl, cfg: Config) -> dict[str, Any]:
+    carrier, ptt = engine.carrier, engine.ptt
+    ports = []
+    for i, spec in enumerate(engine.ports):
+        talkgroup, agency = engine.port_serves(spec.name)
+        settings = cfg.radios.get(spec.name)
+        kind = "link" if settings is None else "radio"
+        if settings is not None and settings.simulated is not None:
+            kind = "radio (simulated audio)" if settings.has_hardware_control else "simulated"
+        channel = cfg.talkgroup(talkgroup) if talkgroup else None
+        ports.append(
+            {
+                "port": spec.name,
+                "kind": kind,
+                "online": engine.online(spec.name),
+                "ready": engine.ready(spec.name),
+                "pool": spec.pool,
+                "talkgroup": talkgroup or None,
+                "agency": agency or None,
+                "rx_mhz": channel.rx_mhz if channel is not None else None,
+                "tx_mhz": channel.tx_mhz if channel is not None else None,
+                "carrier": bool(carrier[i]),
+                "ptt": bool(ptt[i]),
+                "patch": engine.patch_of_port(spec.name),
+            }
+        )
+    return {
+        "ports": ports,
+        "patches": patch_list(engine, control),
+        "calls": engine.active_calls(),
+    }
+
+
+def retained_states(snapshot: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The retained MQTT port and patch states of a snapshot, by port and by patch name."""
+    ports = {p["port"]: {key: p[key] for key in PORT_STATE_KEYS} for p in snapshot["ports"]}
+    patches = {p["patch"]: {key: p[key] for key in PATCH_STATE_KEYS} for p in snapshot["patches"]}
+    return ports, patches

@@ -1,0 +1,3 @@
+"""Running a site: the real-time loop, the daemon, announcements, call recordings, systemd
+notification and log lines.
+"""

@@ -1,0 +1,1 @@
+"""Sound cards through PortAudio: device lists, the radios' audio streams and the frame pacer."""
