@@ -2,7 +2,7 @@
 
 Encoding is one lookup in a 65536-entry table indexed by the 16-bit sample, decoding one lookup
 in a 256-entry table: numpy does either in a single call over a frame or a whole buffer. The
-tables are built at import from the STL algorithms (`src/g711/g711.c`, PROTOCOLS.md section 8),
+tables are built at import from the STL algorithms (`src/g711/g711.c`; docs/protocols.md, "G.711"),
 which differ from the widely copied Sun g711.c (and so from Python's audioop) on some negative
 inputs; tests/data/g711/ holds the reference files they reproduce.
 

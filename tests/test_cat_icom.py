@@ -56,7 +56,7 @@ SET_14074 = bytes.fromhex("fefe94e0050040071400fd")
 @pytest.mark.parametrize(
     ("data", "frames"),
     [
-        (SET_14074, [SET_14074]),  # PROTOCOLS.md's documented 14.074 MHz frame
+        (SET_14074, [SET_14074]),  # docs/protocols.md, "Icom CI-V": 14.074 MHz
         (FB, [FB]),
         (b"\x00\x13" + FB + b"\x55", [FB]),  # noise around
         (b"\xfe\xfe\xfe\xfe" + FB[2:], [FB]),  # wake-up preamble collapsed

@@ -1,6 +1,6 @@
-"""A `crosspatch run` gateway with USRP links, against USRP peers written here from PROTOCOLS.md
-section 6 with `struct` alone, standing where an AllStarLink node (`USRP/127.0.0.1:34001:32001`)
-or a DVSwitch Analog_Bridge would.
+"""A `crosspatch run` gateway with USRP links, against USRP peers written here from
+docs/protocols.md, "USRP", with `struct` alone, standing where an AllStarLink node
+(`USRP/127.0.0.1:34001:32001`) or a DVSwitch Analog_Bridge would.
 
 The gateway on 127.0.0.3 patches a simulated radio with a hub talkgroup carried by two USRP
 links, one to each test peer on 127.0.0.2: a tone from one peer keys the radio and reaches the
@@ -78,7 +78,7 @@ def free_port(host: str) -> int:
         return port
 
 
-# --- the peer (PROTOCOLS.md section 6) --------------------------------------------------------
+# --- the peer (docs/protocols.md, "USRP") -----------------------------------------------------
 
 
 def wire(

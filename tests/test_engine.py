@@ -3,7 +3,7 @@
 Each test drives `PatchEngine` directly through a scripted timeline of carrier and audio (20 ms
 frames of 160 samples at 8 kHz; tick t covers samples t*160 ... t*160+159) and asserts on the tx
 frames, the PTT flags and the events it returns. Every rule of the engine's docstring and of
-DESIGN.md ("Timing rules per port", "Duplex", "Floor policies", "Events") has a test that fails
+docs/design.md, "Timing rules per port", "Duplex", "Floor policies", "Events" has a test that fails
 when the rule is removed or broken.
 """
 

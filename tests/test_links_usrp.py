@@ -1,6 +1,6 @@
 """USRP links, piece by piece: the packet format, the config rules, and a `UsrpLink` on real
-loopback sockets and a real asyncio loop against a USRP peer written here from PROTOCOLS.md
-section 6 with `struct` alone (not with `gateway.links.usrp`, so the two can disagree)."""
+loopback sockets and a real asyncio loop against a USRP peer written here from docs/protocols.md,
+"USRP", with `struct` alone (not with `gateway.links.usrp`, so the two can disagree)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from gateway.links.usrp import UsrpError, UsrpPacket, UsrpType
 from gateway.links.usrp_link import END_REPEATS, RX_HANG_FRAMES, UsrpLink
 from gateway.ports.link_ports import link_problem, make_link
 
-# --- the peer's view of the wire (PROTOCOLS.md section 6) --------------------------------------
+# --- the peer's view of the wire (docs/protocols.md, "USRP") -----------------------------------
 
 VOICE, DTMF, TEXT, PING, TLV, ADPCM, ULAW = range(7)
 

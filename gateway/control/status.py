@@ -1,8 +1,8 @@
 """What a site looks like right now: ports, patches and calls, as `status` and MQTT show them.
 
 Built on the engine thread (the engine's arrays are read as they are between two ticks); the
-retained MQTT states are the DESIGN.md fields picked from the same snapshot, so the console
-(`crosspatch status`) and the broker never disagree.
+retained MQTT states are the fields of docs/design.md, "MQTT topics", picked from the same
+snapshot, so the console (`crosspatch status`) and the broker never disagree.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ of a tick does not grow with a loop over ports; loops run only over the ports wh
 this tick (to build events). Mixing is one sparse `patches x ports` product, rebuilt only when the
 set of talkers changes.
 
-Rules (DESIGN.md, "Timing rules per port", "Duplex", "Floor policies"):
+Rules (docs/design.md, "Timing rules per port", "Duplex", "Floor policies"):
 - carrier is qualified: a half-duplex port is deaf while keyed and ignores carrier for
   `rx_inhibit_ms` after it unkeys (radios raise a false COR on unkey); a full-duplex port hears
   all along;

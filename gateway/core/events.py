@@ -1,8 +1,8 @@
 """Events: the objects the gateway emits, and the stamp (gateway, seq, time) that makes them final.
 
-Every event is a plain JSON object as DESIGN.md lists them. Producers (the engine, the command
-layer) build the type-specific fields and the `time`; an `EventStamper` adds `gateway` and `seq`
-in one place, so `seq` increases by one per event of this gateway whoever produced it.
+Every event is a plain JSON object as docs/design.md, "Events" lists them. Producers (the engine,
+the command layer) build the type-specific fields and the `time`; an `EventStamper` adds `gateway`
+and `seq` in one place, so `seq` increases by one per event of this gateway whoever produced it.
 """
 
 from __future__ import annotations

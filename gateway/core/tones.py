@@ -1,6 +1,6 @@
-"""The standard CTCSS tones and DCS codes (PROTOCOLS.md section 9), shared by the configuration
-and the CAT drivers. Plain data and plain functions only: `gateway.config` imports this module,
-so it must never import `gateway.hardware` (nor anything that does)."""
+"""The standard CTCSS tones and DCS codes (docs/protocols.md, "CTCSS and DCS tones"), shared by the
+configuration and the CAT drivers. Plain data and plain functions only: `gateway.config` imports
+this module, so it must never import `gateway.hardware` (nor anything that does)."""
 
 from __future__ import annotations
 

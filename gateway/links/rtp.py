@@ -10,9 +10,9 @@ Wire layout (all big-endian):
             32-bit boundary
 
 An R2S keep-alive is a packet of payload type 123 with no payload and the ED-137 extension
-(PROTOCOLS.md section 7). Parsing is strict about lengths: every length field must fit the
-datagram, so a truncated, padded-out or oversized packet is an `RtpError`, never an exception
-from deeper down or a silently misread field.
+(docs/protocols.md, "RTP and ED-137B", "R2S keep-alives"). Parsing is strict about lengths: every
+length field must fit the datagram, so a truncated, padded-out or oversized packet is an `RtpError`,
+never an exception from deeper down or a silently misread field.
 """
 
 from __future__ import annotations

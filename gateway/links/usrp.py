@@ -1,5 +1,5 @@
 """USRP packets (AllStarLink chan_usrp, DVSwitch Analog_Bridge and USRP_Client): one job, to pack
-and parse them. PROTOCOLS.md section 6 has the sources.
+and parse them. docs/protocols.md, "USRP" has the sources.
 
 A packet is a 32-byte header, then a payload:
 

@@ -1,4 +1,4 @@
-"""The MQTT topic tree of one gateway (DESIGN.md, "MQTT topics"), in one place.
+"""The MQTT topic tree of one gateway (docs/design.md, "MQTT topics"), in one place.
 
     PREFIX/GW/status          online | offline (retained; offline is the last will)
     PREFIX/GW/ports/PORT      a port's state (retained)

@@ -1,7 +1,7 @@
 """Icom CI-V (IC-7300, ID-5100, IC-2730, ...): binary frames on a shared bus.
 
-A frame is `FE FE <to> <from> <cmd> [sub] [data] FD` (PROTOCOLS.md section 4). The radio answers
-a set command with OK `FB` or NG `FA`, and a read with the command echoed plus its data.
+A frame is `FE FE <to> <from> <cmd> [sub] [data] FD` (docs/protocols.md, "Icom CI-V"). The radio
+answers a set command with OK `FB` or NG `FA`, and a read with the command echoed plus its data.
 
 Choices where the sources leave room (say so if a radio differs):
 - **Echo.** On a single-wire bus (or USB with "CI-V USB echo" on) the controller reads its own
@@ -57,8 +57,8 @@ MAX_FRAME = 64  # longest frame we accept before resynchronising
 # Transceiver IDs (`19 00`), which are the models' factory CI-V addresses: Hamlib icom.c
 # `icom_addr_list` and each rig's `re_civ_addr` (ic7300.c: IC-7300, IC-7300MK2, IC-9700, IC-705,
 # IC-905; ic7100.c, ic7000.c, ic7410.c, ic7600.c, ic7610.c, ic7700.c, ic7760.c, ic7800.c,
-# ic785x.c, ic910.c, ic9100.c, id4100.c, id5100.c, ic2730.c); PROTOCOLS.md section 4. FM
-# transceivers only: the gateway tunes FM and AM channels with CTCSS or DCS.
+# ic785x.c, ic910.c, ic9100.c, id4100.c, id5100.c, ic2730.c); docs/protocols.md,
+# "Icom CI-V". FM transceivers only: the gateway tunes FM and AM channels with CTCSS or DCS.
 MODELS: dict[int, str] = {
     0x94: "IC-7300",
     0xB6: "IC-7300MK2",

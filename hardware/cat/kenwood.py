@@ -2,7 +2,7 @@
 commands.
 
 A command is two letters and fixed-width digits (`FA00145500000;`); a read is the name alone
-(`FA;`) and is answered in the set command's form (PROTOCOLS.md section 1).
+(`FA;`) and is answered in the set command's form (docs/protocols.md, "Kenwood CAT").
 
 Readings chosen where the sources leave a choice:
 - Probe: `ID;` names the model, and the model decides the tone table, the number of its first

@@ -1,4 +1,5 @@
-"""Kenwood TM-D710 / TM-V71 CAT: CR-terminated `CMD p1,p2` lines (PROTOCOLS.md section 1).
+"""Kenwood TM-D710 / TM-V71 CAT: CR-terminated `CMD p1,p2` lines (docs/protocols.md,
+"Kenwood TM-D710 and TM-V71").
 
 Everything about a channel lives in one `FO` line of 13 fields: band, 10-digit frequency (Hz),
 step, shift (0 simplex, 1 +, 2 -), reverse, tone / CTCSS / DCS flags, tone and CTCSS indexes,
@@ -49,8 +50,8 @@ log = logging.getLogger(__name__)
 # The FO line's tone and CTCSS numbers, per model as `ID` names it. All three: Kenwood's 42 tones
 # from 00 = 67.0 to 41 = 254.1 Hz: Hamlib tmd710.c (`kenwood42_ctcss_list`, indexed from 0 by
 # both the TM-D710(G) and the TM-V71 rig definitions), CHIRP kenwood_live.py (TMD710Radio,
-# TMD710GRadio, TMV71Radio: the same 42 from 00), PROTOCOLS.md section 1. LA3's table numbers
-# them from 01 (and prints 240.7 Hz for 206.5): not taken.
+# TMD710GRadio, TMV71Radio: the same 42 from 00), docs/protocols.md, "Kenwood TM-D710 and TM-V71".
+# LA3's table numbers them from 01 (and prints 240.7 Hz for 206.5): not taken.
 MODELS: dict[str, ToneTable] = {
     "TM-D710": ToneTable(KENWOOD_42_TONES_HZ),
     "TM-D710G": ToneTable(KENWOOD_42_TONES_HZ),

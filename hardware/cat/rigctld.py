@@ -1,6 +1,6 @@
 """Hamlib's rigctld over TCP: any radio Hamlib drives, through its network daemon.
 
-The link is a TCP connection to rigctld (default port 4532, PROTOCOLS.md section 5); the framer
+The link is TCP to rigctld (default port 4532, docs/protocols.md, "rigctld"); the framer
 cuts `\\n`-terminated lines. Every command uses the extended protocol (`+\\set_freq 145500000`),
 so each reply is a header line naming the command (`set_freq: 145500000`), `Key: value` lines
 for a get, and `RPRT n`: unambiguous, even after a stray or late reply (a reply is only taken
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 MAX_LINE = 4096  # a line longer than this is garbage, not rigctld
 RECONNECT_PAUSE_S = 0.05  # before connecting again after a cut (see the module's notes)
 
-# Hamlib's `RPRT -n` codes (rig.h `rig_errcode_e`), PROTOCOLS.md section 5.
+# Hamlib's `RPRT -n` codes (rig.h `rig_errcode_e`), docs/protocols.md, "rigctld".
 HAMLIB_ERRORS: dict[int, tuple[str, str]] = {
     1: ("EINVAL", "invalid parameter"),
     2: ("ECONF", "invalid configuration"),

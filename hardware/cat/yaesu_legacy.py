@@ -1,4 +1,5 @@
-"""Yaesu legacy 5-byte binary CAT (FT-817, FT-857, FT-897): PROTOCOLS.md section 2 [HL ft817.c].
+"""Yaesu legacy 5-byte binary CAT (FT-817, FT-857, FT-897): docs/protocols.md, "Yaesu legacy CAT"
+[HL ft817.c].
 
 Every command is `P1 P2 P3 P4 OP`. Only the reads answer: `03` (frequency + mode, 5 bytes),
 `E7` (RX status, 1 byte) and `F7` (TX status, 1 byte). The replies carry no terminator, no

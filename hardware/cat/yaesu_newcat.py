@@ -1,5 +1,5 @@
-"""Yaesu ASCII "newcat" CAT (FT-991/991A, FT-710, FTDX10, FTDX101D/MP, FT-891): PROTOCOLS.md
-section 3 [HL newcat.c].
+"""Yaesu ASCII "newcat" CAT (FT-991/991A, FT-710, FTDX10, FTDX101D/MP, FT-891):
+docs/protocols.md, "Yaesu newcat" [HL newcat.c].
 
 A command is a 2-letter name, parameters and `;`; a read is the name (plus its selector) and `;`,
 answered in the set command's form. Set commands are not answered unless refused: the radio

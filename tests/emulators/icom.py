@@ -1,4 +1,5 @@
-"""An IC-7300-like CI-V radio behind a pty, written from PROTOCOLS.md section 4 (the radio's side).
+"""An IC-7300-like CI-V radio behind a pty, written from docs/protocols.md, "Icom CI-V"
+(the radio's side).
 
 Frames `FE FE <to> <from> <cmd> [sub] [data] FD`; set commands answered `FB` (OK) or `FA` (NG);
 reads answered with the command, sub-command and data. It listens on `address` and answers

@@ -1,6 +1,6 @@
-"""A Kenwood HF radio behind a pty, written from PROTOCOLS.md section 1 and the radios' PC command
-references (the radio's side). It is a TS-2000 unless told to be another model (`MODELS`): each
-answers its own `ID;` and numbers CTCSS tones in its own table, and the TS-990S takes the
+"""A Kenwood HF radio behind a pty, written from docs/protocols.md, "Kenwood CAT" and the radios' PC
+command references (the radio's side). It is a TS-2000 unless told to be another model (`MODELS`):
+each answers its own `ID;` and numbers CTCSS tones in its own table, and the TS-990S takes the
 receiver before `TN`/`CN` digits and has `OM0` for mode instead of `MD`.
 
 It keeps VFO A and B (frequency, mode, tone settings each), the receive and transmit VFO, PTT

@@ -1,6 +1,6 @@
-"""A TM-D710-like radio behind a pty, written from PROTOCOLS.md section 1 and LA3's command
-notes (the radio's side). `model` is the name it answers `ID` with (TM-D710, TM-D710G, TM-V71
-number their tones alike: 00 = 67.0 ... 41 = 254.1 Hz).
+"""A TM-D710-like radio behind a pty, written from LA3's command notes and docs/protocols.md,
+"Kenwood TM-D710 and TM-V71" (the radio's side). `model` is the name it answers `ID` with
+(TM-D710, TM-D710G, TM-V71 number their tones alike: 00 = 67.0 ... 41 = 254.1 Hz).
 
 Two bands (A = 0, B = 1), each holding the 13 FO fields; the control and PTT bands (`BC`); PTT;
 each band's squelch. Lines end in CR. A malformed or unknown command is answered `?`; a
@@ -24,7 +24,8 @@ BAND_RANGES = (
     ((136_000_000, 174_000_000), (300_000_000, 524_000_000), (800_000_000, 1_300_000_000)),
 )
 STEPS_HZ = (5000, 6250, 8330, 10000, 12500, 15000, 20000, 25000, 30000, 50000, 100000)
-# The FO line's tone numbers (PROTOCOLS.md section 1: 00 = 67.0 ... 41 = 254.1 Hz).
+# The FO line's tone numbers (docs/protocols.md, "Kenwood TM-D710 and TM-V71": 00 = 67.0 ...
+# 41 = 254.1 Hz).
 TONES_HZ = KENWOOD_42
 _FO_SET = re.compile(
     r"FO ([01]),(\d{10}),([0-9A-F]),(\d),(\d),(\d),(\d),(\d),(\d{2}),(\d{2}),(\d{3}),(\d{8}),(\d)"

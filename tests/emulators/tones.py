@@ -1,5 +1,5 @@
 """The CTCSS tone lists the emulated radios number their tones in: the 50 standard tones
-(PROTOCOLS.md section 9) and the shorter lists Kenwood radios number."""
+(docs/protocols.md, "CTCSS and DCS tones") and the shorter lists Kenwood radios number."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""An FT-817/857/897 on a pty, speaking the 5-byte binary CAT of PROTOCOLS.md section 2.
+"""An FT-817/857/897 on a pty, speaking the 5-byte binary CAT of docs/protocols.md,
+"Yaesu legacy CAT".
 
 Commands are `P1 P2 P3 P4 OP`; only 03 (4 BCD bytes of 10 Hz, big-endian, + mode byte), E7 and
 F7 (one byte) answer. Set commands the radio cannot carry out are ignored, as the rigs do.

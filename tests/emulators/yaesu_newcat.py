@@ -1,7 +1,8 @@
 """An FT-991 (or another newcat model by name, `MODELS`) on a pty, speaking newcat ASCII CAT
-(PROTOCOLS.md section 3): `NAME params;`, reads answered in the set form, sets unanswered, `?;`
-for anything refused. Tones as in the FT-991 CAT manual: `CN0` + 0/1 (CTCSS/DCS) + 3-digit table
-index (the 50 standard tones from 000), `CT0` + 0 off / 1 CTCSS TSQ / 2 CTCSS ENC / 3 DCS.
+(docs/protocols.md, "Yaesu newcat"): `NAME params;`, reads answered in the set form, sets
+unanswered, `?;` for anything refused. Tones as in the FT-991 CAT manual: `CN0` + 0/1
+(CTCSS/DCS) + 3-digit table index (the 50 standard tones from 000), `CT0` + 0 off / 1 CTCSS TSQ /
+2 CTCSS ENC / 3 DCS.
 
 Fault switches: `reject_next` (that many next commands answered `?;`), `reject_names`
 (commands always refused), `garbage_before`, `corrupt_next`, `truncate_replies`,
