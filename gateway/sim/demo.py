@@ -1,8 +1,9 @@
 """`crosspatch demo`: the built-in simulated site, running in real time with a live view.
 
 Simulated radios of Canadian and US agencies talk in generated bursts; the engine patches them
-across the border frame by frame on a deadline clock; the terminal shows ports (carrier, PTT),
-patches and the last calls. Without a terminal (a pipe, a log) it prints one line per event.
+across the border frame by frame on a deadline clock, each frame through the daemon's own tick
+(`gateway.run.tick.TickStep`); the terminal shows ports (carrier, PTT), patches and the last
+calls. Without a terminal (a pipe, a log) it prints one line per event.
 With `--mqtt URL` the same events, and the retained port, patch and status states, go to the
 broker exactly as the daemon publishes them (through a throw-away outbox).
 """

@@ -2,7 +2,8 @@
 
 Every port of the config is replaced by a simulated radio; the scenario feeds them audio and
 carrier and issues commands as named principals; the engine runs frame by frame as fast as the
-machine allows. Outputs, byte-identical for the same inputs:
+machine allows, each frame through the daemon's own tick (`gateway.run.tick.TickStep`), so a
+dry run takes its order of operations. Outputs, byte-identical for the same inputs:
 - `OUT/events.jsonl`: every event, one JSON object per line, as the daemon would publish them;
 - `OUT/tx/<port>.wav`: what each port transmitted, 8 kHz mono 16-bit, the whole duration, with
   silence where the port was not keyed;
