@@ -6,6 +6,11 @@ work runs between two ticks, so the engine and the command layer are only ever t
 thread. Events leave through a callback that must not block (the daemon hands them to asyncio
 with `call_soon_threadsafe`).
 
+What a tick does, and in which order, is `gateway.run.tick.TickStep`, shared with `crosspatch
+simulate` and the demo; this module adds what only real time needs around it: the deadline
+clock, the tick statistics, hardware notices before the tick, and ports that fail heard as
+silence rather than stopping the engine.
+
 Deadline scheduling: tick n is due at `start + n * frame`; a tick that comes late is counted as
 an overrun when it is more than one frame late, and the loop catches up rather than drifting.
 
@@ -39,6 +44,7 @@ from gateway.control.patch_control import PatchControl
 from gateway.core.engine import PatchEngine
 from gateway.core.events import Event, EventStamper
 from gateway.run.announcer import Announcer
+from gateway.run.tick import TickStep
 
 if TYPE_CHECKING:
     from gateway.hardware.sound.frame_pacer import Tick
@@ -179,11 +185,13 @@ class EngineRuntime:
         publish: Callable[[list[Event]], None],
         recorder: CallRecorder | None = None,
     ) -> None:
-        self.engine = engine
         self.control = control
         self.ports = ports
-        self.stamper = stamper
         self._publish = publish
+        # The tick itself, shared with `simulate` and the demo; its one sink hands the events
+        # to `publish`, held during a tick (see `emit`).
+        self.step = TickStep(engine, stamper, [self._deliver], recorder=recorder)
+        self._guarded = _GuardedPorts(self)
         # Events emitted during a tick, published once it is over (see `emit`).
         self._held: list[Event] = []
         self._holding = False
@@ -196,9 +204,32 @@ class EngineRuntime:
         self.last_tick = time.monotonic()  # for the watchdog: a hung engine stops its pings
         self.frame_s = engine.clock.frame_ms / 1000
         self._wanted: dict[str, str] = {}  # talkgroup each tunable port was asked to tune to
-        self.announcer: Announcer | None = None  # set before start; replaced at reload
-        # Records calls' source audio; started and closed with the engine thread.
-        self.recorder = recorder
+
+    # The step's parts, replaced between two ticks at reload (engine thread, or before start).
+    @property
+    def engine(self) -> PatchEngine:
+        return self.step.engine
+
+    @engine.setter
+    def engine(self, engine: PatchEngine) -> None:
+        self.step.engine = engine
+
+    @property
+    def stamper(self) -> EventStamper:
+        return self.step.stamper
+
+    @property
+    def announcer(self) -> Announcer | None:  # set before start; replaced at reload
+        return self.step.announcer
+
+    @announcer.setter
+    def announcer(self, announcer: Announcer | None) -> None:
+        self.step.announcer = announcer
+
+    @property
+    def recorder(self) -> CallRecorder | None:
+        """Records calls' source audio; started and closed with the engine thread."""
+        return self.step.recorder
 
     @property
     def ports(self) -> PortBank:
@@ -257,16 +288,13 @@ class EngineRuntime:
         lock; woken mid-tick, it takes the lock from the tick at the next switch interval and
         the tick waits until that thread is scheduled and done. After the tick, the engine
         thread sleeps until its next deadline and the handling costs it nothing."""
-        if events:
-            if self.recorder is not None:  # fills call_end's `recording` before the stamp
-                self.recorder.on_events(events)
-            if self.announcer is not None:
-                self.announcer.on_events(self.engine, events)
-            stamped = [self.stamper.stamp(e) for e in events]
-            if self._holding:
-                self._held.extend(stamped)
-            else:
-                self._publish(stamped)
+        self.step.emit(events)
+
+    def _deliver(self, stamped: list[Event]) -> None:
+        if self._holding:
+            self._held.extend(stamped)
+        else:
+            self._publish(stamped)
 
     def _publish_held(self) -> None:
         self._holding = False
@@ -317,8 +345,7 @@ class EngineRuntime:
                         log.warning("engine stalled %.0f ms; resynchronising", lateness * 1000)
                         start = began - tick * frame_s
                 self._holding = True
-                self._run_jobs()
-                self._tick()
+                self.step.run(self._guarded, self._due)
                 ended = time.monotonic()
                 self.last_tick = ended
                 self.stats.ticks += 1
@@ -332,7 +359,7 @@ class EngineRuntime:
             # Every exit path unkeys: the last word of the engine thread is release_all.
             self._run_jobs()
             try:
-                self.emit(self.engine.release_all("shutdown"))
+                self.step.release_all()
                 n = len(self.engine.ports)
                 self.ports.transmit(
                     np.zeros((n, self.engine.frame_samples), np.float32), np.zeros(n, bool)
@@ -341,31 +368,11 @@ class EngineRuntime:
                 log.exception("while releasing every port at stop")
             self._fail_jobs()
 
-    def _tick(self) -> None:
+    def _due(self) -> None:
+        """Before the tick: the queued jobs (commands, reload), then the hardware's news."""
+        self._run_jobs()
         if self._hardware is not None:
             self._apply_notices(self._hardware)
-        try:
-            rx, carrier = self.ports.frame()
-        except Exception:
-            # A failing port must not stop the engine: this frame is heard as silence.
-            self.stats.port_errors += 1
-            log.exception("reading the ports failed; this frame is silence")
-            n = len(self.engine.ports)
-            rx = np.zeros((n, self.engine.frame_samples), np.float32)
-            carrier = np.zeros(n, bool)
-        if self.announcer is not None:
-            self.announcer.on_tick(self.engine)
-        result = self.engine.tick(rx, carrier)
-        try:
-            self.ports.transmit(result.tx, result.ptt)
-        except Exception:
-            self.stats.port_errors += 1
-            log.exception("sending to the ports failed")
-        self.emit(result.events)
-        recorder = self.recorder
-        if recorder is not None:  # after emit: a call that started this tick is recording
-            recorder.on_tick(self.engine, rx)
-            self.emit(recorder.take_alarms(self.engine))
 
     def _apply_notices(self, ports: HardwarePorts) -> None:
         engine = self.engine
@@ -433,3 +440,29 @@ class EngineRuntime:
                 return
             if future.set_running_or_notify_cancel():
                 future.set_exception(RuntimeError("the engine has stopped"))
+
+
+class _GuardedPorts:
+    """The runtime's port bank as the tick sees it: a failing port must not stop the engine, so
+    a frame that cannot be read is heard as silence, and a failed send is logged and counted."""
+
+    def __init__(self, runtime: EngineRuntime) -> None:
+        self.runtime = runtime
+
+    def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        runtime = self.runtime
+        try:
+            return runtime.ports.frame()
+        except Exception:
+            runtime.stats.port_errors += 1
+            log.exception("reading the ports failed; this frame is silence")
+            engine = runtime.engine
+            n = len(engine.ports)
+            return np.zeros((n, engine.frame_samples), np.float32), np.zeros(n, bool)
+
+    def transmit(self, tx: npt.NDArray[np.float32], ptt: npt.NDArray[np.bool_]) -> None:
+        try:
+            self.runtime.ports.transmit(tx, ptt)
+        except Exception:
+            self.runtime.stats.port_errors += 1
+            log.exception("sending to the ports failed")

@@ -1,8 +1,9 @@
 """`crosspatch demo`: the built-in simulated site, running in real time with a live view.
 
 Simulated radios of Canadian and US agencies talk in generated bursts; the engine patches them
-across the border frame by frame on a deadline clock; the terminal shows ports (carrier, PTT),
-patches and the last calls. Without a terminal (a pipe, a log) it prints one line per event.
+across the border frame by frame on a deadline clock, each frame through the daemon's own tick
+(`gateway.run.tick.TickStep`); the terminal shows ports (carrier, PTT), patches and the last
+calls. Without a terminal (a pipe, a log) it prints one line per event.
 With `--mqtt URL` the same events, and the retained port, patch and status states, go to the
 broker exactly as the daemon publishes them (through a throw-away outbox).
 """
@@ -38,6 +39,7 @@ from gateway.mqtt.client import MqttInThread
 from gateway.mqtt.topics import Topics
 from gateway.ports.simulated import SimulatedRadios
 from gateway.run.site import Site, build_site, hardware_ports
+from gateway.run.tick import EventSink, TickStep
 from gateway.sim.simulate import SimulationError, add_configured_traffic
 
 _LAST_CALLS = 8
@@ -218,27 +220,28 @@ def run_demo(
     engine, control = site.build(clock)
     radios = SimulatedRadios([p.name for p in site.ports], engine.frame_samples)
     add_configured_traffic(cfg, radios)
-    stamper = EventStamper(site.gateway_id)
     view = DemoView(site, engine, control)
     live_view = console.is_terminal
     resources = contextlib.ExitStack()
     broker = _publisher(mqtt, site.gateway_id, resources) if mqtt is not None else None
 
-    def publish(events: list[Event]) -> None:
-        stamped_events = [stamper.stamp(event) for event in events]
+    def show(stamped_events: list[Event]) -> None:
         for stamped in stamped_events:
             view.note(stamped)
             if not live_view and (line := describe_event(stamped)):
                 print(line, flush=True)
-        if broker is not None and stamped_events:
-            broker.queue(stamped_events)
+
+    sinks: list[EventSink] = [show]
+    if broker is not None:
+        sinks.append(broker.queue)
+    step = TickStep(engine, EventStamper(site.gateway_id), sinks)
 
     frame_s = site.frame_ms / 1000
     total = None if seconds is None else round(seconds / frame_s)
     late = 0
     live = Live(view.render(), console=console, refresh_per_second=_REFRESH_HZ, screen=False)
     with resources, _StopSignals().installed() as stop:
-        publish(control.enable_from_config(site.patches_enabled_in_config()))
+        step.emit(control.enable_from_config(site.patches_enabled_in_config()))
         if live_view:
             live.start()
         try:
@@ -253,17 +256,14 @@ def run_demo(
                     time.sleep(delay)
                 elif delay < -frame_s:
                     late += 1
-                rx, carrier = radios.frame()
-                result = engine.tick(rx, carrier)
-                radios.transmit(result.tx, result.ptt)
-                publish(result.events)
+                result = step.run(radios)
                 if broker is not None and (result.events or tick % states_every == 0):
                     broker.states(status_snapshot(engine, control, cfg))
                 if live_view and tick % refresh_every == 0:
                     live.update(view.render())
                 tick += 1
         finally:
-            publish(engine.release_all("shutdown"))
+            step.release_all()
             if broker is not None:
                 broker.states(status_snapshot(engine, control, cfg))
             if live_view:

@@ -2,7 +2,8 @@
 
 Every port of the config is replaced by a simulated radio; the scenario feeds them audio and
 carrier and issues commands as named principals; the engine runs frame by frame as fast as the
-machine allows. Outputs, byte-identical for the same inputs:
+machine allows, each frame through the daemon's own tick (`gateway.run.tick.TickStep`), so a
+dry run takes its order of operations. Outputs, byte-identical for the same inputs:
 - `OUT/events.jsonl`: every event, one JSON object per line, as the daemon would publish them;
 - `OUT/tx/<port>.wav`: what each port transmitted, 8 kHz mono 16-bit, the whole duration, with
   silence where the port was not keyed;
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from gateway.ports.simulated import SimulatedRadios
 from gateway.run.announcer import Announcer
 from gateway.run.recorder import RECORDING_SUFFIXES, CallRecorder
 from gateway.run.site import Site, build_site, traffic_patterns
+from gateway.run.tick import TickStep
 from gateway.sim.scenario import CarrierEvent, CommandEvent, ReceiveEvent, Scenario
 
 _COMMANDS = {
@@ -99,14 +101,13 @@ def _schedule_signals(scenario: Scenario, radios: SimulatedRadios) -> None:
 class _Outputs:
     """events.jsonl and one WAV per port, written as the simulation goes."""
 
-    def __init__(self, out_dir: Path, ports: list[str], frame_samples: int, gateway: str) -> None:
+    def __init__(self, out_dir: Path, ports: list[str], frame_samples: int) -> None:
         tx_dir = out_dir / "tx"
         tx_dir.mkdir(parents=True, exist_ok=True)
         for stale in tx_dir.glob("*.wav"):  # a port removed since the last run must not linger
             stale.unlink()
         self.events_file = (out_dir / "events.jsonl").open("w", encoding="utf-8")
         self.writers = [WavWriter(tx_dir / f"{port}.wav") for port in ports]
-        self.stamper = EventStamper(gateway)
         self.frame = frame_samples
         self.block = np.zeros((len(ports), _FLUSH_TICKS * frame_samples), dtype=np.float32)
         self.filled = 0
@@ -114,8 +115,9 @@ class _Outputs:
         self.calls = 0
 
     def events(self, events: list[Event]) -> None:
+        """A sink of the tick step: the events come stamped."""
         for event in events:
-            self.events_file.write(to_json_line(self.stamper.stamp(event)) + "\n")
+            self.events_file.write(to_json_line(event) + "\n")
             self.count += 1
             self.calls += event["type"] == "call_start"
 
@@ -137,10 +139,33 @@ class _Outputs:
         self.events_file.close()
 
 
-def _commands_by_tick(scenario: Scenario, frame_ms: int) -> Iterator[tuple[int, CommandEvent]]:
-    for item in scenario.events:
-        if isinstance(item, CommandEvent):
-            yield round(item.at * 1000 / frame_ms), item
+class _Commands:
+    """What is due before each tick: the scenario's commands at their tick, and the expiry of
+    pending requests once a second, as the daemon does."""
+
+    def __init__(
+        self, scenario: Scenario, control: PatchControl, step: TickStep, frame_ms: int
+    ) -> None:
+        self.items = [
+            (round(item.at * 1000 / frame_ms), item)
+            for item in scenario.events
+            if isinstance(item, CommandEvent)
+        ]
+        self.control = control
+        self.step = step
+        self.expiry_check_ticks = max(1, 1000 // frame_ms)
+        self.tick = 0  # the tick about to run
+        self.next = 0
+        self.refused = 0
+
+    def due(self) -> None:
+        items = self.items
+        while self.next < len(items) and items[self.next][0] <= self.tick:
+            self.refused += not _apply(self.control, items[self.next][1], self.step.emit)
+            self.next += 1
+        if self.tick % self.expiry_check_ticks == 0:
+            self.step.emit(self.control.expire_pending())
+        self.tick += 1
 
 
 def run_simulation(
@@ -154,49 +179,24 @@ def run_simulation(
     radios = SimulatedRadios(names, engine.frame_samples)
     add_configured_traffic(cfg, radios)
     _schedule_signals(scenario, radios)
-    commands = list(_commands_by_tick(scenario, site.frame_ms))
     total_ticks = round(scenario.duration_s * 1000 / site.frame_ms)
 
-    out = _Outputs(out_dir, names, engine.frame_samples, site.gateway_id)
+    out = _Outputs(out_dir, names, engine.frame_samples)
     recorder = _recorder(cfg, out_dir)
-    refused = 0
-
-    def emit(events: list[Event]) -> None:
-        if recorder is not None:
-            recorder.on_events(events)
-        out.events(events)
-        if announcer is not None:
-            announcer.on_events(engine, events)
-
+    step = TickStep(
+        engine, EventStamper(site.gateway_id), [out.events], announcer=announcer, recorder=recorder
+    )
+    commands = _Commands(scenario, control, step, site.frame_ms)
     try:
-        emit(control.enable_from_config(site.patches_enabled_in_config()))
-        next_command = 0
-        expiry_check_ticks = max(1, 1000 // site.frame_ms)  # once a second, as the daemon does
-        for tick in range(total_ticks):
-            while next_command < len(commands) and commands[next_command][0] <= tick:
-                refused += not _apply(control, commands[next_command][1], emit)
-                next_command += 1
-            if tick % expiry_check_ticks == 0:
-                emit(control.expire_pending())
-            rx, carrier = radios.frame()
-            if announcer is not None:
-                announcer.on_tick(engine)
-            result = engine.tick(rx, carrier)
-            radios.transmit(result.tx, result.ptt)
-            out.tx(result.tx)
-            emit(result.events)
-            if recorder is not None:
-                recorder.on_tick(engine, rx)
-                emit(recorder.take_alarms(engine))
-        last = engine.release_all("shutdown")
-        if recorder is not None:
-            recorder.on_events(last)
-        out.events(last)
+        step.emit(control.enable_from_config(site.patches_enabled_in_config()))
+        for _ in range(total_ticks):
+            out.tx(step.run(radios, commands.due).tx)
+        step.release_all()
         ran_s = time.perf_counter() - started
         if recorder is not None:
             # Encoded after the run, in parallel: ffmpeg must not set the dry run's pace.
             recorder.close()
-            out.events(recorder.take_alarms(engine))  # at the end time, in call order
+            step.emit(recorder.take_alarms(engine))  # at the end time, in call order
     finally:
         if recorder is not None:
             recorder.close()
@@ -208,7 +208,7 @@ def run_simulation(
         recordings=recorder.stats.calls if recorder is not None else 0,
         events=out.count,
         calls=out.calls,
-        refused_commands=refused,
+        refused_commands=commands.refused,
         out_dir=out_dir,
     )
 
