@@ -161,7 +161,7 @@ def test_journal_detection_on_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_names_and_priorities() -> None:
-    assert component("gateway.core.engine") == "engine"
+    assert component("gateway.core.engine") == "core.engine"
     assert component("gateway") == "gateway"
     assert component("gatewayish.thing") == "gatewayish.thing"
     assert component("root") == "root"
