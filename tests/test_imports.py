@@ -1,8 +1,10 @@
 """The walls between the package's rooms: every import-linter contract of pyproject.toml holds,
-and a wall broken on purpose fails the check (docs/architecture.md says the plan)."""
+a wall broken on purpose fails the check, and the port contract loads nothing else
+(docs/architecture.md says the plan)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +78,20 @@ def test_a_broken_wall_fails(tmp_path: Path, module: str, line: str, contract: s
     # import-linter's summary: one row a contract, `NAME KEPT` or `NAME BROKEN (...)`.
     broken_rows = [row for row in result.stdout.splitlines() if " BROKEN" in row]
     assert any(row.startswith(contract) for row in broken_rows), result.stdout
+
+
+def test_the_port_contract_loads_nothing_else() -> None:
+    # Hardware imports the contract: it must not drag in the engine, numpy or another room.
+    probe = (
+        "import json, sys, gateway.ports.contract; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gateway', 'numpy')))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(result.stdout) == ["gateway", "gateway.ports", "gateway.ports.contract"]
