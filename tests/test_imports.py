@@ -65,6 +65,9 @@ def test_every_contract_holds(tmp_path: Path) -> None:
         ("gateway/sim/demo.py", "import gateway.cli", "Nothing imports the CLI"),
         ("gateway/tools/radio.py", "import gateway.run.daemon", "Only the CLI imports the daemon"),
         ("gateway/control/router.py", "import gateway.mqtt.topics", "Rooms in layers"),
+        ("gateway/ports/wiring.py", "import serial", "Only hardware and the technician tools"),
+        ("gateway/run/daemon.py", "import aiomqtt", "Only the MQTT room speaks MQTT"),
+        ("gateway/codecs/g711.py", "import yaml", "The core and the codecs use no device"),
     ],
 )
 def test_a_broken_wall_fails(tmp_path: Path, module: str, line: str, contract: str) -> None:
