@@ -42,7 +42,7 @@ USER_ERRORS = (
     ("gateway.control.control_socket", "ControlError"),
     ("gateway.control.state_store", "StateStoreError"),
     ("gateway.hardware.cat.errors", "CatError"),
-    ("gateway.run.announcements", "AnnouncementError"),
+    ("gateway.dsp.sound_files", "SoundFileError"),
     ("gateway.hardware.sound.devices", "SoundDeviceError"),
     ("gateway.tools.audio", "AudioToolError"),
     ("gateway.mqtt.client", "MqttSetupError"),

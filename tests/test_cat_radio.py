@@ -14,7 +14,7 @@ from emulators.kenwood import KenwoodRadio
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.kenwood import KenwoodDriver
 from gateway.hardware.cat.radio import CatRadio
-from gateway.run.loop import PortNotice
+from gateway.ports.contract import PortNotice
 
 CHANNELS = {
     "rcmp/tac2": Tuning(142_470_000, 142_470_000, "nfm", 131.8),

@@ -26,6 +26,7 @@ from gateway.config.errors import (
     YamlSourceError,
     did_you_mean,
 )
+from gateway.config.files import announcement_problems, key_file_problems
 from gateway.config.models import RULE_ERROR, Config
 from gateway.config.references import ReferenceProblem, Unchecked, check_references
 from gateway.config.yaml_source import KeyPath, YamlDocument, parse_yaml_text, read_yaml_file
@@ -62,21 +63,9 @@ def _file_problems(cfg: Config, document: YamlDocument, for_run: bool) -> list[R
     a missing prompt or key is a located config error, not a refusal at start or a surprise at
     the first patch.
     """
-    problems: list[ReferenceProblem] = []
-    if cfg.announcements is not None:
-        from gateway.run.announcements import announcement_problems
-
-        problems += announcement_problems(cfg, document.directory)
-    if for_run and any(link.srtp_key_file is not None for link in cfg.links.values()):
-        from gateway.links.srtp import KeyFileError, read_key_file
-
-        for name, link in cfg.links.items():
-            if link.srtp_key_file is None:
-                continue
-            try:
-                read_key_file(link.srtp_key_file)  # as `run` reads it: the path as written
-            except KeyFileError as exc:
-                problems.append(ReferenceProblem(("links", name, "srtp_key_file"), str(exc)))
+    problems = announcement_problems(cfg, document.directory)
+    if for_run:
+        problems += key_file_problems(cfg)
     return problems
 
 

@@ -1,9 +1,5 @@
-"""SRTP for links (RFC 3711, AES_CM_128_HMAC_SHA1_80 through libsrtp), and the key files.
-
-Key file format (`srtp_key_file` in a link's config): a text file holding one key, the 30 bytes
-of SRTP master key (16) and master salt (14) in base64, exactly as in an SDES `inline:` key
-(RFC 4568), with or without the `inline:` prefix. Blank lines and lines starting with `#` are
-ignored; lifetime and MKI parameters (`|2^31|1:1`) are not supported. Make one with
+"""SRTP for links (RFC 3711, AES_CM_128_HMAC_SHA1_80 through libsrtp), with one master key read
+from a key file (its format: `gateway.links.key_file`). Make one with
 
     (echo "# crosspatch link key"; head -c 30 /dev/urandom | base64) > to-blaine.key
     chmod 600 to-blaine.key
@@ -17,18 +13,18 @@ file is a one-line `KeyFileError` at start-up.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import importlib
-import logging
-import stat
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pylibsrtp
 
-from gateway.links import LinkError
+# The key files have their own module (the config loader checks them without libsrtp); their
+# names stay importable from here.
+from gateway.links.key_file import KEY_BYTES as KEY_BYTES
+from gateway.links.key_file import KeyFileError as KeyFileError
+from gateway.links.key_file import parse_key_text as parse_key_text
+from gateway.links.key_file import read_key_file as read_key_file
 
 _ffi: Any = None
 _lib: Any = None
@@ -38,17 +34,7 @@ try:  # libsrtp's own entry points, as pylibsrtp binds them (see `_LibsrtpCall`)
 except (ImportError, AttributeError):  # another pylibsrtp: its Session methods it is
     pass
 
-log = logging.getLogger(__name__)
-
-MASTER_KEY_BYTES = 16
-MASTER_SALT_BYTES = 14
-KEY_BYTES = MASTER_KEY_BYTES + MASTER_SALT_BYTES
-PROFILE = "AES_CM_128_HMAC_SHA1_80"
 AUTH_TAG_BYTES = 10
-
-
-class KeyFileError(LinkError):
-    """A key file that cannot be used: says which file and what is wrong with it."""
 
 
 class SrtpError(Exception):
@@ -58,52 +44,6 @@ class SrtpError(Exception):
     def __init__(self, message: str, *, replay: bool = False) -> None:
         super().__init__(message)
         self.replay = replay
-
-
-def parse_key_text(text: str, source: str = "key") -> bytes:
-    """The 30-byte key material in a key file's text; raises KeyFileError naming `source`."""
-    lines = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not line.strip().startswith("#")
-    ]
-    if not lines:
-        raise KeyFileError(f"{source}: no key in it; it holds the base64 of {KEY_BYTES} bytes")
-    if len(lines) > 1:
-        raise KeyFileError(f"{source}: {len(lines)} lines; a key file holds one key")
-    line = lines[0]
-    if line.startswith("inline:"):
-        line = line[len("inline:") :]
-    if "|" in line:
-        raise KeyFileError(f"{source}: lifetime and MKI parameters ('|...') are not supported")
-    try:
-        key = base64.b64decode(line, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyFileError(f"{source}: the key is not valid base64") from None
-    if len(key) != KEY_BYTES:
-        raise KeyFileError(
-            f"{source}: the key is {len(key)} bytes; an {PROFILE} key is {KEY_BYTES} "
-            f"({MASTER_KEY_BYTES}-byte master key + {MASTER_SALT_BYTES}-byte salt)"
-        )
-    if len(set(key)) == 1:
-        raise KeyFileError(f"{source}: the key is one byte repeated; make a random one")
-    return key
-
-
-def read_key_file(path: Path) -> bytes:
-    """The key in the file at `path`; raises KeyFileError in one line."""
-    source = f"srtp_key_file {path}"
-    try:
-        text = path.read_text(encoding="ascii")
-        mode = path.stat().st_mode
-    except UnicodeDecodeError:
-        raise KeyFileError(f"{source}: not a text file of base64") from None
-    except OSError as exc:
-        raise KeyFileError(f"{source}: {exc.strerror or exc}") from None
-    key = parse_key_text(text, source)
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s can be read by others than its owner; chmod 600 it", path)
-    return key
 
 
 class _LibsrtpCall:

@@ -22,7 +22,7 @@ from gateway.config.models import LINK_FRAME_MS, Link
 from gateway.links import LinkError
 from gateway.links.rtp_link import RtpLink, codec_problem
 from gateway.links.usrp_link import UsrpLink
-from gateway.run.loop import PortNotice
+from gateway.ports.contract import PortNotice
 
 FULL_SCALE = 32768.0
 

@@ -46,6 +46,7 @@ from gateway.hardware.sound.ports import (
     SoundCardLost,
     sound_card_radios,
 )
+from gateway.ports.contract import PortNotice
 from gateway.ports.link_ports import LinkPorts, link_problem, network_links, talkgroup_id
 from gateway.ports.simulated import SimulatedRadios
 from gateway.ports.wiring import (
@@ -55,7 +56,6 @@ from gateway.ports.wiring import (
     hardware_radios,
     serial_line_wirings,
 )
-from gateway.run.loop import PortNotice
 
 log = logging.getLogger(__name__)
 

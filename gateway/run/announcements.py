@@ -2,10 +2,10 @@
 `Engine.announce`.
 
 An announcement is a sound file (decoded by pydub: WAV directly, any other format through
-ffmpeg), a tone sequence, or a built-in prompt. Built-ins are short tone prompts in the manner of
-the courtesy tones hardware gateways (JPS ACU-1000/2000) send when a cross-connect is made or
-broken: tonal, under a second, the same every time, so a user knows the patch changed without a
-word being said:
+ffmpeg; see `gateway.dsp.sound_files`), a tone sequence, or a built-in prompt. Built-ins are
+short tone prompts in the manner of the courtesy tones hardware gateways (JPS ACU-1000/2000)
+send when a cross-connect is made or broken: tonal, under a second, the same every time, so a
+user knows the patch changed without a word being said:
 
 - `enable`: three rising tones, 600, 900, 1200 Hz, 120 ms each ("joined");
 - `disable`: the same three falling, 1200, 900, 600 Hz ("parted");
@@ -18,39 +18,33 @@ closes a tone squelch; sound files are high-passed at 300 Hz for the same reason
 broken file is found then, not when a dispatcher enables a patch. The config models cannot know
 the config file's directory, against which relative `file:` paths are taken, so the caller passes
 it (`base_dir`: the directory of the file given to `load_config`). `check_announcements` lists
-every problem, one line each, for `crosspatch check` and the daemon's start.
+every problem, one line each, as the config loader finds them (`gateway.config.files`).
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
-from scipy import signal
 
+from gateway.config.files import announcement_problems
 from gateway.config.models import (
     MAX_ANNOUNCEMENT_S,
     SAMPLE_RATE_HZ,
     Announcement,
-    Announcements,
     BuiltinAnnouncement,
     Config,
 )
-from gateway.config.references import ReferenceProblem
 from gateway.config.yaml_source import format_key_path
-from gateway.dsp.signals import Samples, dbfs_to_amplitude, tone
+from gateway.dsp.signals import Samples, tone
+from gateway.dsp.sound_files import SoundFileError, load_sound_file
 
 EventKind = Literal["enable", "disable", "id"]
 
 DEFAULT_LEVEL_DBFS = -12.0
-RAMP_S = 0.005  # raised-cosine edges of every tone (as gateway.dsp.signals.tone)
-HIGHPASS_HZ = 300.0
 
 # (hz, ms) sequences; hz 0 is a pause.
 BUILTIN_TONES: dict[BuiltinAnnouncement, tuple[tuple[float, int], ...]] = {
@@ -59,11 +53,9 @@ BUILTIN_TONES: dict[BuiltinAnnouncement, tuple[tuple[float, int], ...]] = {
     "id": ((800.0, 100), (0.0, 80), (800.0, 100)),
 }
 
-_HIGHPASS = signal.butter(4, HIGHPASS_HZ, btype="highpass", fs=SAMPLE_RATE_HZ, output="sos")
 
-
-class AnnouncementError(Exception):
-    """An announcement that cannot be used: one line naming the file (or key) and the reason."""
+# An announcement that cannot be used: one line naming the file (or key) and the reason.
+AnnouncementError = SoundFileError
 
 
 # --- sounds ------------------------------------------------------------------------------------
@@ -97,121 +89,14 @@ def builtin(name: BuiltinAnnouncement, level_dbfs: float = DEFAULT_LEVEL_DBFS) -
     return tone_sequence(BUILTIN_TONES[name], level_dbfs)
 
 
-def _audio_segment_class() -> Any:
-    """pydub's AudioSegment, imported when first needed (pydub has no type hints)."""
-    with warnings.catch_warnings():
-        # pydub imports audioop, deprecated in 3.11-3.12 (audioop-lts stands in from 3.13).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from pydub import AudioSegment  # type: ignore[import-untyped, unused-ignore]
-    return AudioSegment
-
-
-def _decode(path: Path) -> tuple[npt.NDArray[np.float64], int]:
-    """The file's samples as float64 (frames x channels, -1..1) and its rate; raises
-    AnnouncementError. Decodes at most a little more than the longest announcement."""
-    with warnings.catch_warnings():
-        # pydub warns when it cannot find ffmpeg or ffprobe; WAV files need neither, and for
-        # any other file the failure is reported below.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        audio_segment = _audio_segment_class()
-        try:
-            segment = audio_segment.from_file(str(path), duration=MAX_ANNOUNCEMENT_S + 1)
-        except PermissionError:
-            raise AnnouncementError(f"{path}: cannot read it: permission denied") from None
-        except FileNotFoundError as exc:
-            if exc.filename in (None, str(path)):
-                raise AnnouncementError(f"{path}: no such file") from None
-            raise AnnouncementError(  # ffmpeg or ffprobe itself is missing
-                f"{path}: cannot decode it without ffmpeg ({exc.filename} is not installed); "
-                "only WAV files play without it"
-            ) from None
-        except Exception as exc:  # pydub raises whatever its decoders raise, for any bad input
-            reason = _decoder_reason(exc, path)
-            raise AnnouncementError(f"{path}: not a sound file ({reason})") from None
-    channels = int(segment.channels)
-    # pydub holds signed integers of sample_width bytes (8-bit WAV already made signed).
-    scale = float(2 ** (8 * int(segment.sample_width) - 1))
-    raw = np.asarray(segment.get_array_of_samples(), dtype=np.float64)
-    return raw.reshape(-1, channels) / scale, int(segment.frame_rate)
-
-
-# ffmpeg's framing around its reason, which differs between releases: ffmpeg 5 (Debian 12) ends
-# with `FILE: Invalid data found...`, ffmpeg 7 (Debian 13) with `Error opening input files:
-# Invalid data found...`.
-_FFMPEG_PREFIXES = (
-    "error opening input files:",
-    "error opening input file:",
-    "error opening input:",
-)
-
-
-def _decoder_reason(exc: Exception, path: Path) -> str:
-    """ffmpeg's own last word (`invalid data found...`), else the exception's."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    if len(lines) == 1:
-        return lines[0]
-    last = lines[-1].removeprefix(f"{path}:").strip()
-    for prefix in _FFMPEG_PREFIXES:
-        if last.lower().startswith(prefix):
-            last = last[len(prefix) :].strip()
-            break
-    return f"ffmpeg: {last[:1].lower()}{last[1:]}"
-
-
-def _fade(samples: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """`samples` with 5 ms raised-cosine fades at both ends (as every tone has)."""
-    faded = np.array(samples, dtype=np.float64)
-    edge = min(faded.size // 2, round(RAMP_S * SAMPLE_RATE_HZ))
-    if edge:
-        ramp = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, edge))
-        faded[:edge] *= ramp
-        faded[faded.size - edge :] *= ramp[::-1]
-    return faded
-
-
 def load_audio_file(path: str | Path, level_dbfs: float = DEFAULT_LEVEL_DBFS) -> Samples:
-    """A sound file as an announcement: mono (channels averaged), 8 kHz (anti-aliased
-    resampling), high-passed at 300 Hz (nothing in the CTCSS band), its peak at `level_dbfs`,
-    faded in and out over 5 ms.
+    """A sound file as an announcement (`gateway.dsp.sound_files.load_sound_file`): mono,
+    8 kHz, high-passed at 300 Hz, its peak at `level_dbfs`, faded in and out over 5 ms.
 
     Raises AnnouncementError, one line naming the file: missing, not audio, empty, silent, or
     longer than MAX_ANNOUNCEMENT_S.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise AnnouncementError(f"{path}: is a directory, not a sound file")
-    if not path.exists():
-        raise AnnouncementError(f"{path}: no such file")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise AnnouncementError(f"{path}: cannot read it: {exc.strerror or exc}") from None
-    if size == 0:
-        raise AnnouncementError(f"{path}: the file is empty")
-    frames, rate = _decode(path)
-    seconds = frames.shape[0] / rate if rate else 0.0
-    if frames.shape[0] == 0:
-        raise AnnouncementError(f"{path}: the file holds no audio (0 s)")
-    if seconds > MAX_ANNOUNCEMENT_S:
-        raise AnnouncementError(
-            f"{path}: longer than {MAX_ANNOUNCEMENT_S:g} s; an announcement must be short "
-            "(trim the recording)"
-        )
-    mono = frames.mean(axis=1)
-    if rate != SAMPLE_RATE_HZ:
-        common = math.gcd(rate, SAMPLE_RATE_HZ)
-        mono = signal.resample_poly(mono, SAMPLE_RATE_HZ // common, rate // common)
-    # A recording cut mid-sound would click on the air, and its edges would ring in the filter:
-    # fade its first and last 5 ms before filtering, and again after (the filter's tails).
-    mono = _fade(signal.sosfiltfilt(_HIGHPASS, _fade(mono), padlen=min(15, mono.size - 1)))
-    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
-    if peak < 1e-4:
-        raise AnnouncementError(f"{path}: the file is silent (no sound above 300 Hz)")
-    mono = mono * (dbfs_to_amplitude(level_dbfs) / peak)
-    samples: Samples = np.clip(mono, -1.0, 1.0).astype(np.float32)
-    return samples
+    return load_sound_file(path, level_dbfs, MAX_ANNOUNCEMENT_S)
 
 
 def render(
@@ -288,23 +173,6 @@ class AnnouncementPlan:
         if kind == "disable":
             return self.on_disable
         return self.patch_id
-
-
-def announcement_problems(cfg: Config, base_dir: Path) -> list[ReferenceProblem]:
-    """Every sound file of `cfg` that cannot be used, at its `file` key (for located errors)."""
-    section: Announcements | None = cfg.announcements
-    if section is None or not section.enabled:
-        return []
-    problems: list[ReferenceProblem] = []
-    for path, announcement in section.sources():
-        file_path = announcement.file_path(base_dir)
-        if file_path is None:
-            continue
-        try:
-            load_audio_file(file_path, section.level_of(announcement))
-        except AnnouncementError as exc:
-            problems.append(ReferenceProblem(("announcements", *path, "file"), str(exc)))
-    return problems
 
 
 def check_announcements(cfg: Config, base_dir: Path) -> list[str]:

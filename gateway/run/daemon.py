@@ -42,11 +42,12 @@ from gateway.dsp.signals import tone
 from gateway.mqtt.client import set_retained
 from gateway.mqtt.outbox import Outbox, OutboxError
 from gateway.mqtt.publisher import MqttProcess
+from gateway.ports.contract import PortBank
 from gateway.ports.simulated import SimulatedRadios
 from gateway.run.announcements import AnnouncementPlan
 from gateway.run.announcer import Announcer
 from gateway.run.logs import EACH_LINE
-from gateway.run.loop import EngineRuntime, PortBank
+from gateway.run.loop import EngineRuntime
 from gateway.run.recorder import CallRecorder
 from gateway.run.sdnotify import SystemdNotifier
 from gateway.run.site import Site, build_site, hardware_ports, traffic_patterns

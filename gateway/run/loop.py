@@ -35,19 +35,18 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from gateway.control.patch_control import PatchControl
 from gateway.core.engine import PatchEngine
 from gateway.core.events import Event, EventStamper
+from gateway.ports.contract import FrameClock, HardwarePorts, PortBank
 from gateway.run.announcer import Announcer
 from gateway.run.tick import TickStep
 
 if TYPE_CHECKING:
-    from gateway.hardware.sound.frame_pacer import Tick
     from gateway.run.recorder import CallRecorder
 
 log = logging.getLogger(__name__)
@@ -60,57 +59,6 @@ RATE_TICKS = 500
 OVERRUN_FRAMES = 1.0
 SWITCH_INTERVAL_S = 0.0005
 ENGINE_NICE = -10
-
-
-class PortBank(Protocol):
-    """The ports' side of the engine: what they received this frame, and what to send."""
-
-    def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]: ...
-
-    def transmit(self, tx: npt.NDArray[np.float32], ptt: npt.NDArray[np.bool_]) -> None: ...
-
-
-class FrameClock(Protocol):
-    """A device clock the engine ticks by (a sound card's input: `FramePacer`)."""
-
-    def wait(self) -> Tick | None:
-        """Blocks until the next tick is due (a card frame, or the timer while the card is
-        silent); None after `wake`."""
-        ...
-
-    def wake(self) -> None:
-        """Ends a `wait` at once."""
-        ...
-
-
-@dataclass(frozen=True)
-class PortNotice:
-    """Hardware news about one port, posted from any thread: online or not, the talkgroup it
-    was verified tuned to (None: no tuning news), and an alarm (kind, detail) to publish."""
-
-    port: str
-    online: bool
-    tuned_to: str | None = None
-    alarm: tuple[str, str] | None = None
-
-
-@runtime_checkable
-class HardwarePorts(Protocol):
-    """A port bank with real radios: it reports ports going offline and online, and tunes
-    radios to the talkgroup each serves (a pool radio's changes as patches take it)."""
-
-    def take_notices(self) -> list[PortNotice]:
-        """Notices posted since the last call (engine thread)."""
-        ...
-
-    def tunable_ports(self) -> list[str]:
-        """Ports whose radio the gateway tunes (CAT control)."""
-        ...
-
-    def tune(self, port: str, talkgroup: str) -> None:
-        """Tune `port` to `talkgroup` ("" for none: an idle pool radio), without blocking;
-        the outcome comes back as a notice."""
-        ...
 
 
 class _Histogram:

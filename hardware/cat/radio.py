@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from gateway.hardware.cat.base import CatDriver, Tuning
 from gateway.hardware.cat.errors import CatError, CatLinkLost
-from gateway.run.loop import PortNotice
+from gateway.ports.contract import PortNotice
 
 log = logging.getLogger(__name__)
 

@@ -32,20 +32,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from gateway.ports.contract import Tick
+
 # The clock card delivered nothing for this long: the timer ticks instead. Longer than the
 # delivery gaps of a loaded machine (a 200 ms stall that then catches up ticks the card's frames
 # and nothing else), short enough that links and serial radios keep time when a card is lost.
 CARD_STALL_S = 0.5
 # Frames waiting for a tick beyond this (the engine stalled half a second) are skipped.
 MAX_BACKLOG = 25
-
-
-@dataclass(frozen=True)
-class Tick:
-    """One engine tick: when it was due (the card frame's arrival, or the timer's deadline)."""
-
-    due: float
-    by_card: bool
 
 
 @dataclass

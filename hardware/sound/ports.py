@@ -39,12 +39,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.config.models import AudioSettings, Radio
 from gateway.dsp.ctcss import CtcssDetector
 from gateway.dsp.drift import DriftCorrector, SampleFifo
 from gateway.dsp.filters import HighPass
@@ -75,11 +74,71 @@ class SoundCardLost(Exception):
     """A sound card could not be opened again (still unplugged); one line."""
 
 
+# What a sound card needs of a radio's settings, as read-only views: the config's `Radio`,
+# `AudioSettings` and `SquelchSettings` (gateway.config.models) fit them, and hardware does
+# not import the config.
+
+
+class SoundCardSettings(Protocol):
+    """A radio's sound card: devices, channel, rate and block, gains and receive processing."""
+
+    @property
+    def input(self) -> str: ...
+    @property
+    def output(self) -> str: ...
+    @property
+    def channel(self) -> str: ...  # left, right or mono
+    @property
+    def input_gain_db(self) -> float: ...
+    @property
+    def output_gain_db(self) -> float: ...
+    @property
+    def rate(self) -> int | None: ...  # None: the device's default
+    @property
+    def block_ms(self) -> int: ...
+    @property
+    def highpass(self) -> bool: ...
+    @property
+    def auto_level(self) -> bool: ...
+    @property
+    def target_dbfs(self) -> float: ...
+
+
+class SoundSquelch(Protocol):
+    """How a radio's carrier is found: the parts sound-card processing serves (CTCSS, VOX)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def ctcss_hz(self) -> float | None: ...
+    @property
+    def vox_threshold_dbfs(self) -> float | None: ...
+    @property
+    def vox_attack_ms(self) -> int | None: ...
+    @property
+    def vox_hang_ms(self) -> int | None: ...
+
+
+class SoundRadio(Protocol):
+    """A radio as the sound cards see it (None: not on a sound card, no squelch, not
+    simulated)."""
+
+    @property
+    def audio(self) -> SoundCardSettings | None: ...
+    @property
+    def squelch(self) -> SoundSquelch | None: ...
+    @property
+    def simulated(self) -> object | None: ...
+
+
+_RadioT = TypeVar("_RadioT", bound=SoundRadio)
+
+
 @dataclass
 class _Radio:
     name: str
     row: int  # index among the sound-card radios
-    settings: Radio
+    settings: SoundRadio
     in_fifo: SampleFifo = field(init=False)
     out_fifo: SampleFifo = field(init=False)
     rx8: SampleFifo = field(init=False)
@@ -119,7 +178,7 @@ class _Stream:
         return [radio.name for radio, _ in self.radios]
 
 
-def _audio(radio: Radio) -> AudioSettings:
+def _audio(radio: SoundRadio) -> SoundCardSettings:
     assert radio.audio is not None  # only sound-card radios are here
     return radio.audio
 
@@ -134,7 +193,7 @@ def _channel_index(channel: str, channels: int) -> int | None:
 class SoundCardAudio:
     """The sound-card radios of a site: open, close, and one engine frame in and out."""
 
-    def __init__(self, radios: Mapping[str, Radio], frame_samples: int) -> None:
+    def __init__(self, radios: Mapping[str, SoundRadio], frame_samples: int) -> None:
         self.frame = frame_samples
         self.radios = [_Radio(name, row, r) for row, (name, r) in enumerate(radios.items())]
         self.names = [r.name for r in self.radios]
@@ -232,7 +291,7 @@ class SoundCardAudio:
         device: SoundDevice,
         have_channels: int,
         streams: dict[int, _Stream],
-        a: AudioSettings,
+        a: SoundCardSettings,
     ) -> _Stream:
         """The stream of `device` in one direction (made by its first radio), with `radio` on it."""
         stream = streams.get(device.index)
@@ -557,7 +616,7 @@ def _ms(samples: int, rate: int) -> float:
     return round(samples * 1000 / rate, 1) if rate else 0.0
 
 
-def sound_card_radios(names: Sequence[str], radios: Mapping[str, Radio]) -> dict[str, Radio]:
+def sound_card_radios(names: Sequence[str], radios: Mapping[str, _RadioT]) -> dict[str, _RadioT]:
     """Radios whose audio is a sound card, in engine port order."""
     return {
         n: radios[n]
