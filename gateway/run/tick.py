@@ -22,8 +22,8 @@ from gateway.core.engine import PatchEngine, TickResult
 from gateway.core.events import Event, EventStamper
 
 if TYPE_CHECKING:
+    from gateway.ports.contract import PortBank
     from gateway.run.announcer import Announcer
-    from gateway.run.loop import PortBank
     from gateway.run.recorder import CallRecorder
 
 # Where stamped events go: a file, a queue to the daemon's loop, a terminal view.
