@@ -29,7 +29,7 @@ from emulators.line_radio import LineRadioServer
 from scipy import signal as dsp
 
 from gateway.control.state_store import StateLockedError, acquire_lock
-from gateway.tools.audio import LIMIT, tone_amplitude
+from gateway.tools.audio_tone import LIMIT, tone_amplitude
 
 if TYPE_CHECKING:
     from audio_env import AudioEnv, Recording
