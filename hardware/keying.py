@@ -61,7 +61,8 @@ class KeyingBank(Protocol):
         """Takes the engine's PTT (audio is not a keying bank's); never blocks."""
 
     def close(self) -> None:
-        """Stops serving, unkeys every radio and closes every device."""
+        """Stops serving, unkeys every radio and closes every device; one that could not be
+        unkeyed is logged CRITICAL (serial lines) or raised after trying the others (CM108)."""
 
 
 class KeyingError(Exception):
