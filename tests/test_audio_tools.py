@@ -501,6 +501,25 @@ def test_bad_input_is_one_line_and_keys_nothing(
     assert not any(site.line.levels("rts"))
 
 
+def test_a_ptt_device_that_will_not_open_is_one_line_and_keys_nothing(site: Site) -> None:
+    site.hidraw.unlink()  # the CM108 unplugged
+    args = ["tone", "--radio", "usbp-1", "--seconds", "1", "--config", str(site.config)]
+    result = subprocess.run(
+        [*CROSSPATCH, "audio", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=site.environ,
+        check=False,
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.splitlines() == [
+        f"crosspatch audio: cannot open {site.hidraw}: No such file or directory"
+    ]
+    assert "PTT on" not in result.stdout
+    assert not site.hidraw.exists()  # never created
+
+
 def test_a_running_gateway_is_refused_and_left_alone(site: Site) -> None:
     config = ["--config", str(site.config)]
     with acquire_lock(site.state_dir):  # as the daemon holds it
