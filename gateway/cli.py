@@ -138,7 +138,8 @@ def cmd_audio(args: argparse.Namespace) -> int:
         return 0
     import asyncio
 
-    from gateway.tools.audio import run_levels, run_tone
+    from gateway.tools.audio_levels import run_levels
+    from gateway.tools.audio_tone import run_tone
 
     if not (args.radio and args.config):
         raise UsageError(f"audio {args.action} needs --radio NAME --config FILE")

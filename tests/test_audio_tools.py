@@ -29,7 +29,7 @@ from emulators.line_radio import LineRadioServer
 from scipy import signal as dsp
 
 from gateway.control.state_store import StateLockedError, acquire_lock
-from gateway.tools.audio import LIMIT, tone_amplitude
+from gateway.tools.audio_tone import LIMIT, tone_amplitude
 
 if TYPE_CHECKING:
     from audio_env import AudioEnv, Recording
@@ -499,6 +499,25 @@ def test_bad_input_is_one_line_and_keys_nothing(
     )
     assert_one_line_error(result.returncode, result.stdout, result.stderr, *expected)
     assert not any(site.line.levels("rts"))
+
+
+def test_a_ptt_device_that_will_not_open_is_one_line_and_keys_nothing(site: Site) -> None:
+    site.hidraw.unlink()  # the CM108 unplugged
+    args = ["tone", "--radio", "usbp-1", "--seconds", "1", "--config", str(site.config)]
+    result = subprocess.run(
+        [*CROSSPATCH, "audio", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=site.environ,
+        check=False,
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.splitlines() == [
+        f"crosspatch audio: cannot open {site.hidraw}: No such file or directory"
+    ]
+    assert "PTT on" not in result.stdout
+    assert not site.hidraw.exists()  # never created
 
 
 def test_a_running_gateway_is_refused_and_left_alone(site: Site) -> None:

@@ -3,7 +3,9 @@ finding a sound card's hidraw in a fake sysfs laid out like the real one."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from gateway.hardware.cm108.gpio import (
     cm108_report,
     find_hidraw,
 )
+from gateway.hardware.keying import Cm108Carrier, Cm108Ptt, KeyingError, UnkeyFailed
 
 # --- reports ------------------------------------------------------------------------------------
 
@@ -145,6 +148,68 @@ def test_active_high_cos(hidraw: Path) -> None:
 def test_read_cos_without_a_source(hidraw: Path) -> None:
     with Cm108(hidraw) as cm, pytest.raises(Cm108Error, match="no COS input configured"):
         cm.read_cos()
+
+
+# --- the keying seam: one radio's PTT and carrier, driven from the asyncio loop ------------------
+
+UNKEYED_3 = bytes([0, 0, 0x00, 0x04, 0])
+KEYED_3 = bytes([0, 0, 0x04, 0x04, 0])
+
+
+def test_cm108_ptt_opens_unkeyed_and_leaves_it_unkeyed(hidraw: Path) -> None:
+    ptt = Cm108Ptt(Cm108(hidraw, ptt_gpio=3))
+    assert ptt.description == f"CM108 GPIO 3 of {hidraw}"
+
+    async def session() -> bytes:
+        await ptt.open()
+        opened = hidraw.read_bytes()
+        await ptt.key()
+        await ptt.unkey()
+        await ptt.close()
+        return opened
+
+    assert asyncio.run(session()) == UNKEYED_3
+    assert hidraw.read_bytes() == UNKEYED_3 + KEYED_3 + UNKEYED_3 + UNKEYED_3  # close unkeys too
+
+
+def test_cm108_ptt_failures_are_one_line(tmp_path: Path, hidraw: Path) -> None:
+    missing = tmp_path / "hidraw9"
+    with pytest.raises(KeyingError, match=f"^cannot open {missing}: No such file or directory$"):
+        asyncio.run(Cm108Ptt(Cm108(missing)).open())
+    cm = Cm108(hidraw)
+    ptt = Cm108Ptt(cm)
+
+    async def session() -> None:
+        await ptt.open()
+        cm.close()  # the device gone under the PTT
+        with pytest.raises(
+            UnkeyFailed,
+            match=rf"^UNKEY FAILED, check the radio now \(or run crosspatch unkey-all\): "
+            rf"{hidraw} is not open$",
+        ):
+            await ptt.unkey()
+        await ptt.close()  # never raises
+
+    asyncio.run(session())
+
+
+def test_cm108_carrier_reads_cos_and_writes_nothing(hidraw: Path) -> None:
+    hidraw.write_bytes(bytes([0x03, 0x00, 0, 0]))  # GPIO 1 low: the radio's COS active
+    carrier = Cm108Carrier(Cm108(hidraw, ptt_gpio=None, cos_gpio=1))
+    assert carrier.description == f"CM108 GPIO 1 of {hidraw}"
+
+    async def session() -> None:
+        await carrier.start()
+        try:
+            deadline = time.monotonic() + 5.0
+            while carrier.state is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            await carrier.close()
+
+    asyncio.run(session())
+    assert carrier.state is True and carrier.problem is None
+    assert hidraw.read_bytes() == bytes([0x03, 0x00, 0, 0])
 
 
 # --- finding the hidraw of a sound card ---------------------------------------------------------

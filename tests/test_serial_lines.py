@@ -8,18 +8,20 @@ and a device without modem lines. Adapter loss is a loop:// port that starts fai
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import termios
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import serial
 from serial.urlhandler.protocol_loop import Serial as LoopSerial  # type: ignore[import-untyped, unused-ignore]
 
+from gateway.hardware.keying import LineCarrier, LinePtt, UnkeyFailed
 from gateway.hardware.serial.lines import (
     CosLine,
     CosPoller,
@@ -472,3 +474,74 @@ def test_serial_exceptions_are_reasons_too(changes: Changes) -> None:
     with lines:
         assert CosPoller(lines, changes, lost.append).poll_once() is False
     assert lost == ["serial port loop:// failed: read failed: device reports readiness to read"]
+
+
+# --- the keying seam: one radio's PTT and carrier, driven from the asyncio loop ------------------
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.002)
+
+
+def test_line_ptt_opens_unkeyed_and_keys_only_its_own_line() -> None:
+    factory = Factory()
+    lines = SerialLines(
+        "loop://", ptt=[PttLine("a", "rts"), PttLine("b", "dtr", invert=True)], factory=factory
+    )
+    ptt = LinePtt(lines, "b")
+    assert ptt.description == "DTR (inverted) of loop://"
+
+    async def session() -> None:
+        await ptt.open()
+        port = factory.ports[0]
+        assert port.before_open == (False, True)  # both radios unkeyed from the first instant
+        await ptt.key()
+        assert (port.rts, port.dtr) == (False, False)  # b keyed by negating DTR; a untouched
+        await ptt.unkey()
+        assert (port.rts, port.dtr) == (False, True)
+        await ptt.close()
+        assert not port.is_open
+
+    asyncio.run(session())
+
+
+def test_line_ptt_that_cannot_unkey_says_so_loudly() -> None:
+    lines = SerialLines("loop://", ptt=[PttLine("a", "rts")], factory=Factory())
+    ptt = LinePtt(lines, "a")
+
+    async def session() -> None:
+        await ptt.open()
+        await ptt.key()
+        lines.close()  # the port gone under the PTT
+        with pytest.raises(
+            UnkeyFailed,
+            match=r"^UNKEY FAILED, check the radio now \(or run crosspatch unkey-all\): ",
+        ):
+            await ptt.unkey()
+        await ptt.close()  # never raises
+
+    asyncio.run(session())
+
+
+def test_line_carrier_follows_the_cos_line_debounced() -> None:
+    lines = SerialLines(
+        "loop://", ptt=[PttLine("tx", "rts")], cos=[CosLine("rx", "cts")], factory=Factory()
+    )
+    carrier = LineCarrier(lines, "rx")
+    assert carrier.description == "CTS of loop://"
+    assert carrier.state is None  # not known until the first poll
+
+    async def session() -> None:
+        await carrier.start()
+        try:
+            await _until(lambda: carrier.state is False)
+            lines.set_ptt("tx", True)  # loop:// wires RTS to CTS: the radio's squelch opens
+            await _until(lambda: carrier.state is True)
+        finally:
+            await carrier.close()
+        assert carrier.problem is None
+
+    asyncio.run(session())

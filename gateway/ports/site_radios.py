@@ -38,6 +38,7 @@ from gateway.hardware.cat.registry import make_driver
 from gateway.hardware.cm108.gpio import Cm108Error
 from gateway.hardware.cm108.ports import Cm108PortBank
 from gateway.hardware.daemon_threads import off_loop
+from gateway.hardware.keying import KeyingBank
 from gateway.hardware.serial.line_ports import LinePortBank
 from gateway.hardware.serial.lines import SerialLinesError
 from gateway.hardware.sound.frame_pacer import FramePacer
@@ -151,6 +152,12 @@ class SiteRadios:
         self.cm108 = (
             Cm108PortBank(self.names, wirings, on_lost=self._cm108_lost) if wirings else None
         )
+        # The keying hardware in use: the engine's PTT goes to it, and real squelch comes from it
+        # (besides the CAT radios').
+        self._keying: list[KeyingBank] = [
+            *([self.lines] if self._has_lines else []),
+            *([self.cm108] if self.cm108 is not None else []),
+        ]
         sound = sound_card_radios(self.names, cfg.radios)
         self.sound = SoundCardAudio(sound, frame_samples) if sound else None
         self._sound_rows = np.array([self.index[n] for n in sound], dtype=np.int64)
@@ -178,10 +185,8 @@ class SiteRadios:
             self._spawn(self._watch_sound())
         if self.links is not None:  # an address in use is a one-line error too
             self.links.start()
-        if self._has_lines:
-            self.lines.start(tolerate_missing=True)
-        if self.cm108 is not None:
-            self.cm108.start(tolerate_missing=True)
+        for bank in self._keying:
+            bank.start(tolerate_missing=True)
         for cat in self.cat.values():
             cat.start()
 
@@ -224,9 +229,9 @@ class SiteRadios:
     # ------------------------------------------------------------------ PortBank (engine thread)
     def frame(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         rx, simulated = self.audio.frame()
-        real = self._cat_carrier | (self.lines.carrier() if self._has_lines else False)
-        if self.cm108 is not None:
-            real = real | self.cm108.carrier()
+        real = self._cat_carrier.copy()
+        for bank in self._keying:
+            real |= bank.carrier()
         carrier = np.where(self._real_squelch, real, simulated)
         if self.sound is not None:
             rx[self._sound_rows] = self.sound.receive()
@@ -241,10 +246,8 @@ class SiteRadios:
         self.audio.transmit(tx, ptt)
         if self.sound is not None:
             self.sound.send(tx[self._sound_rows])
-        if self._has_lines:
-            self.lines.transmit(tx, ptt)
-        if self.cm108 is not None:
-            self.cm108.transmit(tx, ptt)
+        for bank in self._keying:
+            bank.transmit(tx, ptt)
         if self.links is not None:
             self.links.transmit(tx, ptt)
         changed = np.flatnonzero(ptt != self._ptt)

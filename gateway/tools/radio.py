@@ -20,8 +20,7 @@ from pathlib import Path
 from gateway.hardware.cat.base import CatDriver, Tuning
 from gateway.hardware.cat.errors import CatError, CatLinkLost, CatRejected, CatTimeout
 from gateway.hardware.cat.registry import DriverSettings, make_driver
-
-UNKEY_TRIES = 3
+from gateway.hardware.keying import unkey_cat
 
 
 @dataclass(frozen=True)
@@ -92,19 +91,6 @@ async def tune(driver: CatDriver, tuning: Tuning) -> list[str]:
     return [f"tuned and verified: {got.describe()}"]
 
 
-async def unkey(driver: CatDriver) -> None:
-    """Unkeys, retrying: the one command that must get through."""
-    last: CatError | None = None
-    for _ in range(UNKEY_TRIES):
-        try:
-            await driver.set_ptt(False)
-            return
-        except CatError as exc:
-            last = exc
-    assert last is not None
-    raise CatError(f"UNKEY FAILED after {UNKEY_TRIES} tries, check the radio now: {last}")
-
-
 async def key(driver: CatDriver, seconds: float, stop: asyncio.Event) -> list[str]:
     started = time.monotonic()
     try:
@@ -112,7 +98,7 @@ async def key(driver: CatDriver, seconds: float, stop: asyncio.Event) -> list[st
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
     finally:
-        await unkey(driver)
+        await unkey_cat(driver)  # retries: the one command that must get through
     return [f"keyed {time.monotonic() - started:.1f} s, unkeyed"]
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from gateway.hardware.cat.base import CatDriver, Tuning
 from gateway.hardware.cat.errors import CatError, CatLinkLost
+from gateway.hardware.keying import UNKEY_TRIES
 from gateway.ports.contract import PortNotice
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 # Consecutive failed squelch polls before the radio counts as gone (each already had retries).
 MAX_POLL_FAILURES = 3
-UNKEY_TRIES = 3
 # Stop: the session has this long to end once cancelled; the final unkey and the close have
 # their own limits. A stop is over within their sum whatever the radio does.
 STOP_TIMEOUT_S = 0.5

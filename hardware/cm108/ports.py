@@ -43,6 +43,7 @@ from gateway.hardware.cm108.gpio import (
     check_gpio_use,
     find_hidraw_of_sound_device,
 )
+from gateway.hardware.keying import DeviceLost, PttApplied
 from gateway.hardware.serial.lines import Debouncer
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,6 @@ DEFAULT_DEBOUNCE_S = 0.005
 # an unplugged PTT-only card is reported within this time rather than at the next keying.
 PRESENCE_CHECK_S = 0.2
 _JOIN_S = 2.0
-
-PttApplied = Callable[[str, bool, float], None]  # radio, keyed, monotonic time applied
-Lost = Callable[[str, str], None]  # device, reason
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class _Device:
 
 
 class Cm108PortBank:
-    """PTT and COS of the radios on CM108 GPIO (see the module doc)."""
+    """PTT and COS of the radios on CM108 GPIO: a `KeyingBank` (see the module doc)."""
 
     def __init__(
         self,
@@ -126,7 +124,7 @@ class Cm108PortBank:
         *,
         poll_s: float = DEFAULT_POLL_S,
         debounce_s: float = DEFAULT_DEBOUNCE_S,
-        on_lost: Lost | None = None,
+        on_lost: DeviceLost | None = None,
         on_ptt_applied: PttApplied | None = None,
         sysfs: Path = Path("/sys"),
         dev: Path = Path("/dev"),

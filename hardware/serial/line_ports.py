@@ -1,4 +1,4 @@
-"""Ports whose carrier and PTT are serial modem lines, as the engine sees them (a `PortBank`).
+"""Ports whose carrier and PTT are serial modem lines, as the engine sees them (a `KeyingBank`).
 
 The squelch (COS) of each wired radio comes from a `CosPoller` thread per serial port; PTT
 changes from the engine are handed to a writer thread, so the engine thread never waits on a
@@ -17,11 +17,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from gateway.hardware.keying import DeviceLost, PttApplied
 from gateway.hardware.serial.lines import (
     DEFAULT_DEBOUNCE_S,
     DEFAULT_POLL_S,
@@ -32,10 +33,10 @@ from gateway.hardware.serial.lines import (
 
 log = logging.getLogger(__name__)
 
-PttApplied = Callable[[str, bool, float], None]  # radio, keyed, monotonic time applied
-
 
 class LinePortBank:
+    """PTT and COS of the radios on serial modem lines: a `KeyingBank` (see the module doc)."""
+
     def __init__(
         self,
         port_names: Sequence[str],
@@ -44,7 +45,7 @@ class LinePortBank:
         *,
         poll_s: float = DEFAULT_POLL_S,
         debounce_s: float = DEFAULT_DEBOUNCE_S,
-        on_lost: Callable[[str, str], None] | None = None,
+        on_lost: DeviceLost | None = None,
         on_ptt_applied: PttApplied | None = None,
     ) -> None:
         self.names = tuple(port_names)
