@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from gateway.config import Config
 from gateway.config.errors import clip
 from gateway.control.patch_control import Command, Principal, Role
+from gateway.core.event_types import Audit
 from gateway.core.events import Event
 
 PATCH_COMMANDS = {c.value: c for c in Command}
@@ -194,7 +195,7 @@ def one_line(exc: BaseException) -> str:
 
 def audit_event(
     now: str, principal: str, command: str, args: dict[str, Any], result: str, reason: str
-) -> Event:
+) -> Audit:
     return {
         "type": "audit",
         "time": now,

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
+from gateway.core.event_types import Alarm, CallEnd, CallStart, Carrier, PortRef, Ptt
 from gateway.core.events import Event, TickClock
 
 SAMPLE_RATE = 8000
@@ -148,8 +149,8 @@ class TickResult:
 class _Call:
     call_id: str
     patch: str
-    source: dict[str, str]
-    destinations: list[dict[str, str]]
+    source: PortRef
+    destinations: list[PortRef]
     start_tick: int
 
 
@@ -435,10 +436,9 @@ class PatchEngine:
             return self._release_ports(np.array([i], dtype=np.int64), reason)
         return []
 
-    def alarm(self, kind: str, detail: str, *, port: str | None = None) -> Event:
+    def alarm(self, kind: str, detail: str, *, port: str | None = None) -> Alarm:
         """An `alarm` event stamped with the engine's time."""
-        where = {"port": port} if port is not None else {}
-        return self._event("alarm", kind=kind, **where, detail=detail)
+        return self._alarm(kind, detail, port=port)
 
     def announce(
         self, ports: Sequence[str], samples: FloatFrames, reason: str = "announcement"
@@ -534,7 +534,13 @@ class PatchEngine:
         #    inhibit; a full-duplex port hears all along (it has no false COR on unkey).
         eff = raw & (self._full | (~ptt_prev & (t >= self._inhibit_until)))
         for i in np.flatnonzero(eff != self._carrier):
-            events.append(self._event("carrier", port=self.ports[i].name, on=bool(eff[i])))
+            change: Carrier = {
+                "type": "carrier",
+                "time": self._now(),
+                "port": self.ports[i].name,
+                "on": bool(eff[i]),
+            }
+            events.append(change)
         self._carrier_since[eff & ~self._carrier] = t
         self._carrier = eff
         self._src_lock &= raw
@@ -661,14 +667,13 @@ class PatchEngine:
         self._last_wanted[expired] = _NEVER
         for i in np.flatnonzero(expired):
             events.append(
-                self._event(
-                    "alarm",
-                    kind="timeout",
-                    port=self.ports[i].name,
-                    detail=(
+                self._alarm(
+                    "timeout",
+                    (
                         f"transmitter keyed {self._timeout_s[i]:g} s without a break; unkeyed and "
                         "locked out until its talker drops"
                     ),
+                    port=self.ports[i].name,
                 )
             )
         # A talker none of whose destinations may transmit any more has lost the floor.
@@ -682,13 +687,10 @@ class PatchEngine:
             self._src_lock[i] = True
             self._end_reason[i] = _EndReason.TIMEOUT
             events.append(
-                self._event(
-                    "alarm",
-                    kind="stuck_carrier",
+                self._alarm(
+                    "stuck_carrier",
+                    ("every destination timed out; this port's carrier is ignored until it drops"),
                     port=self.ports[i].name,
-                    detail=(
-                        "every destination timed out; this port's carrier is ignored until it drops"
-                    ),
                 )
             )
         return events
@@ -792,15 +794,27 @@ class PatchEngine:
         return tx
 
     # ------------------------------------------------------------------ calls and events
-    def _port_ref(self, i: int) -> dict[str, str]:
+    def _port_ref(self, i: int) -> PortRef:
         talkgroup, agency = self._serves[i]
         return {"port": self.ports[i].name, "talkgroup": talkgroup, "agency": agency}
 
-    def _event(self, event_type: str, /, **fields: Any) -> Event:
-        return {"type": event_type, "time": self.clock.iso(self.tick_index), **fields}
+    def _now(self) -> str:
+        return self.clock.iso(self.tick_index)
 
-    def _ptt_event(self, i: int, on: bool, reason: str) -> Event:
-        return self._event("ptt", port=self.ports[i].name, on=on, reason=reason)
+    def _alarm(self, kind: str, detail: str, *, port: str | None) -> Alarm:
+        # Key order as published: kind, then port when there is one, then detail.
+        if port is None:
+            return {"type": "alarm", "time": self._now(), "kind": kind, "detail": detail}
+        return {"type": "alarm", "time": self._now(), "kind": kind, "port": port, "detail": detail}
+
+    def _ptt_event(self, i: int, on: bool, reason: str) -> Ptt:
+        return {
+            "type": "ptt",
+            "time": self._now(),
+            "port": self.ports[i].name,
+            "on": on,
+            "reason": reason,
+        }
 
     def _start_call(self, i: int, t: int, wanted: BoolArray, events: list[Event]) -> None:
         pid = int(self._patch_of[i])
@@ -815,33 +829,34 @@ class PatchEngine:
             start_tick=t,
         )
         self._calls[i] = call
-        events.append(
-            self._event(
-                "call_start",
-                call_id=call.call_id,
-                patch=patch,
-                source=call.source,
-                destinations=dests,
-            )
-        )
+        start: CallStart = {
+            "type": "call_start",
+            "time": self._now(),
+            "call_id": call.call_id,
+            "patch": patch,
+            "source": call.source,
+            "destinations": dests,
+        }
+        events.append(start)
 
-    def _end_call(self, i: int, t: int, reason: str) -> Event:
+    def _end_call(self, i: int, t: int, reason: str) -> CallEnd:
         call = self._calls.pop(i)
         peak = float(self._call_peak[i])
         peak_dbfs = round(20 * math.log10(peak), 1) if peak > 1e-6 else SILENCE_DBFS
-        return self._event(
-            "call_end",
-            call_id=call.call_id,
-            patch=call.patch,
-            source=call.source,
-            destinations=call.destinations,
-            start=self.clock.iso(call.start_tick),
-            end=self.clock.iso(t),
-            duration_s=round((t - call.start_tick) * self.clock.frame_ms / 1000, 3),
-            reason=reason,
-            peak_dbfs=peak_dbfs,
-            recording=None,
-        )
+        return {
+            "type": "call_end",
+            "time": self._now(),
+            "call_id": call.call_id,
+            "patch": call.patch,
+            "source": call.source,
+            "destinations": call.destinations,
+            "start": self.clock.iso(call.start_tick),
+            "end": self.clock.iso(t),
+            "duration_s": round((t - call.start_tick) * self.clock.frame_ms / 1000, 3),
+            "reason": reason,
+            "peak_dbfs": peak_dbfs,
+            "recording": None,
+        }
 
     # ------------------------------------------------------------------ reload
     _PORT_STATE = (

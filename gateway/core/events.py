@@ -1,8 +1,9 @@
 """Events: the objects the gateway emits, and the stamp (gateway, seq, time) that makes them final.
 
-Every event is a plain JSON object as DESIGN.md lists them. Producers (the engine, the command
-layer) build the type-specific fields and the `time`; an `EventStamper` adds `gateway` and `seq`
-in one place, so `seq` increases by one per event of this gateway whoever produced it.
+Every event is a plain JSON object as DESIGN.md lists them, typed by `event_types` (one TypedDict
+per event type). Producers (the engine, the command layer) build the type-specific fields and the
+`time`; an `EventStamper` adds `gateway` and `seq` in one place, so `seq` increases by one per
+event of this gateway whoever produced it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
-Event = dict[str, Any]
+from gateway.core.event_types import Event as Event
 
 # port_offline / retune: the source went out of service, or was retuned, mid-call.
 CALL_END_REASONS = (
@@ -65,13 +66,18 @@ class EventStamper:
     _key_order: tuple[str, ...] = field(default=("type", "gateway", "seq", "time"), repr=False)
 
     def stamp(self, event: Event) -> Event:
-        stamped: Event = {"type": event["type"], "gateway": self.gateway, "seq": self.next_seq}
+        stamped: dict[str, Any] = {
+            "type": event["type"],
+            "gateway": self.gateway,
+            "seq": self.next_seq,
+        }
         stamped["time"] = event["time"]
         for key, value in event.items():
             if key not in self._key_order:
                 stamped[key] = value
         self.next_seq += 1
-        return stamped
+        # The same event with its stamp: the type's fields, in the producer's order.
+        return cast(Event, stamped)
 
 
 def to_json_bytes(value: Any) -> bytes:
