@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.config.errors import clip
 from gateway.core.engine import EngineError, PatchEngine
-from gateway.core.event_types import Audit, PatchChange
+from gateway.core.event_types import Audit, AuditResult, PatchChange
 from gateway.core.events import Event
 
 
@@ -371,7 +371,7 @@ class PatchControl:
         }
 
     def _audit(
-        self, who: Principal, command: Command, patch: str, result: str, reason: str
+        self, who: Principal, command: Command, patch: str, result: AuditResult, reason: str
     ) -> Audit:
         return {
             "type": "audit",

@@ -15,6 +15,15 @@ from typing import Any, Literal, NotRequired, TypedDict
 # The keys `EventStamper` adds to every event.
 STAMP_KEYS = frozenset({"gateway", "seq"})
 
+# Why the gateway ended a call or unkeyed a transmitter by itself; port_offline / retune: the port
+# went out of service, or was retuned, mid-call.
+ReleaseReason = Literal["patch_disabled", "shutdown", "port_offline", "retune"]
+CallEndReason = Literal["carrier_drop", "timeout", "preempted", ReleaseReason]
+# What an announcement keys a port for: a patch prompt or ID, or a technician's key test.
+AnnounceReason = Literal["announcement", "key_test"]
+PttReason = Literal["call", AnnounceReason, "hang_elapsed", "timeout", ReleaseReason]
+AuditResult = Literal["accepted", "refused"]
+
 
 class _Stamp(TypedDict):
     gateway: NotRequired[str]
@@ -48,7 +57,7 @@ class CallEnd(_Stamp):
     start: str
     end: str
     duration_s: float
-    reason: str
+    reason: CallEndReason
     peak_dbfs: float
     # None until the recorder (if any) names the call's file.
     recording: str | None
@@ -59,7 +68,7 @@ class Ptt(_Stamp):
     time: str
     port: str
     on: bool
-    reason: str
+    reason: PttReason
 
 
 class Carrier(_Stamp):
@@ -94,7 +103,7 @@ class Audit(_Stamp):
     principal: str
     command: str
     args: dict[str, Any]
-    result: str
+    result: AuditResult
     reason: str
 
 

@@ -11,22 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import orjson
 
+from gateway.core.event_types import CallEndReason
 from gateway.core.event_types import Event as Event
 
-# port_offline / retune: the source went out of service, or was retuned, mid-call.
-CALL_END_REASONS = (
-    "carrier_drop",
-    "timeout",
-    "preempted",
-    "patch_disabled",
-    "shutdown",
-    "port_offline",
-    "retune",
-)
+CALL_END_REASONS: tuple[str, ...] = get_args(CallEndReason)
 
 
 def iso_time(moment: datetime) -> str:
