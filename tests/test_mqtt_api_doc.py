@@ -20,7 +20,7 @@ import typing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 import pytest
@@ -409,6 +409,17 @@ def schema_types(doc: dict[str, Any], schema: dict[str, Any]) -> set[str]:
     return {declared} if isinstance(declared, str) else set(declared)
 
 
+def schema_values(doc: dict[str, Any], schema: dict[str, Any]) -> set[Any] | None:
+    """The values a schema's `const` or `enum` allows (through $ref and allOf); None: any."""
+    if "$ref" in schema:
+        return schema_values(doc, doc["components"]["schemas"][ref_name(schema["$ref"])])
+    if "allOf" in schema:
+        return schema_values(doc, schema["allOf"][0])
+    if "const" in schema:
+        return {schema["const"]}
+    return set(schema["enum"]) if "enum" in schema else None
+
+
 def assert_schema_is_typed_dict(
     doc: dict[str, Any], name: str, typed: Any, stamp: frozenset[str]
 ) -> None:
@@ -425,6 +436,10 @@ def assert_schema_is_typed_dict(
         if "number" in allowed:  # a JSON number holds every integer too
             wanted = {"number" if kind == "integer" else kind for kind in wanted}
         assert wanted == allowed, (name, key, hint, allowed)
+        # A Literal is a closed set of values: the document lists the same ones.
+        if typing.get_origin(hint) is typing.Literal:
+            values = set(typing.get_args(hint))
+            assert values == schema_values(doc, schema["properties"][key]), (name, key, values)
 
 
 def test_every_event_type_is_a_typed_dict_with_the_documented_fields(
@@ -448,17 +463,20 @@ def test_every_event_type_is_a_typed_dict_with_the_documented_fields(
 
 
 def test_the_field_check_catches_a_difference(doc: dict[str, Any]) -> None:
-    hints = typing.get_type_hints(event_types.Alarm, include_extras=True)
-    for fields in (
-        {**hints, "level": int},  # a field the document does not have
-        {k: v for k, v in hints.items() if k != "detail"},  # a field missing
-        {**hints, "port": str},  # optional in the document, required here
-        {**hints, "detail": NotRequired[str]},  # required in the document, optional here
-        {**hints, "detail": int},  # another type
+    alarm = typing.get_type_hints(event_types.Alarm, include_extras=True)
+    ptt = typing.get_type_hints(event_types.Ptt, include_extras=True)
+    for name, fields in (
+        ("alarm", {**alarm, "level": int}),  # a field the document does not have
+        ("alarm", {k: v for k, v in alarm.items() if k != "detail"}),  # a field missing
+        ("alarm", {**alarm, "port": str}),  # optional in the document, required here
+        ("alarm", {**alarm, "detail": NotRequired[str]}),  # required in the document, not here
+        ("alarm", {**alarm, "detail": int}),  # another type
+        ("alarm", {**alarm, "kind": Literal["timeout"]}),  # a closed set the document leaves open
+        ("ptt", {**ptt, "reason": Literal["call", "timeout"]}),  # fewer values than documented
     ):
         with pytest.raises(AssertionError):
             assert_schema_is_typed_dict(
-                doc, "alarm", TypedDict("Alarm", fields), event_types.STAMP_KEYS
+                doc, name, TypedDict("Changed", fields), event_types.STAMP_KEYS
             )
 
 
