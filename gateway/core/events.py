@@ -1,9 +1,8 @@
 """Events: the objects the gateway emits, and the stamp (gateway, seq, time) that makes them final.
 
-Every event is a plain JSON object as DESIGN.md lists them, typed by `event_types` (one TypedDict
-per event type). Producers (the engine, the command layer) build the type-specific fields and the
-`time`; an `EventStamper` adds `gateway` and `seq` in one place, so `seq` increases by one per
-event of this gateway whoever produced it.
+Every event is a plain JSON object as docs/design.md, "Events" lists them. Producers (the engine,
+the command layer) build the type-specific fields and the `time`; an `EventStamper` adds `gateway`
+and `seq` in one place, so `seq` increases by one per event of this gateway whoever produced it.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any, cast, get_args
 
 import orjson
 
+# event_types has one TypedDict per event type; `Event`, their union, is re-exported here.
 from gateway.core.event_types import CallEndReason
 from gateway.core.event_types import Event as Event
 

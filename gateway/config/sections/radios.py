@@ -32,7 +32,7 @@ from gateway.config.sections.common import (
 
 
 class Timing(StrictModel):
-    """Per-port timing rules; see DESIGN.md "Timing rules per port"."""
+    """Per-port timing rules; see docs/design.md, "Timing rules per port"."""
 
     tx_delay_ms: int = Field(default=150, ge=0, le=2000)
     hang_ms: int = Field(default=800, ge=0, le=10000)
