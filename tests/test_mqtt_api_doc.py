@@ -4,7 +4,9 @@ The events come from the real producers: `crosspatch simulate` on config/example
 scenario that makes every event type happen, the engine driven directly for what a simulation
 cannot do (ports going offline, retunes, key tests), and the command router for audits and
 replies. Events are schema'd with `additionalProperties: false` and enums, so a field or a value
-the code starts to emit without documenting it fails here.
+the code starts to emit without documenting it fails here. Each event schema also has exactly the
+fields of its TypedDict in gateway/core/event_types.py, so what mypy checks the producers against
+is what the document says.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import asyncio
 import json
 import re
 import time
+import types
+import typing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 import pytest
@@ -31,6 +35,7 @@ from gateway.config import load_config
 from gateway.control.patch_control import Command, Principal, Role
 from gateway.control.router import CommandRouter
 from gateway.control.status import patch_list, retained_states, status_snapshot
+from gateway.core import event_types
 from gateway.core.events import Event, EventStamper, TickClock
 from gateway.mqtt.topics import Topics
 from gateway.run.site import build_site
@@ -369,6 +374,110 @@ def test_a_field_or_value_not_documented_fails(
     assert problems(schema_of("call_end"), {**by_type["call_end"], "reason": "lightning"})
     assert problems(schema_of("audit"), {**by_type["audit"], "result": "maybe"})
     assert problems(schema_of("call_start"), {**by_type["call_start"], "time": "yesterday"})
+
+
+def json_types(hint: Any) -> set[str]:
+    """The JSON types a Python type hint of an event field allows."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return set().union(*(json_types(type(value)) for value in typing.get_args(hint)))
+    if origin in (types.UnionType, typing.Union):
+        return set().union(*(json_types(arg) for arg in typing.get_args(hint)))
+    if origin is typing.NotRequired:
+        return json_types(typing.get_args(hint)[0])
+    simple = {str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
+    if hint in simple:
+        return {simple[hint]}
+    if origin is list:
+        return {"array"}
+    if origin is dict or typing.is_typeddict(hint):
+        return {"object"}
+    raise AssertionError(f"no JSON type for {hint!r}")
+
+
+def schema_types(doc: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+    """The JSON types a (document) schema allows, through its $ref, allOf and oneOf."""
+    if "$ref" in schema:
+        return schema_types(doc, doc["components"]["schemas"][ref_name(schema["$ref"])])
+    if "allOf" in schema:
+        return set.intersection(*(schema_types(doc, s) for s in schema["allOf"]))
+    if "oneOf" in schema:
+        return set().union(*(schema_types(doc, s) for s in schema["oneOf"]))
+    if "const" in schema:
+        return json_types(type(schema["const"]))
+    declared = schema["type"]
+    return {declared} if isinstance(declared, str) else set(declared)
+
+
+def schema_values(doc: dict[str, Any], schema: dict[str, Any]) -> set[Any] | None:
+    """The values a schema's `const` or `enum` allows (through $ref and allOf); None: any."""
+    if "$ref" in schema:
+        return schema_values(doc, doc["components"]["schemas"][ref_name(schema["$ref"])])
+    if "allOf" in schema:
+        return schema_values(doc, schema["allOf"][0])
+    if "const" in schema:
+        return {schema["const"]}
+    return set(schema["enum"]) if "enum" in schema else None
+
+
+def assert_schema_is_typed_dict(
+    doc: dict[str, Any], name: str, typed: Any, stamp: frozenset[str]
+) -> None:
+    """The schema `name` has exactly the TypedDict's fields, required as it requires them
+    (and the stamp), each of a JSON type its Python type allows."""
+    schema = doc["components"]["schemas"][name]
+    hints = typing.get_type_hints(typed, include_extras=True)
+    assert schema["additionalProperties"] is False, name
+    assert set(schema["properties"]) == set(hints), name
+    assert set(schema["required"]) == typed.__required_keys__ | stamp, name
+    for key, hint in hints.items():
+        allowed = schema_types(doc, schema["properties"][key])
+        wanted = json_types(hint)
+        if "number" in allowed:  # a JSON number holds every integer too
+            wanted = {"number" if kind == "integer" else kind for kind in wanted}
+        assert wanted == allowed, (name, key, hint, allowed)
+        # A Literal is a closed set of values: the document lists the same ones.
+        if typing.get_origin(hint) is typing.Literal:
+            values = set(typing.get_args(hint))
+            assert values == schema_values(doc, schema["properties"][key]), (name, key, values)
+
+
+def test_every_event_type_is_a_typed_dict_with_the_documented_fields(
+    doc: dict[str, Any],
+) -> None:
+    schemas = doc["components"]["schemas"]
+    documented = {
+        name
+        for name, schema in schemas.items()
+        if "const" in schema.get("properties", {}).get("type", {})
+    }
+    assert set(event_types.EVENT_TYPES) == documented == EVENT_TYPES
+    for name, typed in event_types.EVENT_TYPES.items():
+        hints = typing.get_type_hints(typed)
+        assert hints["type"] == typing.Literal[name]
+        assert schemas[name]["properties"]["type"] == {"const": name}
+        # The stamp is the stamper's, never the producer's: not required of what it builds.
+        assert typed.__optional_keys__ >= event_types.STAMP_KEYS, name
+        assert_schema_is_typed_dict(doc, name, typed, event_types.STAMP_KEYS)
+    assert_schema_is_typed_dict(doc, "portRef", event_types.PortRef, frozenset())
+
+
+def test_the_field_check_catches_a_difference(doc: dict[str, Any]) -> None:
+    alarm = typing.get_type_hints(event_types.Alarm, include_extras=True)
+    ptt = typing.get_type_hints(event_types.Ptt, include_extras=True)
+    for name, fields in (
+        ("alarm", {**alarm, "level": int}),  # a field the document does not have
+        ("alarm", {k: v for k, v in alarm.items() if k != "detail"}),  # a field missing
+        ("alarm", {**alarm, "port": str}),  # optional in the document, required here
+        ("alarm", {**alarm, "detail": NotRequired[str]}),  # required in the document, not here
+        ("alarm", {**alarm, "detail": int}),  # another type
+        ("alarm", {**alarm, "kind": Literal["timeout"]}),  # a closed set the document leaves open
+        ("ptt", {**ptt, "reason": Literal["call", "timeout"]}),  # fewer values than documented
+    ):
+        with pytest.raises(AssertionError):
+            assert_schema_is_typed_dict(
+                doc, name, TypedDict("Changed", fields), event_types.STAMP_KEYS
+            )
 
 
 def test_replies_fit_the_document(

@@ -21,6 +21,7 @@ from typing import Any
 
 from gateway.config.errors import clip
 from gateway.core.engine import EngineError, PatchEngine
+from gateway.core.event_types import Audit, AuditResult, PatchChange
 from gateway.core.events import Event
 
 
@@ -358,7 +359,9 @@ class PatchControl:
     def _now(self) -> str:
         return self.engine.clock.iso(self.engine.tick_index)
 
-    def _patch_event(self, patch: str, who: Principal, state: PatchState | None = None) -> Event:
+    def _patch_event(
+        self, patch: str, who: Principal, state: PatchState | None = None
+    ) -> PatchChange:
         return {
             "type": "patch",
             "time": self._now(),
@@ -368,8 +371,8 @@ class PatchControl:
         }
 
     def _audit(
-        self, who: Principal, command: Command, patch: str, result: str, reason: str
-    ) -> Event:
+        self, who: Principal, command: Command, patch: str, result: AuditResult, reason: str
+    ) -> Audit:
         return {
             "type": "audit",
             "time": self._now(),

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from gateway.config import Config
 from gateway.config.errors import clip
 from gateway.control.patch_control import Command, Principal, Role
+from gateway.core.event_types import Audit, AuditResult
 from gateway.core.events import Event
 
 PATCH_COMMANDS = {c.value: c for c in Command}
@@ -193,8 +194,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def audit_event(
-    now: str, principal: str, command: str, args: dict[str, Any], result: str, reason: str
-) -> Event:
+    now: str, principal: str, command: str, args: dict[str, Any], result: AuditResult, reason: str
+) -> Audit:
     return {
         "type": "audit",
         "time": now,
@@ -283,7 +284,7 @@ class CommandRouter:
         raise CommandRefused(why)
 
     async def _audit(
-        self, principal: str, command: str, args: dict[str, Any], result: str, reason: str
+        self, principal: str, command: str, args: dict[str, Any], result: AuditResult, reason: str
     ) -> None:
         # Only what an auditor needs and nothing a client could bloat the log with.
         kept = {k: v for k, v in list(args.items())[:8] if isinstance(v, str | int | float | bool)}

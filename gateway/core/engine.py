@@ -36,6 +36,18 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
+from gateway.core.event_types import (
+    Alarm,
+    AnnounceReason,
+    CallEnd,
+    CallEndReason,
+    CallStart,
+    Carrier,
+    PortRef,
+    Ptt,
+    PttReason,
+    ReleaseReason,
+)
 from gateway.core.events import Event, TickClock
 
 SAMPLE_RATE = 8000
@@ -148,8 +160,8 @@ class TickResult:
 class _Call:
     call_id: str
     patch: str
-    source: dict[str, str]
-    destinations: list[dict[str, str]]
+    source: PortRef
+    destinations: list[PortRef]
     start_tick: int
 
 
@@ -250,7 +262,7 @@ class PatchEngine:
         self._calls: dict[int, _Call] = {}
         # Announcements waiting or playing, per port: samples and how far they have played.
         # port -> samples, position, tick queued, PTT reason
-        self._announcements: dict[int, tuple[FloatFrames, int, int, str]] = {}
+        self._announcements: dict[int, tuple[FloatFrames, int, int, AnnounceReason]] = {}
 
         # Per-patch floor state (indexed by patch id).
         self._holder = np.full(len(self._patch_ids), -1, dtype=np.int64)
@@ -367,7 +379,7 @@ class PatchEngine:
             return f"in patch '{self._patch_name(int(self._patch_of[i]))}'"
         return "offline"
 
-    def disable_patch(self, name: str, reason: str = "patch_disabled") -> list[Event]:
+    def disable_patch(self, name: str, reason: ReleaseReason = "patch_disabled") -> list[Event]:
         """Splits a patch: its calls end and its transmitters unkey now, with `reason`."""
         self._spec(name)
         if name not in self._enabled:
@@ -390,7 +402,7 @@ class PatchEngine:
         self._segments_dirty = True
         return events
 
-    def release_all(self, reason: str = "shutdown") -> list[Event]:
+    def release_all(self, reason: ReleaseReason = "shutdown") -> list[Event]:
         """Ends every call and unkeys every port (shutdown, reload of the whole table)."""
         events = self._release_ports(np.arange(len(self.ports)), reason)
         self._holder[:] = -1
@@ -411,16 +423,22 @@ class PatchEngine:
     def ready(self, port: str) -> bool:
         return bool(self._ready[self.port_index[port]])
 
-    def set_port_online(self, port: str, online: bool, reason: str = "port_offline") -> list[Event]:
+    def set_port_online(
+        self, port: str, online: bool, reason: ReleaseReason = "port_offline"
+    ) -> list[Event]:
         """Hardware state: an offline port (unplugged, not answering) is out of service and no
         pool radio offline is taken for a patch."""
         return self._set_state(self._online, port, online, reason)
 
-    def set_port_ready(self, port: str, ready: bool, reason: str = "retune") -> list[Event]:
+    def set_port_ready(
+        self, port: str, ready: bool, reason: ReleaseReason = "retune"
+    ) -> list[Event]:
         """Tuning state: a radio being tuned (or that failed to tune) is out of service."""
         return self._set_state(self._ready, port, ready, reason)
 
-    def _set_state(self, flags: BoolArray, port: str, value: bool, reason: str) -> list[Event]:
+    def _set_state(
+        self, flags: BoolArray, port: str, value: bool, reason: ReleaseReason
+    ) -> list[Event]:
         # Out of service, a port is neither heard nor keyed: its call ends and its transmitter
         # unkeys now with `reason`; its patch carries on without it.
         i = self.port_index[port]
@@ -435,13 +453,12 @@ class PatchEngine:
             return self._release_ports(np.array([i], dtype=np.int64), reason)
         return []
 
-    def alarm(self, kind: str, detail: str, *, port: str | None = None) -> Event:
+    def alarm(self, kind: str, detail: str, *, port: str | None = None) -> Alarm:
         """An `alarm` event stamped with the engine's time."""
-        where = {"port": port} if port is not None else {}
-        return self._event("alarm", kind=kind, **where, detail=detail)
+        return self._alarm(kind, detail, port=port)
 
     def announce(
-        self, ports: Sequence[str], samples: FloatFrames, reason: str = "announcement"
+        self, ports: Sequence[str], samples: FloatFrames, reason: AnnounceReason = "announcement"
     ) -> None:
         """Queues a short announcement (a voice prompt, a tone sequence) on each port.
 
@@ -469,7 +486,7 @@ class PatchEngine:
             known = ", ".join(sorted(self.patches)) or "none"
             raise EngineError(f"no patch named '{name}' (patches: {known})") from None
 
-    def _release_ports(self, idx: IntArray, reason: str) -> list[Event]:
+    def _release_ports(self, idx: IntArray, reason: ReleaseReason) -> list[Event]:
         t = self.tick_index
         events: list[Event] = []
         for i in idx[self._src[idx]]:
@@ -534,7 +551,13 @@ class PatchEngine:
         #    inhibit; a full-duplex port hears all along (it has no false COR on unkey).
         eff = raw & (self._full | (~ptt_prev & (t >= self._inhibit_until)))
         for i in np.flatnonzero(eff != self._carrier):
-            events.append(self._event("carrier", port=self.ports[i].name, on=bool(eff[i])))
+            change: Carrier = {
+                "type": "carrier",
+                "time": self._now(),
+                "port": self.ports[i].name,
+                "on": bool(eff[i]),
+            }
+            events.append(change)
         self._carrier_since[eff & ~self._carrier] = t
         self._carrier = eff
         self._src_lock &= raw
@@ -551,6 +574,7 @@ class PatchEngine:
         # 3. Calls that ended and began.
         src_prev = self._src
         for i in np.flatnonzero(src_prev & ~src):
+            reason: CallEndReason
             if self._end_reason[i] == _EndReason.TIMEOUT:
                 reason = "timeout"
             else:
@@ -585,15 +609,16 @@ class PatchEngine:
         falling = ptt_prev & ~ptt
         self._inhibit_until[falling] = t + 1 + self._inhibit[falling]
         for i in np.flatnonzero(ptt != ptt_prev):
+            keyed: PttReason
             if ptt[i]:
-                reason = (
+                keyed = (
                     self._announcements[int(i)][3]
                     if speaking is not None and speaking[i]
                     else "call"
                 )
             else:
-                reason = "timeout" if expired[i] else "hang_elapsed"
-            events.append(self._ptt_event(int(i), bool(ptt[i]), reason))
+                keyed = "timeout" if expired[i] else "hang_elapsed"
+            events.append(self._ptt_event(int(i), bool(ptt[i]), keyed))
         self._ptt = ptt
 
         # 6. Audio: mix-minus, limiter, delay line, silence where unkeyed.
@@ -661,14 +686,13 @@ class PatchEngine:
         self._last_wanted[expired] = _NEVER
         for i in np.flatnonzero(expired):
             events.append(
-                self._event(
-                    "alarm",
-                    kind="timeout",
-                    port=self.ports[i].name,
-                    detail=(
+                self._alarm(
+                    "timeout",
+                    (
                         f"transmitter keyed {self._timeout_s[i]:g} s without a break; unkeyed and "
                         "locked out until its talker drops"
                     ),
+                    port=self.ports[i].name,
                 )
             )
         # A talker none of whose destinations may transmit any more has lost the floor.
@@ -682,13 +706,10 @@ class PatchEngine:
             self._src_lock[i] = True
             self._end_reason[i] = _EndReason.TIMEOUT
             events.append(
-                self._event(
-                    "alarm",
-                    kind="stuck_carrier",
+                self._alarm(
+                    "stuck_carrier",
+                    ("every destination timed out; this port's carrier is ignored until it drops"),
                     port=self.ports[i].name,
-                    detail=(
-                        "every destination timed out; this port's carrier is ignored until it drops"
-                    ),
                 )
             )
         return events
@@ -792,15 +813,27 @@ class PatchEngine:
         return tx
 
     # ------------------------------------------------------------------ calls and events
-    def _port_ref(self, i: int) -> dict[str, str]:
+    def _port_ref(self, i: int) -> PortRef:
         talkgroup, agency = self._serves[i]
         return {"port": self.ports[i].name, "talkgroup": talkgroup, "agency": agency}
 
-    def _event(self, event_type: str, /, **fields: Any) -> Event:
-        return {"type": event_type, "time": self.clock.iso(self.tick_index), **fields}
+    def _now(self) -> str:
+        return self.clock.iso(self.tick_index)
 
-    def _ptt_event(self, i: int, on: bool, reason: str) -> Event:
-        return self._event("ptt", port=self.ports[i].name, on=on, reason=reason)
+    def _alarm(self, kind: str, detail: str, *, port: str | None) -> Alarm:
+        # Key order as published: kind, then port when there is one, then detail.
+        if port is None:
+            return {"type": "alarm", "time": self._now(), "kind": kind, "detail": detail}
+        return {"type": "alarm", "time": self._now(), "kind": kind, "port": port, "detail": detail}
+
+    def _ptt_event(self, i: int, on: bool, reason: PttReason) -> Ptt:
+        return {
+            "type": "ptt",
+            "time": self._now(),
+            "port": self.ports[i].name,
+            "on": on,
+            "reason": reason,
+        }
 
     def _start_call(self, i: int, t: int, wanted: BoolArray, events: list[Event]) -> None:
         pid = int(self._patch_of[i])
@@ -815,33 +848,34 @@ class PatchEngine:
             start_tick=t,
         )
         self._calls[i] = call
-        events.append(
-            self._event(
-                "call_start",
-                call_id=call.call_id,
-                patch=patch,
-                source=call.source,
-                destinations=dests,
-            )
-        )
+        start: CallStart = {
+            "type": "call_start",
+            "time": self._now(),
+            "call_id": call.call_id,
+            "patch": patch,
+            "source": call.source,
+            "destinations": dests,
+        }
+        events.append(start)
 
-    def _end_call(self, i: int, t: int, reason: str) -> Event:
+    def _end_call(self, i: int, t: int, reason: CallEndReason) -> CallEnd:
         call = self._calls.pop(i)
         peak = float(self._call_peak[i])
         peak_dbfs = round(20 * math.log10(peak), 1) if peak > 1e-6 else SILENCE_DBFS
-        return self._event(
-            "call_end",
-            call_id=call.call_id,
-            patch=call.patch,
-            source=call.source,
-            destinations=call.destinations,
-            start=self.clock.iso(call.start_tick),
-            end=self.clock.iso(t),
-            duration_s=round((t - call.start_tick) * self.clock.frame_ms / 1000, 3),
-            reason=reason,
-            peak_dbfs=peak_dbfs,
-            recording=None,
-        )
+        return {
+            "type": "call_end",
+            "time": self._now(),
+            "call_id": call.call_id,
+            "patch": call.patch,
+            "source": call.source,
+            "destinations": call.destinations,
+            "start": self.clock.iso(call.start_tick),
+            "end": self.clock.iso(t),
+            "duration_s": round((t - call.start_tick) * self.clock.frame_ms / 1000, 3),
+            "reason": reason,
+            "peak_dbfs": peak_dbfs,
+            "recording": None,
+        }
 
     # ------------------------------------------------------------------ reload
     _PORT_STATE = (

@@ -10,22 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast, get_args
 
 import orjson
 
-Event = dict[str, Any]
+# event_types has one TypedDict per event type; `Event`, their union, is re-exported here.
+from gateway.core.event_types import CallEndReason
+from gateway.core.event_types import Event as Event
 
-# port_offline / retune: the source went out of service, or was retuned, mid-call.
-CALL_END_REASONS = (
-    "carrier_drop",
-    "timeout",
-    "preempted",
-    "patch_disabled",
-    "shutdown",
-    "port_offline",
-    "retune",
-)
+CALL_END_REASONS: tuple[str, ...] = get_args(CallEndReason)
 
 
 def iso_time(moment: datetime) -> str:
@@ -65,13 +58,18 @@ class EventStamper:
     _key_order: tuple[str, ...] = field(default=("type", "gateway", "seq", "time"), repr=False)
 
     def stamp(self, event: Event) -> Event:
-        stamped: Event = {"type": event["type"], "gateway": self.gateway, "seq": self.next_seq}
+        stamped: dict[str, Any] = {
+            "type": event["type"],
+            "gateway": self.gateway,
+            "seq": self.next_seq,
+        }
         stamped["time"] = event["time"]
         for key, value in event.items():
             if key not in self._key_order:
                 stamped[key] = value
         self.next_seq += 1
-        return stamped
+        # The same event with its stamp: the type's fields, in the producer's order.
+        return cast(Event, stamped)
 
 
 def to_json_bytes(value: Any) -> bytes:

@@ -21,7 +21,7 @@ class Announcer:
     def on_events(self, engine: PatchEngine, events: list[Event]) -> None:
         """Announces each patch enabled or disabled by these events on its member ports."""
         for event in events:
-            if event.get("type") != "patch" or event["patch"] not in self.plan.patches:
+            if event["type"] != "patch" or event["patch"] not in self.plan.patches:
                 continue
             patch, state = event["patch"], event["state"]
             if state == "enabled":

@@ -37,6 +37,7 @@ from gateway.control.patch_control import Command, PatchControl, PatchState, Pri
 from gateway.control.router import CommandRefused, CommandRouter, Payload, Request
 from gateway.control.state_store import PatchRecord, StateStore, acquire_lock
 from gateway.control.status import patch_list, retained_states, status_snapshot
+from gateway.core.event_types import CallEnd
 from gateway.core.events import Event, EventStamper, TickClock, to_json_bytes
 from gateway.dsp.signals import tone
 from gateway.mqtt.client import set_retained
@@ -132,7 +133,7 @@ class Daemon:
         self.state_dir = cfg.gateway.state_dir
         self.store = StateStore(self.state_dir, cfg.gateway.id)
         self.notifier = SystemdNotifier()
-        self.recent_calls: deque[Event] = deque(maxlen=RECENT_CALLS)
+        self.recent_calls: deque[CallEnd] = deque(maxlen=RECENT_CALLS)
         self.started = time.monotonic()
         self.exit_code = 0
         self._stop = asyncio.Event()
@@ -321,9 +322,9 @@ class Daemon:
             event_log.info("%s", b"\n".join(payloads).decode(), extra={EACH_LINE: True})
         for event in events:
             kind = event["type"]
-            if kind == "call_end":
+            if event["type"] == "call_end":
                 self.recent_calls.appendleft(event)
-            if kind in _LIVE_STATE_EVENTS:
+            if event["type"] == "carrier" or event["type"] == "ptt":  # _LIVE_STATE_EVENTS
                 self._live[(event["port"], kind)] = (event["seq"], bool(event["on"]))
                 self._live_changed.add(event["port"])
             elif kind in _STATE_EVENTS and not (

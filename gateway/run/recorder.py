@@ -50,6 +50,7 @@ import numpy.typing as npt
 
 from gateway.config.models import RecordingSettings
 from gateway.core.engine import SAMPLE_RATE, PatchEngine
+from gateway.core.event_types import CallStart
 from gateway.core.events import Event
 from gateway.dsp.signals import to_pcm16
 
@@ -510,13 +511,12 @@ class CallRecorder:
     def on_events(self, events: Sequence[Event]) -> None:
         """Starts and ends recordings as calls start and end; fills `recording` of call_end."""
         for event in events:
-            kind = event["type"]
-            if kind == "call_start":
+            if event["type"] == "call_start":
                 self._start(event)
-            elif kind == "call_end":
+            elif event["type"] == "call_end":
                 event["recording"] = self._end(event["call_id"])
 
-    def _start(self, event: Event) -> None:
+    def _start(self, event: CallStart) -> None:
         call_id: str = event["call_id"]
         port: str = event["source"]["port"]
         path = self.path_for(call_id, event["time"])

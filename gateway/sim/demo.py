@@ -34,6 +34,7 @@ from gateway.config.models import MqttSettings
 from gateway.control.patch_control import PatchControl
 from gateway.control.status import status_snapshot
 from gateway.core.engine import PatchEngine
+from gateway.core.event_types import Alarm, CallEnd
 from gateway.core.events import Event, EventStamper, TickClock
 from gateway.mqtt.client import MqttInThread
 from gateway.mqtt.topics import Topics
@@ -67,8 +68,8 @@ class DemoView:
         self.site = site
         self.engine = engine
         self.control = control
-        self.calls: deque[Event] = deque(maxlen=_LAST_CALLS)
-        self.alarms: deque[Event] = deque(maxlen=3)
+        self.calls: deque[CallEnd] = deque(maxlen=_LAST_CALLS)
+        self.alarms: deque[Alarm] = deque(maxlen=3)
         self.call_count = 0
         self.started = time.monotonic()
 
@@ -144,16 +145,16 @@ class DemoView:
         calls = Table(title="Last calls", title_justify="left", expand=True)
         for column in ("start", "patch", "from", "to", "s", "peak dBFS", "end"):
             calls.add_column(column)
-        for call in self.calls:
-            src = call["source"]
+        for ended in self.calls:
+            src = ended["source"]
             calls.add_row(
-                call["start"][11:19],
-                call["patch"],
+                ended["start"][11:19],
+                ended["patch"],
                 f"{src['port']} ({src['talkgroup']})",
-                ", ".join(d["port"] for d in call["destinations"]) or "nobody",
-                f"{call['duration_s']:.1f}",
-                f"{call['peak_dbfs']:.1f}",
-                call["reason"],
+                ", ".join(d["port"] for d in ended["destinations"]) or "nobody",
+                f"{ended['duration_s']:.1f}",
+                f"{ended['peak_dbfs']:.1f}",
+                ended["reason"],
             )
         parts: list[Table | Text] = [header, ports, patches, calls]
         for alarm in self.alarms:
@@ -163,20 +164,20 @@ class DemoView:
 
 def describe_event(event: Event) -> str | None:
     """One readable line for the events an operator cares about (plain output mode)."""
-    kind = event["type"]
     when = event["time"][11:23]
-    if kind == "call_start":
+    # Tested on event["type"] itself, so mypy reads each branch's fields as that type's.
+    if event["type"] == "call_start":
         src = event["source"]
         to = ", ".join(f"{d['port']} ({d['talkgroup']})" for d in event["destinations"])
         return f"{when} CALL  {event['patch']}: {src['port']} ({src['talkgroup']}) -> {to}"
-    if kind == "call_end":
+    if event["type"] == "call_end":
         return (
             f"{when} END   {event['patch']}: {event['source']['port']} after "
             f"{event['duration_s']:.1f} s ({event['reason']}, peak {event['peak_dbfs']:.1f} dBFS)"
         )
-    if kind == "patch":
+    if event["type"] == "patch":
         return f"{when} PATCH {event['patch']} {event['state']} by {event['by']}"
-    if kind == "alarm":
+    if event["type"] == "alarm":
         return f"{when} ALARM {event['kind']} {event.get('port', '')}: {event['detail']}"
     return None
 

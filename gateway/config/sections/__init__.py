@@ -1,0 +1,1 @@
+"""The config sections, one module each; `gateway.config.models` joins them into `Config`."""
