@@ -33,7 +33,6 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
-import ssl
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +49,8 @@ from gateway.control.router import Oversized, Payload, RateLimited
 from gateway.control.status import retained_states
 from gateway.core.events import Event, to_json_bytes
 from gateway.mqtt.command_limit import CommandLimiter
+from gateway.mqtt.connect import MqttSetupError as MqttSetupError  # raised here, at the start
+from gateway.mqtt.connect import read_password, tls_parameters
 from gateway.mqtt.outbox import ESSENTIAL_TYPES, Outbox, OutMessage, PutResult
 from gateway.mqtt.topics import Topics
 
@@ -76,10 +77,6 @@ BACKOFF_MAX_S = 10.0  # the call log waits at most this long after the broker is
 CommandHandler = Callable[[str, Payload], Awaitable[dict[str, Any]]]
 
 
-class MqttSetupError(Exception):
-    """The MQTT settings cannot be used (an unreadable password or certificate file); one line."""
-
-
 def encode(value: Any) -> bytes:
     return to_json_bytes(value)
 
@@ -100,8 +97,8 @@ class MqttClient:
         self.outbox = outbox
         self._handle_command = handle_command
         self._backoff = (backoff_min_s, backoff_max_s)
-        self._password = _read_password(settings)
-        self._tls = _tls_params(settings)
+        self._password = read_password(settings.password_file)
+        self._tls = tls_parameters(settings)
         self._retained: dict[str, bytes] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -460,40 +457,6 @@ class _Acks:
 
     def close(self) -> None:
         self._paho.on_publish = self._aiomqtt_on_publish
-
-
-def check_settings(settings: MqttSettings) -> None:
-    """Raises `MqttSetupError` (one line) if the settings cannot be used: an unreadable password
-    file, a missing certificate file."""
-    _read_password(settings)
-    _tls_params(settings)
-
-
-def _read_password(settings: MqttSettings) -> str | None:
-    if settings.password_file is None:
-        return None
-    try:
-        return settings.password_file.read_text().rstrip("\r\n")
-    except OSError as exc:
-        raise MqttSetupError(
-            f"mqtt.password_file {settings.password_file}: {exc.strerror or exc}"
-        ) from None
-
-
-def _tls_params(settings: MqttSettings) -> aiomqtt.TLSParameters | None:
-    if not settings.tls:
-        return None
-    for name in ("ca_file", "cert_file", "key_file"):
-        path = getattr(settings, name)
-        if path is not None and not path.is_file():
-            raise MqttSetupError(f"mqtt.{name} {path}: no such file")
-    return aiomqtt.TLSParameters(
-        ca_certs=str(settings.ca_file) if settings.ca_file else None,
-        certfile=str(settings.cert_file) if settings.cert_file else None,
-        keyfile=str(settings.key_file) if settings.key_file else None,
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
-    )
 
 
 class MqttInThread:

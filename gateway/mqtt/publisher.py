@@ -57,10 +57,10 @@ from gateway.mqtt.client import (
     BACKOFF_MIN_S,
     CommandHandler,
     MqttClient,
-    check_settings,
     encode,
     outbox_messages,
 )
+from gateway.mqtt.connect import check_settings
 from gateway.mqtt.outbox import Outbox, PutResult
 from gateway.mqtt.topics import Topics
 

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import ssl
 import sys
 import uuid
 from collections import deque
@@ -37,6 +36,7 @@ from pydantic import ValidationError
 
 from gateway.config import load_config
 from gateway.config.models import NAME_PATTERN, MqttSettings
+from gateway.mqtt.connect import PASSWORD_FILE, MqttSetupError, read_password, tls_parameters
 from gateway.mqtt.topics import Topics
 
 BACKOFF_MIN_S = 0.5
@@ -102,7 +102,7 @@ def tail_settings(
         if username is not None:
             login = {"username": username, "password_file": password_file}
         mqtt = cfg.mqtt.model_copy(update=login)
-        label = "--password-file" if username is not None else "mqtt.password_file"
+        label = "--password-file" if username is not None else PASSWORD_FILE
     else:
         prefix = cfg.mqtt.topic_prefix if cfg is not None and cfg.mqtt is not None else None
         try:
@@ -115,38 +115,18 @@ def tail_settings(
         except ValidationError as exc:  # the URL's rule, in the config checker's words
             raise TailError(f"--mqtt: {exc.errors()[0]['msg']}") from None
         label = "--password-file"
+    try:
+        password = read_password(mqtt.password_file, label)
+        tls = tls_parameters(mqtt)
+    except MqttSetupError as exc:
+        raise TailError(str(exc)) from None
     return TailSettings(
         mqtt=mqtt,
-        password=_read_password(mqtt.password_file, label),
-        tls=_tls(mqtt),
+        password=password,
+        tls=tls,
         gateway=gw,
         show_all=show_all,
         agencies=agencies,
-    )
-
-
-def _read_password(path: Path | None, label: str) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text().rstrip("\r\n")
-    except OSError as exc:
-        raise TailError(f"{label} {path}: {exc.strerror or exc}") from None
-
-
-def _tls(mqtt: MqttSettings) -> aiomqtt.TLSParameters | None:
-    if not mqtt.tls:
-        return None
-    for name in ("ca_file", "cert_file", "key_file"):
-        path = getattr(mqtt, name)
-        if path is not None and not path.is_file():
-            raise TailError(f"mqtt.{name} {path}: no such file")
-    return aiomqtt.TLSParameters(
-        ca_certs=str(mqtt.ca_file) if mqtt.ca_file else None,  # None: the system's CAs
-        certfile=str(mqtt.cert_file) if mqtt.cert_file else None,
-        keyfile=str(mqtt.key_file) if mqtt.key_file else None,
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
     )
 
 
