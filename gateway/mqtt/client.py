@@ -37,7 +37,7 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -52,6 +52,7 @@ from gateway.mqtt.command_limit import CommandLimiter
 from gateway.mqtt.connect import MqttSetupError as MqttSetupError  # raised here, at the start
 from gateway.mqtt.connect import read_password, tls_parameters
 from gateway.mqtt.outbox import ESSENTIAL_TYPES, Outbox, OutMessage, PutResult
+from gateway.mqtt.retained import set_retained
 from gateway.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -398,33 +399,6 @@ def outbox_messages(
         )
         for e, payload in zip(events, payloads, strict=True)
     ]
-
-
-class RetainedStates(Protocol):
-    """Where retained states go: an `MqttClient`, or the daemon's side of a publisher process."""
-
-    topics: Topics
-
-    def set_state(self, topic: str, state: Any) -> None: ...
-
-    def forget_state(self, topic: str) -> None: ...
-
-
-def set_retained(
-    target: RetainedStates, ports: dict[str, Any], patches: dict[str, Any], published: set[str]
-) -> set[str]:
-    """Sets the retained states of `ports` and `patches` (by name, as `retained_states` picks
-    them) and clears those of `published` topics no longer among them (a port or patch a reload
-    removed); returns the topics, to give back next time."""
-    topics = target.topics
-    now = {topics.port(name) for name in ports} | {topics.patch(name) for name in patches}
-    for name, state in ports.items():
-        target.set_state(topics.port(name), state)
-    for name, state in patches.items():
-        target.set_state(topics.patch(name), state)
-    for gone in published - now:
-        target.forget_state(gone)
-    return now
 
 
 class _Acks:

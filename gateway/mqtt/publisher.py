@@ -297,6 +297,21 @@ class MqttProcess:
         for task in list(self._tasks):
             task.cancel()
 
+    async def close_within(self, timeout_s: float) -> bool:
+        """`close`, within `timeout_s`. A publisher still at it then (a broker that stopped
+        answering) is killed and False returned: the broker then publishes its last will,
+        `offline`, and what it had not sent waits in the outbox for the next start."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.close()
+        except TimeoutError:
+            pid = self.pid
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return False
+        return True
+
 
 # ---------------------------------------------------------------------------------- publisher
 async def _publisher(fd: int) -> None:

@@ -19,7 +19,6 @@ import faulthandler
 import functools
 import gc
 import logging
-import os
 import signal
 import time
 from collections import deque
@@ -36,13 +35,13 @@ from gateway.control.control_socket import ControlRefused, ControlRequest, Contr
 from gateway.control.patch_control import Command, PatchControl, PatchState, Principal, Role
 from gateway.control.router import CommandRefused, CommandRouter, Payload, Request
 from gateway.control.state_store import PatchRecord, StateStore, acquire_lock
-from gateway.control.status import patch_list, retained_states, status_snapshot
+from gateway.control.status import patch_list, status_snapshot
 from gateway.core.event_types import CallEnd
 from gateway.core.events import Event, EventStamper, TickClock, to_json_bytes
 from gateway.dsp.signals import tone
-from gateway.mqtt.client import set_retained
 from gateway.mqtt.outbox import Outbox, OutboxError
 from gateway.mqtt.publisher import MqttProcess
+from gateway.mqtt.retained import RetainedStates
 from gateway.ports.contract import PortBank
 from gateway.ports.simulated import SimulatedRadios
 from gateway.run.announcements import AnnouncementPlan
@@ -70,23 +69,12 @@ STOP_TIMEOUT_S = 2.0
 # publisher still at it then is killed, so that a broker that stopped answering cannot hold up
 # the stop (its own drain would wait for it for 2 s).
 MQTT_CLOSE_TIMEOUT_S = 1.0
-STATES_EVERY_S = 0.2  # retained port and patch states follow changes this closely
-# When events stop coming, what is left of the states' news goes out this long after the last
-# tick's events at the earliest (see `_states_due`).
-STATES_FALLBACK_S = 0.05
 EXPIRY_CHECK_S = 1.0
 # A patch state that could not be saved (a full or failing disk) is saved again after this long,
 # doubling up to STATE_RETRY_MAX_S, until it is.
 STATE_RETRY_FIRST_S = 1.0
 STATE_RETRY_MAX_S = 10.0
 KEY_TEST_DBFS = -10.0
-# What makes a retained port or patch state out of date.
-_STATE_EVENTS = frozenset({"carrier", "ptt", "alarm", "patch", "call_start", "call_end"})
-# Those that say all that changed: a port's carrier or ptt, with `port` and `on`.
-_LIVE_STATE_EVENTS = ("carrier", "ptt")
-# Calls that ended with nothing but carrier and ptt changing (their own events tell those); any
-# other reason (a port out of service, a retune, a patch disabled) may change more.
-_PLAIN_CALL_ENDS = frozenset({"carrier_drop", "timeout", "preempted"})
 
 
 def require_supported_ports(cfg: Config) -> None:
@@ -149,6 +137,7 @@ class Daemon:
         self.hardware: SiteRadios | None = None
         self.outbox: Outbox | None = None
         self.mqtt: MqttProcess | None = None
+        self.retained: RetainedStates | None = None
         if cfg.mqtt is not None:
             self.outbox = Outbox(
                 self.state_dir / OUTBOX_FILE, cfg.mqtt.outbox_mb * 1024 * 1024, reserve=True
@@ -159,15 +148,7 @@ class Daemon:
             self.mqtt = MqttProcess(
                 cfg.mqtt, cfg.gateway.id, self.outbox, self._mqtt_command, verbose=verbose
             )
-        self._states_dirty = True  # a full snapshot of the retained states is due
-        self._port_states: dict[str, dict[str, Any]] = {}  # retained port states, by port
-        # The last carrier and ptt event of each port: (port, kind) -> (seq, on).
-        self._live: dict[tuple[str, str], tuple[int, bool]] = {}
-        self._live_changed: set[str] = set()  # ports with carrier or ptt news to publish
-        self._states_sent = 0.0  # when the retained states were last brought up to date
-        self._states_wanted = asyncio.Event()  # bring them up to date now
-        self._states_wanted.set()  # (the first snapshot)
-        self._states_timer: asyncio.TimerHandle | None = None
+            self.retained = RetainedStates(self.mqtt)
         self.router = CommandRouter(self, lambda: self.cfg)
         self.runtime = self._build_runtime()
 
@@ -239,8 +220,8 @@ class Daemon:
         watchdog = asyncio.create_task(self._watch_engine())
         background = [asyncio.create_task(self._expire_requests())]
         states: asyncio.Task[None] | None = None
-        if self.mqtt is not None:
-            states = asyncio.create_task(self._publish_states())
+        if self.mqtt is not None and self.retained is not None:
+            states = asyncio.create_task(self.retained.run(self._retained_snapshot))
             background += [asyncio.create_task(self.mqtt.run()), states]
         ports = len(self.site.ports)
         log.info(
@@ -265,9 +246,9 @@ class Daemon:
                 log.error("the engine did not stop within %.0f s", STOP_TIMEOUT_S)
                 self.exit_code = 1
             await asyncio.sleep(0)  # let the engine's last events through (into the outbox)
-            if self.mqtt is not None and states is not None:
+            if self.retained is not None and states is not None:
                 states.cancel()
-                self._send_final_states(self.mqtt)
+                self.retained.final(_snapshot(self.runtime, self.cfg))
             # The radios and the MQTT publisher close at once, each within its own limit.
             closing: list[Coroutine[Any, Any, None]] = []
             if self.hardware is not None:  # unkeys every radio and closes every line
@@ -283,36 +264,19 @@ class Daemon:
             log.info("stopped")
         return self.exit_code
 
-    def _send_final_states(self, mqtt: MqttProcess) -> None:
-        """At a stop, with the engine stopped (so its state is read here): every port's retained
-        state unkeyed, without carrier and offline, and every patch's as it is, ahead of the
-        gateway's `offline`. Without it a console would keep showing the states of the last
-        tick that published them, a transmitter keyed among them."""
-        snapshot, _ = _snapshot_at(self.runtime, self.cfg)
-        ports, patches = retained_states(snapshot)
-        for state in ports.values():
-            state.update(online=False, carrier=False, ptt=False)
-        set_retained(mqtt, ports, patches, set())
-
     async def _close_mqtt(self, mqtt: MqttProcess) -> None:
         """The publisher's last drain and `offline`, within MQTT_CLOSE_TIMEOUT_S. One that runs
         out (a broker that stopped answering) is named in the log and killed: the broker then
         publishes its last will, `offline`, and what it had not sent waits in the outbox for
         the next start."""
-        try:
-            async with asyncio.timeout(MQTT_CLOSE_TIMEOUT_S):
-                await mqtt.close()
-        except TimeoutError:
-            pid = mqtt.pid
+        pid = mqtt.pid
+        if not await mqtt.close_within(MQTT_CLOSE_TIMEOUT_S):
             log.error(
                 "stop: the MQTT publisher did not close within %.1f s; killed (process %s): what "
                 "it had not published waits in the outbox",
                 MQTT_CLOSE_TIMEOUT_S,
                 pid,
             )
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
 
     # ------------------------------------------------------------------ events
     def _on_events(self, events: list[Event]) -> None:
@@ -321,19 +285,11 @@ class Daemon:
         if event_log.isEnabledFor(logging.INFO):  # one record for the batch, one line an event
             event_log.info("%s", b"\n".join(payloads).decode(), extra={EACH_LINE: True})
         for event in events:
-            kind = event["type"]
             if event["type"] == "call_end":
                 self.recent_calls.appendleft(event)
-            if event["type"] == "carrier" or event["type"] == "ptt":  # _LIVE_STATE_EVENTS
-                self._live[(event["port"], kind)] = (event["seq"], bool(event["on"]))
-                self._live_changed.add(event["port"])
-            elif kind in _STATE_EVENTS and not (
-                kind == "call_start"
-                or (kind == "call_end" and event.get("reason") in _PLAIN_CALL_ENDS)
-            ):
-                self._states_dirty = True
+        if self.retained is not None:
+            self.retained.note(events)
         if self.mqtt is not None:
-            self._states_due()
             try:
                 queued = self.mqtt.queue(events, payloads)
             except OutboxError as exc:  # nothing written: held in memory (see gateway.mqtt.outbox)
@@ -367,81 +323,10 @@ class Daemon:
                 log.error("%s", detail)
                 self._raise_alarm("outbox_full", detail)
 
-    def _states_due(self) -> None:
-        """After a tick's events (or, when they stop, from a timer): the retained states' news
-        go out now if STATES_EVERY_S has passed since they last did, else later.
-
-        Now means right after a tick, while the engine thread waits for its next one: work on
-        this loop then takes no interpreter lock from a tick. A free-running timer would wake
-        this loop mid-tick as often as not, and each wake-up mid-tick costs the tick a thread
-        switch. So the timer is only a fallback, armed no sooner than STATES_FALLBACK_S (more
-        than a frame) ahead and re-armed by every tick's events: while they come, it never
-        fires."""
-        if self._states_timer is not None:
-            self._states_timer.cancel()
-            self._states_timer = None
-        if not (self._states_dirty or self._live_changed):
-            return
-        now = self._loop.time()
-        due = self._states_sent + STATES_EVERY_S
-        if now >= due:
-            self._states_wanted.set()
-        else:
-            later = max(due, now + STATES_FALLBACK_S)
-            self._states_timer = self._loop.call_at(later, self._states_due)
-
-    async def _publish_states(self) -> None:
-        """Keeps the retained port and patch states on the broker current.
-
-        A port's carrier and ptt follow its `carrier` and `ptt` events, with no work on the
-        engine thread (in a flood they are nearly all the events). Any other event that may
-        change a retained state (a patch change, an alarm, a call ended by a port going out of
-        service) and a reload take a full snapshot on the engine thread; carrier and ptt events
-        newer than the snapshot (by seq) win over it, whichever reached this loop first. When:
-        `_states_due`."""
-        assert self.mqtt is not None
-        mqtt = self.mqtt
-        published: set[str] = set()
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._states_wanted.wait()
-            self._states_wanted.clear()
-            self._states_sent = loop.time()
-            if self._states_dirty:
-                self._states_dirty = False
-                try:
-                    snapshot, next_seq = await self._on_engine(partial(_snapshot_at, cfg=self.cfg))
-                except RuntimeError:  # the engine has stopped
-                    return
-                ports, patches = retained_states(snapshot)
-                for key, (seq, on) in list(self._live.items()):
-                    port, kind = key
-                    if seq < next_seq or port not in ports:
-                        del self._live[key]  # the snapshot has it
-                    else:
-                        ports[port][kind] = on
-                self._port_states = ports
-                self._live_changed.clear()
-                published = set_retained(mqtt, ports, patches, published)
-            elif self._live_changed:
-                self._send_live_states()
-
-    def _send_live_states(self) -> None:
-        """The retained states of the ports with carrier or ptt news."""
-        assert self.mqtt is not None
-        mqtt = self.mqtt
-        changed, self._live_changed = self._live_changed, set()
-        for port in changed:
-            state = self._port_states.get(port)
-            if state is None:  # a port a reload removed (a snapshot follows)
-                continue
-            state = dict(state)
-            for kind in _LIVE_STATE_EVENTS:
-                live = self._live.get((port, kind))
-                if live is not None:
-                    state[kind] = live[1]
-            self._port_states[port] = state
-            mqtt.set_state(mqtt.topics.port(port), state)
+    async def _retained_snapshot(self) -> tuple[dict[str, Any], int]:
+        """For the retained states: a snapshot on the engine thread (RuntimeError once the
+        engine has stopped), with the seq of the first event it does not include."""
+        return await self._on_engine(partial(_snapshot_at, cfg=self.cfg))
 
     async def _expire_requests(self) -> None:
         while True:
@@ -731,9 +616,8 @@ class Daemon:
 
         enabled, records = await self._on_engine(swap)
         self.cfg, self.site = cfg, site
-        self._states_dirty = True  # ports or patches may have come or gone
-        if self.mqtt is not None:
-            self._states_due()
+        if self.retained is not None:  # ports or patches may have come or gone
+            self.retained.reloaded()
         await self._save(records)
         log.info("reloaded %s: enabled patches: %s", self.config_path, ", ".join(enabled))
         return {"reloaded": str(self.config_path), "enabled": enabled}
