@@ -30,13 +30,10 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import logging
-import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -46,13 +43,11 @@ from paho.mqtt.properties import Properties
 
 from gateway.config.models import MqttSettings
 from gateway.control.router import Oversized, Payload, RateLimited
-from gateway.control.status import retained_states
 from gateway.core.events import Event, to_json_bytes
 from gateway.mqtt.command_limit import CommandLimiter
 from gateway.mqtt.connect import MqttSetupError as MqttSetupError  # raised here, at the start
 from gateway.mqtt.connect import read_password, tls_parameters
 from gateway.mqtt.outbox import ESSENTIAL_TYPES, Outbox, OutMessage, PutResult
-from gateway.mqtt.retained import set_retained
 from gateway.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -134,12 +129,6 @@ class MqttClient:
             self._retained[topic] = payload
             self._dirty.add(topic)
             self._wake.set()
-
-    def set_states(self, snapshot: dict[str, Any], published: set[str]) -> set[str]:
-        """The retained port and patch states of a status snapshot; returns their topics, to
-        give back next time (a port or patch gone since, by a reload, is cleared)."""
-        ports, patches = retained_states(snapshot)
-        return set_retained(self, ports, patches, published)
 
     def forget_state(self, topic: str) -> None:
         """A port or patch that no longer exists: its retained message is cleared."""
@@ -431,74 +420,3 @@ class _Acks:
 
     def close(self) -> None:
         self._paho.on_publish = self._aiomqtt_on_publish
-
-
-class MqttInThread:
-    """An `MqttClient` on an asyncio loop of its own thread, for a synchronous program (the
-    demo's real-time loop): `queue` and `states` may be called from that program's thread."""
-
-    def __init__(self, settings: MqttSettings, gateway_id: str, outbox_path: Path) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._published: set[str] = set()
-        self._error: BaseException | None = None
-        self._client: MqttClient | None = None
-        self._outbox: Outbox | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(settings, gateway_id, outbox_path), name="mqtt", daemon=True
-        )
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-
-    def _run(self, settings: MqttSettings, gateway_id: str, outbox_path: Path) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            # SQLite wants its connection used by the thread that made it: this one.
-            self._outbox = Outbox(outbox_path)
-            self._client = MqttClient(settings, gateway_id, self._outbox, _no_commands)
-            self._runner = self._loop.create_task(self._client.run())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-
-    @property
-    def client(self) -> MqttClient:
-        assert self._client is not None
-        return self._client
-
-    def queue(self, events: Sequence[Event]) -> None:
-        self._loop.call_soon_threadsafe(self.client.queue, list(events))
-
-    def states(self, snapshot: dict[str, Any]) -> None:
-        def apply() -> None:
-            self._published = self.client.set_states(snapshot, self._published)
-
-        self._loop.call_soon_threadsafe(apply)
-
-    def close(self, timeout: float = 3.0) -> None:
-        """Sends what is queued (up to `timeout`), says offline, stops the thread."""
-
-        async def finish() -> None:
-            await self.client.close()
-            if self._runner is not None:
-                self._runner.cancel()
-                await asyncio.gather(self._runner, return_exceptions=True)
-            if self._outbox is not None:
-                self._outbox.close()
-
-        try:
-            asyncio.run_coroutine_threadsafe(finish(), self._loop).result(timeout)
-        except (TimeoutError, concurrent.futures.TimeoutError):
-            log.info("MQTT: closing timed out")
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
-
-
-async def _no_commands(user: str, payload: Payload) -> dict[str, Any]:
-    return {"id": None, "ok": False, "error": "this program takes no commands (it is the demo)"}

@@ -28,6 +28,9 @@ without saying goodbye to the broker, which then publishes the last will, `offli
 the client ran inside the daemon. A publisher that dies is started again (what it had not
 published is still in the outbox).
 
+The demo publishes through the same process (`gateway.mqtt.sync_publisher` runs the daemon's
+side of it on the demo's own thread).
+
 Messages on the socket: a 4-byte length, then a pickle (both ends are this module).
 """
 
@@ -148,6 +151,11 @@ class MqttProcess:
         """The running publisher's process id (benchmarks measure its CPU time)."""
         process = self._process
         return process.pid if process is not None and process.returncode is None else None
+
+    @property
+    def started(self) -> bool:
+        """Whether a publisher is running and has been given its start."""
+        return self._writer is not None
 
     @property
     def published(self) -> int:

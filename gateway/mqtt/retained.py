@@ -39,8 +39,7 @@ Snapshot = tuple[dict[str, Any], int]
 
 
 class StateTarget(Protocol):
-    """Where retained states go: the daemon's side of the publisher process (`MqttProcess`), or
-    an `MqttClient`."""
+    """Where retained states go: the daemon's side of the publisher process (`MqttProcess`)."""
 
     topics: Topics
 

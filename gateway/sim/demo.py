@@ -11,7 +11,6 @@ broker exactly as the daemon publishes them (through a throw-away outbox).
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from gateway.control.status import status_snapshot
 from gateway.core.engine import PatchEngine
 from gateway.core.event_types import Alarm, CallEnd
 from gateway.core.events import Event, EventStamper, TickClock
-from gateway.mqtt.client import MqttInThread
+from gateway.mqtt.sync_publisher import SyncMqttProcess
 from gateway.mqtt.topics import Topics
 from gateway.ports.simulated import SimulatedRadios
 from gateway.run.site import Site, build_site, hardware_ports
@@ -280,18 +279,12 @@ def run_demo(
 
 def _publisher(
     mqtt: MqttSettings, gateway_id: str, resources: contextlib.ExitStack
-) -> MqttInThread:
-    """The demo's MQTT publisher, with a throw-away outbox; closed (after a last drain) when
-    `resources` closes."""
-    # The publisher's warnings (broker unreachable, and back) are worth a line on the terminal.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    mqtt_log = logging.getLogger("gateway.mqtt_client")
-    mqtt_log.addHandler(handler)
-    mqtt_log.setLevel(logging.INFO)
-    resources.callback(mqtt_log.removeHandler, handler)
+) -> SyncMqttProcess:
+    """The demo's MQTT publisher: the daemon's publisher process, with a throw-away outbox;
+    closed (after a last drain) when `resources` closes. Its log lines (broker unreachable, and
+    back) go to this terminal's stderr."""
     scratch = resources.enter_context(tempfile.TemporaryDirectory(prefix="crosspatch-demo-"))
-    broker = MqttInThread(mqtt, gateway_id, Path(scratch) / "outbox.sqlite3")
+    broker = SyncMqttProcess(mqtt, gateway_id, Path(scratch) / "outbox.sqlite3")
     resources.callback(broker.close)
     base = Topics(mqtt.topic_prefix, gateway_id).base
     print(f"publishing to {mqtt.url} under {base}/", file=sys.stderr)
