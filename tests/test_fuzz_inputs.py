@@ -25,7 +25,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.config import Config, ConfigError, parse_config_text
-from gateway.control.router import BadRequest, Oversized, RateLimited, audit_event, parse_request
+from gateway.control.payload import Oversized, RateLimited
+from gateway.control.router import BadRequest, audit_event, parse_request
 from gateway.core.events import to_json_bytes
 from gateway.links import rtp, usrp
 from gateway.links.srtp import KeyFileError, parse_key_text

@@ -98,3 +98,23 @@ def test_the_port_contract_loads_nothing_else() -> None:
         check=True,
     )
     assert json.loads(result.stdout) == ["gateway", "gateway.ports", "gateway.ports.contract"]
+
+
+def test_the_mqtt_publisher_process_loads_no_engine() -> None:
+    # The publisher runs in a process of its own beside the engine's: it must not pay for (or
+    # depend on) the engine, the patch control or the loop it only carries the news of.
+    probe = (
+        "import json, sys, gateway.mqtt.publisher; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('gateway'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = set(json.loads(result.stdout))
+    unwanted = {"gateway.core.engine", "gateway.control.patch_control", "gateway.run.loop"}
+    assert not loaded & unwanted, sorted(loaded & unwanted)

@@ -22,34 +22,13 @@ from typing import Any, Protocol
 from gateway.config import Config
 from gateway.config.errors import clip
 from gateway.control.patch_control import Command, Principal, Role
+from gateway.control.payload import Oversized, Payload, RateLimited
 from gateway.core.event_types import Audit, AuditResult
 from gateway.core.events import Event
 
 PATCH_COMMANDS = {c.value: c for c in Command}
 TECHNICIAN_COMMANDS = ("port.key_test", "reload")
 KEY_TEST_MAX_S = 10.0
-
-
-@dataclass(frozen=True)
-class Oversized:
-    """What a transport passes instead of a payload too large to parse (it is audited)."""
-
-    size: int
-
-
-@dataclass(frozen=True)
-class RateLimited:
-    """What a transport passes for the commands of one login it refused over its rate limit,
-    for one audit of them all."""
-
-    count: int
-    per_s: float
-    burst: int
-
-
-# A request as a transport hands it over: the bytes received, or what the transport did instead
-# of passing them. Out of band: no payload a client sends can pass for a transport's own note.
-Payload = bytes | Oversized | RateLimited
 
 
 class CommandRefused(Exception):

@@ -42,7 +42,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config.models import MqttSettings
-from gateway.control.router import Oversized, Payload, RateLimited
+from gateway.control.payload import Oversized, Payload, RateLimited
 from gateway.core.events import Event, to_json_bytes
 from gateway.mqtt.command_limit import CommandLimiter
 from gateway.mqtt.connect import MqttSetupError as MqttSetupError  # raised here, at the start

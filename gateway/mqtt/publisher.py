@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gateway.config.models import MqttSettings
-from gateway.control.router import Payload
+from gateway.control.payload import Payload
 from gateway.core.events import Event
 from gateway.mqtt.client import (
     BACKOFF_MAX_S,

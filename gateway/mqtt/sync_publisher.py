@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.models import MqttSettings
-from gateway.control.router import Payload
+from gateway.control.payload import Payload
 from gateway.core.events import Event
 from gateway.mqtt.connect import check_settings
 from gateway.mqtt.outbox import Outbox

@@ -33,7 +33,8 @@ from gateway.config import Config, ConfigError, load_config
 from gateway.config.errors import clip
 from gateway.control.control_socket import ControlRefused, ControlRequest, ControlServer
 from gateway.control.patch_control import Command, PatchControl, PatchState, Principal, Role
-from gateway.control.router import CommandRefused, CommandRouter, Payload, Request
+from gateway.control.payload import Payload
+from gateway.control.router import CommandRefused, CommandRouter, Request
 from gateway.control.state_store import PatchRecord, StateStore, acquire_lock
 from gateway.control.status import patch_list, status_snapshot
 from gateway.core.event_types import CallEnd
