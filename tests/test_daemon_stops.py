@@ -6,6 +6,7 @@ broker hung. A close that runs out of time is named in the log and left behind."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -107,6 +108,31 @@ def test_every_stop_mid_call_unkeys_both_radios_and_exits_0_within_2_s(
         line.set_input("cts", False)
         radio.squelch_open = False
     assert max(took) < EXIT_WITHIN_S, sorted(took)[-5:]
+
+
+def test_signals_repeated_during_the_stop_do_not_cut_it_short(
+    stop_site: tuple[Site, KenwoodRadio, LineRadioServer],
+) -> None:
+    """An impatient operator (or a service manager) sends SIGTERM again and again while the
+    daemon stops: the stop still releases every transmitter and exits 0, and says it once."""
+    site, radio, line = stop_site
+    daemon = site.start()
+    site.wait_ready(daemon)
+    wait(lambda: "rcmp-1" in {p["port"] for p in site.status()["ports"] if p["online"]})
+    line.set_input("cts", True)  # the line radio hears a call: the CAT radio keys
+    wait(lambda: radio.ptt, what="the CAT radio keyed")
+    repeats = 0
+    while daemon.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.proc.pid, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)[repeats % 3])
+            repeats += 1
+        time.sleep(0.005)
+    code = daemon.stop(timeout=30)
+    assert code == 0, daemon.lines[-20:]
+    assert not radio.ptt, "the CAT radio was left keyed"
+    assert "stopped" in daemon.lines[-1], daemon.lines[-20:]
+    noted = [text for text in daemon.lines if "while stopping: already stopping" in text]
+    assert repeats > 3 and len(noted) == 1, (repeats, noted)
 
 
 # ------------------------------------------------------------------ what every stop must show

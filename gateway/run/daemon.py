@@ -126,6 +126,7 @@ class Daemon:
         self.started = time.monotonic()
         self.exit_code = 0
         self._stop = asyncio.Event()
+        self._noted_signal_while_stopping = False
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Future[None]] = set()
         self._save_lock = asyncio.Lock()
@@ -239,8 +240,11 @@ class Daemon:
             self.notifier.stopping()
             log.info("stopping: ending calls and releasing every transmitter")
             watchdog.cancel()
+            # A second SIGTERM (an impatient operator, a service manager's repeat) must not kill
+            # the stop half-way, before every transmitter is released: it is noted and ignored.
+            # The stop is bounded by itself; systemd's SIGKILL after TimeoutStopSec remains.
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+                loop.add_signal_handler(sig, self._signal_while_stopping, sig)
             await server.close()
             stopped = await asyncio.to_thread(self.runtime.stop, STOP_TIMEOUT_S)
             if not stopped:
@@ -539,6 +543,14 @@ class Daemon:
         return snapshot
 
     # ------------------------------------------------------------------ reload
+    def _signal_while_stopping(self, sig: signal.Signals) -> None:
+        if not self._noted_signal_while_stopping:
+            self._noted_signal_while_stopping = True
+            log.warning(
+                "%s while stopping: already stopping, releasing every transmitter first",
+                sig.name,
+            )
+
     def _reload_on_signal(self) -> None:
         async def run() -> None:
             try:
@@ -669,4 +681,8 @@ def run_daemon(config_path: Path) -> int:
     try:
         return asyncio.run(_serve(config_path, cfg))
     finally:
+        # Closing the loop put the default handlers back: a late signal must not turn a clean
+        # stop's exit code into a death by signal.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         lock.release()
