@@ -1,6 +1,6 @@
 """Hostile-input benchmark: how many generated inputs each parser took, and what broke.
 
-    .venv/bin/python bench/hostile_input.py [--examples 5000]
+    .venv/bin/python -m bench.hostile_input [--examples 5000]
 
 Runs the property-based tests of `tests/test_fuzz_inputs.py` (configs, scenarios, control-socket
 and MQTT commands, RTP/ED-137 and USRP packets, SRTP key files) with `--examples` inputs each
@@ -22,8 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe
+from bench.machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 # Hypothesis's statistics: the test's name, then "- during generate phase (T seconds):" and
@@ -42,7 +41,8 @@ def main() -> int:
     print(describe(0))
     rows: list[tuple[str, int, int, float]] = []
     failed = False
-    for tests in ("tests/test_fuzz_inputs.py", "tests/test_check_is_run.py"):
+    for name in ("test_fuzz_inputs.py", "test_check_is_run.py"):
+        tests = str(next(ROOT.glob(f"tests/**/{name}")).relative_to(ROOT))
         env = {**os.environ, "HYPOTHESIS_MAX_EXAMPLES": str(args.examples)}
         started = time.monotonic()
         result = subprocess.run(

@@ -1,4 +1,4 @@
-"""Fixtures every test module may use: a real mosquitto (`broker`, see mqtt_env.py).
+"""Fixtures every test module may use: a real mosquitto (`broker`, see support/mqtt_env.py).
 
 Registered here, before any test module imports `mqtt_env` for its classes, so pytest can
 rewrite its asserts. The property-based tests' profiles are set here too: `suite` (bounded, the
@@ -9,7 +9,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["mqtt_env"]
+pytest_plugins = ["tests.support.mqtt_env"]
 
 _PROFILE = {
     "deadline": None,  # a busy machine is slow, not wrong

@@ -3,26 +3,17 @@ was given (the full latency run needs PulseAudio and a daemon, ~20 s: run the be
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+import importlib
 from types import ModuleType
 
 import numpy as np
 import pytest
 from scipy import signal
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "audio.py"
-
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_audio", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench.audio")
 
 
 def test_cpu_measure_runs(bench: ModuleType) -> None:

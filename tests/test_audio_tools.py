@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 import pytest
-from emulators.kenwood import KenwoodRadio
-from emulators.line_radio import LineRadioServer
 from scipy import signal as dsp
 
 from gateway.control.state_store import StateLockedError, acquire_lock
 from gateway.tools.audio import LIMIT, tone_amplitude
+from tests.support.emulators.kenwood import KenwoodRadio
+from tests.support.emulators.line_radio import LineRadioServer
 
 if TYPE_CHECKING:
-    from audio_env import AudioEnv, Recording
+    from tests.support.audio_env import AudioEnv, Recording
 
-pytest_plugins = ["audio_env"]
+pytest_plugins = ["tests.support.audio_env"]
 
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
 RATE = 48000

@@ -9,8 +9,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from emulators.drive import drive, until
-from emulators.icom import IcomRadio
 
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.errors import (
@@ -22,6 +20,8 @@ from gateway.hardware.cat.errors import (
     CatVerifyError,
 )
 from gateway.hardware.cat.icom import COLLISION_FRAME, IcomDriver, from_bcd_le, to_bcd_le
+from tests.support.emulators.drive import drive, until
+from tests.support.emulators.icom import IcomRadio
 
 T = TypeVar("T")
 

@@ -9,8 +9,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from emulators.drive import drive, until
-from emulators.kenwood import MODELS, KenwoodRadio
 
 from gateway.hardware.cat.base import RigIdentity, Tuning
 from gateway.hardware.cat.errors import (
@@ -22,6 +20,8 @@ from gateway.hardware.cat.errors import (
     CatVerifyError,
 )
 from gateway.hardware.cat.kenwood import KenwoodDriver
+from tests.support.emulators.drive import drive, until
+from tests.support.emulators.kenwood import MODELS, KenwoodRadio
 
 T = TypeVar("T")
 

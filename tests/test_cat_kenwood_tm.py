@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from emulators.drive import drive, until
-from emulators.kenwood_tm import KenwoodTmRadio
 
 from gateway.hardware.cat.base import RigIdentity, Tuning
 from gateway.hardware.cat.errors import (
@@ -21,6 +19,8 @@ from gateway.hardware.cat.errors import (
     CatVerifyError,
 )
 from gateway.hardware.cat.kenwood_tm import FoLine, KenwoodTmDriver
+from tests.support.emulators.drive import drive, until
+from tests.support.emulators.kenwood_tm import KenwoodTmRadio
 
 T = TypeVar("T")
 

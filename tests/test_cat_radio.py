@@ -9,12 +9,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
-from emulators.kenwood import KenwoodRadio
 
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.kenwood import KenwoodDriver
 from gateway.hardware.cat.radio import CatRadio
 from gateway.run.loop import PortNotice
+from tests.support.emulators.kenwood import KenwoodRadio
 
 CHANNELS = {
     "rcmp/tac2": Tuning(142_470_000, 142_470_000, "nfm", 131.8),
@@ -196,9 +196,8 @@ def rigctld_ptt(port: int) -> str:
 
 
 def test_a_radio_behind_rigctld_is_tuned_keyed_and_unkeyed() -> None:
-    from test_cat_rigctld import start_rigctld
-
     from gateway.hardware.cat.rigctld import RigctldDriver
+    from tests.support.rigctld import start_rigctld
 
     proc, port = start_rigctld("-P", "RIG")
     notices: list[PortNotice] = []

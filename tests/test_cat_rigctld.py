@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -14,7 +13,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from emulators.drive import drive, until
 
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.errors import (
@@ -25,46 +23,15 @@ from gateway.hardware.cat.errors import (
     CatTimeout,
 )
 from gateway.hardware.cat.rigctld import RigctldDriver
+from tests.support.emulators.drive import drive, until
+from tests.support.rigctld import RIGCTLD, free_port, start_rigctld
 
 T = TypeVar("T")
-RIGCTLD = shutil.which("rigctld")
 needs_rigctld = pytest.mark.skipif(RIGCTLD is None, reason="rigctld (libhamlib-utils) missing")
 
 
 class FastRigctld(RigctldDriver):
     timeout_s = 0.3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_rigctld(*extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    assert RIGCTLD is not None
-    port = free_port()
-    proc = subprocess.Popen(
-        [RIGCTLD, "-m", "1", "-T", "127.0.0.1", "-t", str(port), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        # Ready means answering a command, not just listening.
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                probe.sendall(b"+\\get_freq\n")
-                reply = b""
-                while b"RPRT" not in reply and (chunk := probe.recv(1024)):
-                    reply += chunk
-            if b"RPRT 0" in reply:
-                return proc, port
-        except OSError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("rigctld did not start listening")
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import pytest
-from emulators.drive import drive, until
-from emulators.yaesu_legacy import YaesuLegacyRadio
 
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.errors import (
@@ -20,6 +18,8 @@ from gateway.hardware.cat.errors import (
     CatTimeout,
 )
 from gateway.hardware.cat.yaesu_legacy import YaesuLegacyDriver, from_bcd, to_bcd
+from tests.support.emulators.drive import drive, until
+from tests.support.emulators.yaesu_legacy import YaesuLegacyRadio
 
 T = TypeVar("T")
 

@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import pytest
-from emulators.drive import drive, until
-from emulators.yaesu_newcat import MODELS, YaesuNewcatRadio
 
 from gateway.hardware.cat.base import Tuning
 from gateway.hardware.cat.errors import (
@@ -21,6 +19,8 @@ from gateway.hardware.cat.errors import (
     CatVerifyError,
 )
 from gateway.hardware.cat.yaesu_newcat import YaesuNewcatDriver
+from tests.support.emulators.drive import drive, until
+from tests.support.emulators.yaesu_newcat import MODELS, YaesuNewcatRadio
 
 T = TypeVar("T")
 

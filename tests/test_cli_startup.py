@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 HEAVY = ("numpy", "scipy", "gateway.core.engine", "gateway.run.daemon", "gateway.run.announcements")
 
 PROBE = f"""

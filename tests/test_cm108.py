@@ -16,6 +16,7 @@ from gateway.hardware.cm108.gpio import (
     cm108_report,
     find_hidraw,
 )
+from tests.support.sysfs import PCI, hidraw_node, sound_card, usb_device
 
 # --- reports ------------------------------------------------------------------------------------
 
@@ -149,38 +150,6 @@ def test_read_cos_without_a_source(hidraw: Path) -> None:
 
 # --- finding the hidraw of a sound card ---------------------------------------------------------
 
-PCI = "devices/pci0000:00/0000:00:14.0"
-
-
-def _usb_device(sys: Path, port: str, vid: int, pid: int, product: str) -> Path:
-    device = sys / PCI / "usb1" / port
-    device.mkdir(parents=True)
-    (device / "idVendor").write_text(f"{vid:04x}\n")
-    (device / "idProduct").write_text(f"{pid:04x}\n")
-    (device / "product").write_text(f"{product}\n")
-    return device
-
-
-def _card(sys: Path, parent: Path, number: int, card_id: str) -> None:
-    card = parent / "sound" / f"card{number}"
-    card.mkdir(parents=True)
-    (card / "id").write_text(f"{card_id}\n")
-    (card / "number").write_text(f"{number}\n")
-    (card / f"pcmC{number}D0p").mkdir()
-    link = sys / "class" / "sound" / f"card{number}"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(Path("../..") / card.relative_to(sys))
-    # The class directory also holds controlCn and pcm devices: not cards.
-    (sys / "class" / "sound" / f"controlC{number}").symlink_to(
-        Path("../..") / card.relative_to(sys)
-    )
-
-
-def _hidraw(device: Path, interface: str, hid: str, name: str) -> None:
-    node = device / interface / hid / "hidraw" / name
-    node.mkdir(parents=True)
-    (node / "dev").write_text("247:0\n")
-
 
 @pytest.fixture
 def sysfs(tmp_path: Path) -> Path:
@@ -190,16 +159,16 @@ def sysfs(tmp_path: Path) -> Path:
     onboard = sys / "devices/pci0000:00/0000:00:1f.3"
     onboard.mkdir(parents=True)
     (onboard / "vendor").write_text("0x8086\n")
-    _card(sys, onboard, 0, "PCH")
-    fob = _usb_device(sys, "1-1", 0x0D8C, 0x013C, "USB Audio Device")
+    sound_card(sys, onboard, 0, "PCH")
+    fob = usb_device(sys, "1-1", 0x0D8C, 0x013C, "USB Audio Device")
     (fob / "1-1:1.0").mkdir()
-    _card(sys, fob / "1-1:1.0", 1, "Device")
-    _hidraw(fob, "1-1:1.3", "0003:0D8C:013C.0001", "hidraw0")
-    plain = _usb_device(sys, "1-2", 0x0D8C, 0x0102, "USB Sound Device")
-    _card(sys, plain / "1-2:1.0", 2, "Sound")
-    signalink = _usb_device(sys, "1-3", 0x08BB, 0x2904, "USB Audio CODEC")
-    _card(sys, signalink / "1-3:1.0", 3, "CODEC")
-    _hidraw(signalink, "1-3:1.3", "0003:08BB:2904.0002", "hidraw2")
+    sound_card(sys, fob / "1-1:1.0", 1, "Device")
+    hidraw_node(fob, "1-1:1.3", "0003:0D8C:013C.0001", "hidraw0")
+    plain = usb_device(sys, "1-2", 0x0D8C, 0x0102, "USB Sound Device")
+    sound_card(sys, plain / "1-2:1.0", 2, "Sound")
+    signalink = usb_device(sys, "1-3", 0x08BB, 0x2904, "USB Audio CODEC")
+    sound_card(sys, signalink / "1-3:1.0", 3, "CODEC")
+    hidraw_node(signalink, "1-3:1.3", "0003:08BB:2904.0002", "hidraw2")
     (sys / PCI / "usb1" / "idVendor").write_text("1d6b\n")  # the root hub is a USB device too
     (sys / PCI / "usb1" / "idProduct").write_text("0002\n")
     return sys

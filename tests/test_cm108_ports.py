@@ -4,7 +4,7 @@ A pseudo-terminal stands in for /dev/hidrawN: the bank opens its slave (through 
 udev names devices), and the test plays the chip on the master side, reading the output reports
 written and sending input reports. Closing the master is unplugging the card: the node goes and
 writes fail with EIO, as a hidraw's fail with ENODEV. A regular file stands in where only the
-bytes written matter, and a fake sysfs (tests/test_cm108.py's) where the hidraw is found from
+bytes written matter, and a fake sysfs (tests/support/sysfs.py) where the hidraw is found from
 the radio's sound card.
 """
 
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import time
-import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import yaml
-from test_cm108 import _card, _hidraw, _usb_device
 
 from gateway.config import Config, parse_config_text
 from gateway.hardware.cm108.gpio import (
@@ -36,60 +33,10 @@ from gateway.hardware.cm108.gpio import (
 )
 from gateway.hardware.cm108.ports import Cm108PortBank, Cm108Wiring
 from gateway.ports.wiring import cm108_wirings
+from tests.support.cm108 import A_KEYED, B_KEYED, BOTH_KEYED, IDLE, FakeCm119, report
+from tests.support.sysfs import hidraw_node, sound_card, usb_device
 
 PORTAUDIO_NAME = "USB Audio Device: - (hw:1,0)"
-
-
-class FakeCm119:
-    """The chip behind a pseudo-terminal's master; `link` is the /dev/hidrawN the bank opens."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.master = self.slave = -1
-        self.plug()
-
-    def plug(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)  # bytes pass unchanged both ways, and nothing is echoed
-        self.link.unlink(missing_ok=True)
-        self.link.symlink_to(os.ttyname(self.slave))
-        self._pending = b""
-
-    def unplug(self) -> None:
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def send(self, buttons: int, gpio: int) -> None:
-        """An input report: byte 0 the buttons, byte 1 the GPIO levels."""
-        os.write(self.master, bytes([buttons, gpio, 0, 0]))
-
-    def report(self, timeout: float = 10.0) -> bytes:
-        """The next output report the bank wrote."""
-        deadline = time.monotonic() + timeout
-        while len(self._pending) < 5:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.master], [], [], left)[0]:
-                raise AssertionError(f"no report within {timeout} s")
-            self._pending += os.read(self.master, 64)
-        report, self._pending = self._pending[:5], self._pending[5:]
-        return report
-
-    def quiet(self, within: float = 0.15) -> bool:
-        """True if nothing more is written within `within` seconds."""
-        if self._pending:
-            return False
-        return not select.select([self.master], [], [], within)[0]
-
-
-def report(data: int, mask: int) -> bytes:
-    return bytes([0x00, 0x00, data, mask, 0x00])
-
-
-IDLE = report(0b0000, 0b1100)  # GPIO 3 (radio a) and GPIO 4 (radio b) outputs, both low
-A_KEYED = report(0b0100, 0b1100)
-B_KEYED = report(0b1000, 0b1100)
-BOTH_KEYED = report(0b1100, 0b1100)
 
 
 def wait_for(what: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -413,11 +360,11 @@ def test_a_missing_device_at_start(tmp_path: Path) -> None:
 def sysfs(tmp_path: Path) -> Path:
     """A CM119 as ALSA card 1 (its HID is hidraw0) and a card 2 without HID."""
     sys = tmp_path / "sys"
-    fob = _usb_device(sys, "1-1", 0x0D8C, 0x013A, "USB Audio Device")
-    _card(sys, fob / "1-1:1.0", 1, "Device")
-    _hidraw(fob, "1-1:1.3", "0003:0D8C:013A.0001", "hidraw0")
-    plain = _usb_device(sys, "1-2", 0x0D8C, 0x0102, "USB Sound Device")
-    _card(sys, plain / "1-2:1.0", 2, "Sound")
+    fob = usb_device(sys, "1-1", 0x0D8C, 0x013A, "USB Audio Device")
+    sound_card(sys, fob / "1-1:1.0", 1, "Device")
+    hidraw_node(fob, "1-1:1.3", "0003:0D8C:013A.0001", "hidraw0")
+    plain = usb_device(sys, "1-2", 0x0D8C, 0x0102, "USB Sound Device")
+    sound_card(sys, plain / "1-2:1.0", 2, "Sound")
     return sys
 
 

@@ -4,7 +4,6 @@ the decode tables' known values, and the stream encoder/decoder with their loss 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -12,8 +11,9 @@ import pytest
 
 from gateway.codecs import g711
 from gateway.codecs.base import CodecError
+from tests.support import paths
 
-DATA = Path(__file__).parent / "data" / "g711"
+DATA = paths.DATA / "g711"
 
 Encode = Callable[[npt.NDArray[np.int16]], npt.NDArray[np.uint8]]
 Decode = Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.int16]]

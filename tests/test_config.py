@@ -20,9 +20,10 @@ from gateway.config import (
     parse_config_text,
 )
 from gateway.config.models import CTCSS_TONES_HZ, DCS_CODES
+from tests.support import paths
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data" / "configs"
+DATA = paths.DATA / "configs"
 
 MINIMAL = """\
 gateway: {id: test}

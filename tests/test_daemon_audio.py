@@ -15,13 +15,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from scipy import signal
-from test_daemon import Daemon, Site
-from test_daemon_radios import first_alarm
+
+from tests.support.daemon import Daemon, Site, first_alarm
 
 if TYPE_CHECKING:
-    from audio_env import AudioEnv
+    from tests.support.audio_env import AudioEnv
 
-pytest_plugins = ["audio_env"]
+pytest_plugins = ["tests.support.audio_env"]
 
 RATE = 48000
 # A guard, not a measure: a recording of a few seconds may take this long on a starved machine.

@@ -17,12 +17,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from scipy import signal
-from test_daemon import Daemon, Site
+
+from tests.support.daemon import Daemon, Site
 
 if TYPE_CHECKING:
-    from audio_env import AudioEnv
+    from tests.support.audio_env import AudioEnv
 
-pytest_plugins = ["audio_env"]
+pytest_plugins = ["tests.support.audio_env"]
 
 RATE = 48000
 LEVEL_DBFS = -12.0

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from full_disk import fill, small_tmpfs
-from mqtt_env import Broker, Watcher
-from test_daemon import Daemon, Site
-from test_daemon_mqtt import PREFIX, MqttSite, payloads, seqs_seen, start
+
+from tests.support.daemon import Daemon, Site
+from tests.support.daemon_mqtt import PREFIX, MqttSite, payloads, seqs_seen, start
+from tests.support.full_disk import fill, small_tmpfs
+from tests.support.mqtt_env import Broker, Watcher
 
 
 @pytest.fixture

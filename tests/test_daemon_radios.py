@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emulators.kenwood import KenwoodRadio
-from emulators.line_radio import LineRadioServer
-from test_cm108_ports import FakeCm119
-from test_daemon import Daemon, Site
+
+from tests.support.cm108 import FakeCm119
+from tests.support.daemon import Site, first_alarm
+from tests.support.emulators.kenwood import KenwoodRadio
+from tests.support.emulators.line_radio import LineRadioServer
+from tests.support.waits import wait
 
 SITE = """\
 gateway: {{id: radio-gw, frame_ms: 20, state_dir: {state_dir}}}
@@ -139,31 +141,6 @@ def radio_site(tmp_path: Path, bench: Bench) -> Iterator[Site]:
 def port_status(site: Site, name: str) -> dict[str, Any]:
     port: dict[str, Any] = next(p for p in site.status()["ports"] if p["port"] == name)
     return port
-
-
-def first_alarm(
-    daemon: Daemon, kind: str, port: str | None = None, timeout: float = 15.0
-) -> dict[str, Any]:
-    """Waits for the first `alarm` of `kind` (on `port`, if given) in the daemon's log."""
-    found = daemon.wait_for(
-        lambda: [
-            a
-            for a in daemon.events("alarm")
-            if a["kind"] == kind and (port is None or a["port"] == port)
-        ],
-        timeout=timeout,
-    )
-    alarm: dict[str, Any] = found[0]
-    return alarm
-
-
-def wait(condition: Any, timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def test_radios_are_tuned_at_start_and_a_call_keys_the_other_radio(

@@ -16,20 +16,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from emulators.kenwood import KenwoodRadio
-from emulators.line_radio import LineRadioServer
-from mqtt_env import Broker, Watcher
-from test_cm108_ports import A_KEYED, B_KEYED, IDLE, FakeCm119
-from test_daemon import Daemon, Site
-from test_daemon_links import US_LINK, Gateways, calls_from, link_status
-from test_daemon_mqtt import PREFIX, seqs_seen
-from test_daemon_radios import first_alarm, wait
-from test_daemon_usrp import FRAME_S, VOICE, Peer, tone_frame, wire
+
+from tests.support.cm108 import A_KEYED, B_KEYED, IDLE, FakeCm119
+from tests.support.daemon import Daemon, Site, first_alarm
+from tests.support.daemon_links import US_LINK, Gateways, calls_from, link_status
+from tests.support.daemon_mqtt import PREFIX, seqs_seen
+from tests.support.emulators.kenwood import KenwoodRadio
+from tests.support.emulators.line_radio import LineRadioServer
+from tests.support.mqtt_env import Broker, Watcher
+from tests.support.usrp import FRAME_S, VOICE, Peer, tone_frame, wire
+from tests.support.waits import wait
 
 if TYPE_CHECKING:
-    from audio_env import AudioEnv
+    from tests.support.audio_env import AudioEnv
 
-pytest_plugins = ["audio_env"]
+pytest_plugins = ["tests.support.audio_env"]
 
 STOPS = 50
 EXIT_WITHIN_S = 2.0
@@ -262,7 +263,7 @@ def test_a_stop_after_the_sound_server_died_or_hung_is_bounded_too(
     streams block) mid-call; SIGTERM, at once or once the daemon took the cards out of
     service, still unkeys and exits 0 within 2 s (it once took ~6 s). A close that hangs is
     named in the log and left behind: it does not hold up the exit."""
-    from audio_env import AudioEnv
+    from tests.support.audio_env import AudioEnv
 
     with AudioEnv() as env:  # its own: this one's sound server does not survive the test
         cards = CardSite(tmp_path, env)

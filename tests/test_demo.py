@@ -8,10 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-from child_lines import ChildLines
-from mqtt_env import Broker, Watcher
 from rich.console import Console
 
 from gateway.config import load_config
@@ -20,6 +17,9 @@ from gateway.ports.simulated import SimulatedRadios
 from gateway.run.site import build_site
 from gateway.sim.demo import DemoView, demo_config_path
 from gateway.sim.simulate import add_configured_traffic
+from tests.support.child_lines import ChildLines
+from tests.support.mqtt_env import Broker, Watcher
+from tests.support.paths import ROOT
 
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
 
@@ -103,7 +103,7 @@ def test_sigterm_ends_the_demo_cleanly() -> None:
 
 
 def test_demo_refuses_a_config_with_hardware_radios() -> None:
-    example = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
+    example = ROOT / "config" / "example.yaml"
     result = subprocess.run(
         [*CROSSPATCH, "demo", "--config", str(example), "--seconds", "1"],
         capture_output=True,

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from gateway.dsp.drift import DriftCorrector, SampleFifo
-from gateway.dsp.signals import speech_like
+from tests.support.speech import talk_with_pauses
 
 RATE = 8000
 FRAME = 160
@@ -20,23 +20,9 @@ TOLERANCE = 48
 JITTER_FRAMES = 0.45  # the producer's writes come up to 9 ms early or late
 
 
-def _talk_with_pauses(seconds: float, rng: np.random.Generator) -> npt.NDArray[np.float32]:
-    """Talk spurts of 2-8 s (speech_like: syllables with short gaps) between pauses of 0.5-4 s,
-    over a receiver hiss at -70 dBFS."""
-    parts = []
-    total = 0
-    while total < seconds * RATE:
-        spurt = speech_like(float(rng.uniform(2, 8)), float(rng.uniform(-20, -3)), rng)
-        pause = np.zeros(int(rng.uniform(0.5, 4) * RATE), dtype=np.float32)
-        parts += [spurt, pause]
-        total += spurt.size + pause.size
-    audio = np.concatenate(parts)
-    return audio + (rng.standard_normal(audio.size) * 10 ** (-70 / 20)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def talk() -> npt.NDArray[np.float32]:
-    return _talk_with_pauses(150.0, np.random.default_rng(0))
+    return talk_with_pauses(150.0, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("ppm", [200.0, -200.0])

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 import pytest
-from test_daemon_radios import wait
 
 from gateway.control.patch_control import PatchControl
 from gateway.core.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
@@ -20,6 +19,7 @@ from gateway.core.events import EventStamper, TickClock
 from gateway.hardware.sound.frame_pacer import CARD_STALL_S, MAX_BACKLOG, FramePacer
 from gateway.ports.simulated import SimulatedRadios
 from gateway.run.loop import EngineRuntime
+from tests.support.waits import wait
 
 FRAME = 160
 DEVICE_FRAME = 960  # 20 ms at 48 kHz

@@ -6,12 +6,11 @@ the test raises "the radio's COS" by setting RTS on the COS port)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from test_serial_lines import Factory, FailingLoop
 
 from gateway.control.patch_control import PatchControl
 from gateway.core.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
@@ -19,6 +18,8 @@ from gateway.core.events import Event, EventStamper, TickClock
 from gateway.hardware.serial.line_ports import LinePortBank
 from gateway.hardware.serial.lines import CosLine, PttLine, SerialLines
 from gateway.run.loop import EngineRuntime
+from tests.support.serial_loop import Factory, FailingLoop
+from tests.support.waits import wait_for
 
 TIMING = PortTiming(tx_delay_ms=0, hang_ms=200, timeout_s=60, rx_inhibit_ms=100)
 
@@ -53,15 +54,6 @@ class Site:
 
     def raise_cos(self, on: bool) -> None:
         self.loop_port("loop://a").rts = on
-
-
-def wait_for(what: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := what():
-            return value
-        time.sleep(0.002)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture

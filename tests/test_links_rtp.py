@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from emulators.drive import until
 
 from gateway.codecs import registry
 from gateway.config import ConfigError, parse_config_text
@@ -43,6 +42,7 @@ from gateway.links.srtp import (
     parse_key_text,
     read_key_file,
 )
+from tests.support.emulators.drive import until
 
 # --- packets ----------------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from emulators.drive import until
 
 from gateway.codecs.g711 import ulaw_decode, ulaw_encode
 from gateway.config import ConfigError, parse_config_text
@@ -24,6 +23,7 @@ from gateway.links import LinkError, usrp
 from gateway.links.usrp import UsrpError, UsrpPacket, UsrpType
 from gateway.links.usrp_link import END_REPEATS, RX_HANG_FRAMES, UsrpLink
 from gateway.ports.link_ports import link_problem, make_link
+from tests.support.emulators.drive import until
 
 # --- the peer's view of the wire (PROTOCOLS.md section 6) --------------------------------------
 

@@ -14,8 +14,8 @@ from typing import TextIO
 import pytest
 
 from gateway.run.logs import component, setup_logging, stream_is_journal, syslog_priority
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PLAIN_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\w+) (\S+): (.*)")
 
 

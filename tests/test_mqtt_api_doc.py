@@ -15,14 +15,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from jsonschema import Draft7Validator
-from mqtt_env import Broker, Watcher
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
@@ -34,8 +32,9 @@ from gateway.control.status import patch_list, retained_states, status_snapshot
 from gateway.core.events import Event, EventStamper, TickClock
 from gateway.mqtt.topics import Topics
 from gateway.run.site import build_site
+from tests.support.mqtt_env import Broker, Watcher
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "mqtt-api.yaml"
 EXAMPLE = ROOT / "config" / "example.yaml"
 DOC_URI = "urn:crosspatch:mqtt-api"

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from full_disk import fill, small_tmpfs
 
 import gateway.mqtt.outbox as outbox_module
 from gateway.mqtt.outbox import RESERVE_BYTES, Outbox, OutboxError, OutMessage
+from tests.support.full_disk import fill, small_tmpfs
 
 
 def message(seq: int, kind: str = "call_end", size: int = 100) -> OutMessage:

@@ -10,7 +10,7 @@ import zipfile
 from email.parser import HeaderParser
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_wheel_carries_package_data_and_states_what_it_needs(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from child_lines import ChildLines
-from emulators.kenwood import KenwoodRadio
 
 from gateway.cli import run
+from tests.support.child_lines import ChildLines
+from tests.support.emulators.kenwood import KenwoodRadio
 
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
 

@@ -15,8 +15,9 @@ from gateway.sim.scenario import (
     ScenarioError,
     load_scenario,
 )
+from tests.support import paths
 
-DATA = Path(__file__).resolve().parent / "data" / "scenarios"
+DATA = paths.DATA / "scenarios"
 
 
 @pytest.fixture(scope="module")

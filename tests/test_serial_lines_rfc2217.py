@@ -2,8 +2,8 @@
 
 `rfc2217://host:port` is how a gateway daemon reaches modem lines that a test in another
 process drives: the test plays the device server with a radio wired to its port
-(`emulators.line_radio`), and the gateway opens the URL with pyserial's client, default
-settings (no URL options). What loop:// cannot show: the lines cross a socket and pyserial's
+(tests/support/emulators/line_radio.py), and the gateway opens the URL with pyserial's client,
+default settings (no URL options). What loop:// cannot show: the lines cross a socket and pyserial's
 Telnet client, and the port can go away while the gateway holds it.
 
 Measured on a 2-CPU machine (poll 5 ms, debounce 5 ms): COS is reported 5-15 ms (median 7) after
@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from emulators.line_radio import InputLine, LineRadioServer
-from test_serial_lines import Changes
 
 from gateway.hardware.serial.line_ports import LinePortBank
 from gateway.hardware.serial.lines import (
@@ -33,6 +31,8 @@ from gateway.hardware.serial.lines import (
     SerialLines,
     SerialLinesError,
 )
+from tests.support.emulators.line_radio import InputLine, LineRadioServer
+from tests.support.serial_loop import Changes
 
 # pyserial 3.5's rfc2217 client still calls Thread.setDaemon() and setName().
 pytestmark = pytest.mark.filterwarnings(r"ignore:set(Daemon|Name)\(\) is deprecated")

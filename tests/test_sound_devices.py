@@ -15,7 +15,6 @@ import numpy as np
 import numpy.typing as npt
 import pyaudio
 import pytest
-from test_line_ports import wait_for
 
 from gateway.hardware.sound.devices import (
     SoundDevice,
@@ -27,12 +26,13 @@ from gateway.hardware.sound.devices import (
     list_devices,
     open_portaudio,
 )
+from tests.support.waits import wait_for
 
 if TYPE_CHECKING:
-    from audio_env import AudioEnv
+    from tests.support.audio_env import AudioEnv
 
 # The `audio_env` fixture; imported by pytest (not above) so that its asserts are rewritten.
-pytest_plugins = ["audio_env"]
+pytest_plugins = ["tests.support.audio_env"]
 
 RATE = 48000
 A = "sd_a"

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
-from test_dsp_drift import _talk_with_pauses
 
 from gateway.config.models import Radio
 from gateway.hardware.sound.ports import SoundCardAudio
+from tests.support.speech import talk_with_pauses
 
 CARD_RATE = 48000
 FRAME = 160
@@ -35,7 +35,7 @@ def card_positions(ppm: float, rng: np.random.Generator) -> npt.NDArray[np.int64
 
 @pytest.fixture(scope="module")
 def card_audio() -> npt.NDArray[np.float32]:
-    talk = _talk_with_pauses(120.0, np.random.default_rng(5))
+    talk = talk_with_pauses(120.0, np.random.default_rng(5))
     return np.repeat(talk, CARD_RATE // 8000)  # what the receiver plays, at the card's rate
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from child_lines import ChildLines
 
 from gateway.control.patch_control import PatchState
 from gateway.control.state_store import (
@@ -29,6 +28,7 @@ from gateway.control.state_store import (
     StateStoreError,
     acquire_lock,
 )
+from tests.support.child_lines import ChildLines
 
 GATEWAY = "peace-arch"
 KNOWN = ("border-tac", "county", "quiet")

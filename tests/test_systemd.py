@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from gateway.tools.unkey_all import DEFAULT_TIMEOUT_S
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"
 UNIT = SYSTEMD / "crosspatch.service"
 CROSSPATCH = "/usr/local/bin/crosspatch"

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_env import Broker, Watcher
 
 from gateway.cli import run
 from gateway.mqtt.tail import EventLines
+from tests.support.mqtt_env import Broker, Watcher
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example.yaml"
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
 CALLS = "crosspatch/peace-arch/calls"

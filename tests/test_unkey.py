@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
-from emulators.kenwood import KenwoodRadio
 from serial.urlhandler.protocol_loop import Serial as LoopSerial  # type: ignore[import-untyped, unused-ignore]
 
 from gateway.config import Config, parse_config_text
 from gateway.tools.unkey_all import SerialLine, UnkeyReport, UnkeyResult, cm108_report, unkey_all
+from tests.support.emulators.kenwood import KenwoodRadio
 
 MISSING = "/dev/crosspatch-test-no-such-device"
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from emulators.pty_radio import PtyRadio
-from emulators.tones import KENWOOD_38, KENWOOD_42, STANDARD_TONES
+from tests.support.emulators.pty_radio import PtyRadio
+from tests.support.emulators.tones import KENWOOD_38, KENWOOD_42, STANDARD_TONES
 
 # The TS-2000's bands (Hz): a frequency outside them is refused with `?;`.
 BANDS = (

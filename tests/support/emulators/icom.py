@@ -13,7 +13,7 @@ on `1B 00` and `1B 01`).
 
 from __future__ import annotations
 
-from emulators.pty_radio import PtyRadio
+from tests.support.emulators.pty_radio import PtyRadio
 
 CTCSS_TENTHS = {
     670, 693, 719, 744, 770, 797, 825, 854, 885, 915, 948, 974, 1000, 1035, 1072, 1109, 1148,

@@ -540,7 +540,9 @@ class AudioEnv:
         return f"{sink}_rec"
 
     def _write_asoundrc(self) -> None:
-        parts = ["# Written by tests/audio_env.py: one PCM per direction of each null sink.\n"]
+        parts = [
+            "# Written by tests/support/audio_env.py: one PCM per direction of each null sink.\n"
+        ]
         for sink in dict.fromkeys([*self._sinks, *self._kept_pcms]):
             parts.append(
                 f"pcm.{self.pcm_play(sink)} {{\n"

@@ -1,12 +1,13 @@
 """Serial benchmark: CAT round trips per driver, and COS to PTT across serial lines.
 
-    .venv/bin/python bench/serial.py [--only cat|lines] [--rounds 200] [--load N]
+    .venv/bin/python -m bench.serial_ports [--only cat|lines] [--rounds 200] [--load N]
 
 cat: each CAT driver tuning a channel (frequency, mode and tone, with whatever read-back the
 protocol needs) and polling squelch, against its protocol's emulator over a real pty (the
-emulators of tests/emulators) and against a real `rigctld -m 1` (Debian libhamlib-utils). A pty
-has no baud-rate delay, so these are the gateway's own costs (framing, matching, asyncio, the
-emulator's thread) as a lower bound: on a real 9600 baud line add about 1 ms per 10 bytes.
+emulators of tests/support/emulators) and against a real `rigctld -m 1` (Debian
+libhamlib-utils). A pty has no baud-rate delay, so these are the gateway's own costs (framing,
+matching, asyncio, the emulator's thread) as a lower bound: on a real 9600 baud line add about
+1 ms per 10 bytes.
 
 lines: squelch opens on one radio's serial line, how long until the other radio's PTT line is
 asserted, through the running engine. Two pyserial loop:// ports stand in for the USB-serial
@@ -32,24 +33,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-# This file is named like pyserial's package: run as a script, its directory comes first on
-# sys.path and `import serial` (here and in the gateway) would import this file. Move it last.
-sys.path.sort(key=lambda entry: Path(entry or ".").resolve() == Path(__file__).resolve().parent)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.append(str(Path(__file__).resolve().parent))  # last: see above
-
 import serial
-from emulators.icom import IcomRadio
-from emulators.kenwood import KenwoodRadio
-from emulators.kenwood_tm import KenwoodTmRadio
-from emulators.pty_radio import PtyRadio
-from emulators.yaesu_legacy import YaesuLegacyRadio
-from emulators.yaesu_newcat import YaesuNewcatRadio
-from machine import cpu_burners, describe
 
+from bench.machine import cpu_burners, describe
 from gateway.control.patch_control import PatchControl
 from gateway.core.engine import MemberSpec, PatchEngine, PatchSpec, PortSpec, PortTiming
 from gateway.core.events import EventStamper, TickClock
@@ -58,6 +46,12 @@ from gateway.hardware.cat.registry import DriverSettings, make_driver
 from gateway.hardware.serial.line_ports import LinePortBank
 from gateway.hardware.serial.lines import DEFAULT_POLL_S, CosLine, PttLine, SerialLines
 from gateway.run.loop import EngineRuntime
+from tests.support.emulators.icom import IcomRadio
+from tests.support.emulators.kenwood import KenwoodRadio
+from tests.support.emulators.kenwood_tm import KenwoodTmRadio
+from tests.support.emulators.pty_radio import PtyRadio
+from tests.support.emulators.yaesu_legacy import YaesuLegacyRadio
+from tests.support.emulators.yaesu_newcat import YaesuNewcatRadio
 
 
 def percentile(values: list[float], q: float) -> float:

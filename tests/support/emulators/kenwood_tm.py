@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from emulators.pty_radio import PtyRadio
-from emulators.tones import KENWOOD_42
+from tests.support.emulators.pty_radio import PtyRadio
+from tests.support.emulators.tones import KENWOOD_42
 
 # Receive ranges per band (Hamlib tmd710 rx_range_list1).
 BAND_RANGES = (

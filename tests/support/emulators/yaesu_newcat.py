@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from emulators.pty_radio import PtyRadio
-from emulators.tones import STANDARD_TONES
+from tests.support.emulators.pty_radio import PtyRadio
+from tests.support.emulators.tones import STANDARD_TONES
 
 LOW_HZ, HIGH_HZ = 30_000, 470_000_000  # FT-991 coverage, simplified
 DCS_COUNT = 104

@@ -10,7 +10,7 @@ radio tunes this far off what it was told: a wrong frequency read back).
 
 from __future__ import annotations
 
-from emulators.pty_radio import PtyRadio
+from tests.support.emulators.pty_radio import PtyRadio
 
 CTCSS_TENTHS = {
     670, 693, 719, 744, 770, 797, 825, 854, 885, 915, 948, 974, 1000, 1035, 1072, 1109, 1148,
