@@ -7,8 +7,9 @@ unless asked for (`persistent=True`: sessions and their queued messages survive 
 production broker's would, so a durable subscriber misses nothing across an outage).
 
 `Watcher` subscribes with paho-mqtt on its own network thread and keeps every message it gets,
-so synchronous tests can wait for what they expect. Use the `broker` fixture (registered in
-conftest.py); it FAILS, never skips, when mosquitto is not installed:
+so synchronous tests can wait for what they expect; it is closed with its broker at the latest,
+so a test that fails half-way leaves no client thread behind. Use the `broker` fixture
+(registered in conftest.py); it FAILS, never skips, when mosquitto is not installed:
 scripts/setup installs it.
 """
 
@@ -62,6 +63,7 @@ class Broker:
         self.tls = make_certificates(self.root / "tls") if tls else None
         self.log = self.root / "mosquitto.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self.watchers: list[Watcher] = []  # closed with the broker, even after a failed test
         self._write_config()
 
     @property
@@ -159,6 +161,8 @@ class Broker:
             return "(no log)"
 
     def close(self) -> None:
+        for watcher in self.watchers:
+            watcher.close()
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -271,6 +275,8 @@ class Watcher:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.topics = topics
+        self._closed = False
+        broker.watchers.append(self)
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
         if not self._connected.wait(10):
@@ -328,8 +334,10 @@ class Watcher:
         info.wait_for_publish(10)
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        if not self._closed:
+            self._closed = True
+            self.client.loop_stop()
+            self.client.disconnect()
 
 
 @pytest.fixture

@@ -16,6 +16,10 @@ import tty
 from types import TracebackType
 from typing import Self
 
+# Radios still transmitting when a test closed them (still plugged in: an unplugged radio keeps
+# whatever it was doing). Read and cleared by the leak check (tests/support/leaks.py).
+keyed_at_close: list[str] = []
+
 
 class PtyRadio:
     def __init__(self) -> None:
@@ -32,6 +36,12 @@ class PtyRadio:
     # ------------------------------------------------------------------ subclass hook
     def receive(self, data: bytes) -> bytes:
         raise NotImplementedError
+
+    @property
+    def left_keyed(self) -> bool:
+        """Transmitting, and not because a fault made it refuse the unkey: the subclasses that
+        model PTT keep it in `ptt`."""
+        return bool(getattr(self, "ptt", False))
 
     # ------------------------------------------------------------------ test controls
     def start(self) -> Self:
@@ -61,6 +71,8 @@ class PtyRadio:
 
     def close(self) -> None:
         if self._master != -1:
+            if self.left_keyed:
+                keyed_at_close.append(f"{type(self).__name__} on {self.path}")
             self.unplug()
 
     def __enter__(self) -> Self:

@@ -63,6 +63,10 @@ class YaesuLegacyRadio(PtyRadio):
         self.freq_error_hz = 0
         self._pending = b""
 
+    @property
+    def left_keyed(self) -> bool:
+        return self.ptt and 0x88 not in self.ignore_ops  # 0x88: PTT off
+
     def receive(self, data: bytes) -> bytes:
         self._pending += data
         out = b""

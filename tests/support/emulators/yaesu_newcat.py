@@ -68,6 +68,10 @@ class YaesuNewcatRadio(PtyRadio):
     def tone_hz(number: int) -> float:
         return CTCSS_HZ[number]
 
+    @property
+    def left_keyed(self) -> bool:
+        return self.ptt != "0" and not self.ignore_unkey  # TX's answer: 0 receive, 1 or 2 transmit
+
     def receive(self, data: bytes) -> bytes:
         self._pending += data
         out = b""
