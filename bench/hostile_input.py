@@ -2,12 +2,13 @@
 
     .venv/bin/python -m bench.hostile_input [--examples 5000]
 
-Runs the property-based tests of `tests/test_fuzz_inputs.py` (configs, scenarios, control-socket
-and MQTT commands, RTP/ED-137 and USRP packets, SRTP key files) with `--examples` inputs each
-instead of the suite's 150, and the check-against-run test of `tests/test_check_is_run.py`
-(generated sites checked, then started as real daemons) with a fiftieth of them, and prints one row
-per property: inputs tried, failures (a traceback, an error of more than one line, an input whose
-audit could not be encoded, a site `check` and `run` judge differently), and the time taken.
+Runs the property-based tests of `tests/project/test_fuzz_inputs.py` (configs, scenarios,
+control-socket and MQTT commands, RTP/ED-137 and USRP packets, SRTP key files) with `--examples`
+inputs each instead of the suite's 150, and the check-against-run test of
+`tests/config/test_check_is_run.py` (generated sites checked, then started as real daemons) with a
+fiftieth of them, and prints one row per property: inputs tried, failures (a traceback, an error
+of more than one line, an input whose audit could not be encoded, a site `check` and `run` judge
+differently), and the time taken.
 
 The first line says the machine (CPU model, cores, Python, load average).
 """

@@ -175,7 +175,7 @@ USBP_HEARS = {"buttons": 0b0001, "gpio": 0xFF}
 class CardSite:
     """Two radios on sound cards (null sinks of a real PulseAudio, through ALSA and PortAudio),
     keyed and heard through the GPIO of one CM119 (a pseudo-terminal standing in for its
-    /dev/hidraw, as in tests/test_cm108_ports.py)."""
+    /dev/hidraw, tests/support/cm108.py)."""
 
     def __init__(self, tmp_path: Path, env: AudioEnv) -> None:
         self.env = env
@@ -355,9 +355,9 @@ def talk_until(peer: Peer, done: threading.Event) -> None:
 
 
 class LinkSite:
-    """The Canadian gateway of tests/test_daemon_links.py with a radio on a serial line, its
+    """The Canadian gateway of tests/support/daemon_links.py with a radio on a serial line, its
     SRTP link to the American gateway (through the relay) and a USRP link to a USRP peer of
-    tests/test_daemon_usrp.py, all in one patch. The American gateway runs throughout; the
+    tests/support/usrp.py, all in one patch. The American gateway runs throughout; the
     Canadian one is started and stopped."""
 
     def __init__(self, tmp_path: Path, line: LineRadioServer) -> None:
