@@ -1,6 +1,6 @@
 """Audio benchmark: CPU per sound-card radio, and the latency the gateway adds between two cards.
 
-    .venv/bin/python bench/audio.py [--radios 8] [--seconds 30]
+    .venv/bin/python -m bench.audio [--radios 8] [--seconds 30]
         [--latency-only | --cpu-only] [--clicks 200] [--rounds 8] [--block-ms 10]
         [--keepalive-ms 10] [--load N] [--soak-s 300]
 
@@ -10,8 +10,8 @@ cost measured is the gateway's own (resampling both ways, drift control, CTCSS d
 VOX, auto level, limiter), not the sound system's. Target: 8 radios under 15 % of one core.
 
 Latency: what radio A's receiver plays into its card until it comes out of radio B's card, on a
-private PulseAudio (tests/audio_env.py: null sinks `a_rx`, `a_tx`, `b_rx`, `b_tx` and their ALSA
-`pulse` PCMs), side by side for
+private PulseAudio (tests/support/audio_env.py: null sinks `a_rx`, `a_tx`, `b_rx`, `b_tx` and
+their ALSA `pulse` PCMs), side by side for
   (a) a bare passthrough in this process: two PyAudio callback streams, input from `a_rx`'s
       monitor and output into `b_tx`, at the gateway's rate, sample format, channels and block
       size, joined by a FIFO with no priming (the output takes what has come in and plays
@@ -97,24 +97,20 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from audio_env import (
+from bench.machine import cpu_burners, describe
+from gateway.config.models import AudioSettings, Radio
+from gateway.control.control_socket import request
+from gateway.dsp.signals import speech_like
+from gateway.hardware.sound.devices import devices_of, find_device, open_portaudio
+from gateway.hardware.sound.ports import ENGINE_RATE, SoundCardAudio
+from tests.support.audio_env import (
     DISCARD_SINK,
     KEEPALIVE_LATENCY_MS,
     AudioEnv,
     missing_requirements,
     raise_priority,
 )
-from machine import cpu_burners, describe
-from test_daemon import Daemon, Site
-
-from gateway.config.models import AudioSettings, Radio
-from gateway.control.control_socket import request
-from gateway.dsp.signals import speech_like
-from gateway.hardware.sound.devices import devices_of, find_device, open_portaudio
-from gateway.hardware.sound.ports import ENGINE_RATE, SoundCardAudio
+from tests.support.daemon import Daemon, Site
 
 if TYPE_CHECKING:
     import pyaudio

@@ -1,6 +1,6 @@
 """Codec benchmark: G.711 against Python's audioop side by side, and DVI4 and Opus per frame.
 
-    .venv/bin/python bench/codec_speed.py [--repeat 7]
+    .venv/bin/python -m bench.codec_speed [--repeat 7]
 
 G.711: gateway.codecs.g711 and audioop (C) timed in the same run, alternately, best of
 `--repeat` runs each. Sizes: one 20 ms frame per call as a link makes them, both as the bare

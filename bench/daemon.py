@@ -1,6 +1,6 @@
 """Daemon benchmark: how well the running daemon keeps time while its control socket is busy.
 
-    .venv/bin/python bench/daemon.py [--seconds 600] [--quiet-seconds 120] [--load N]
+    .venv/bin/python -m bench.daemon [--seconds 600] [--quiet-seconds 120] [--load N]
 
 Runs `crosspatch run` as a real process on a generated site of 64 simulated radios (16 patches of
 four, all enabled, generated traffic on every radio), first with an idle control socket, then while
@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine import cpu_burners, describe
-
+from bench.machine import cpu_burners, describe
 from gateway.control.control_socket import ControlUnavailable, request
 
 PORTS = 64

@@ -1,6 +1,6 @@
 """Engine benchmark: tick time against port count, and `simulate` speed against real time.
 
-    .venv/bin/python bench/engine.py [--seconds 60] [--load N]
+    .venv/bin/python -m bench.engine [--seconds 60] [--load N]
 
 Per port count: half the ports in patches of four (floors first, priority and mix in turn), a
 quarter of all ports talking at any moment (talk spurts rotate, so floors, calls and PTT change
@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_burners, describe
 
+from bench.machine import cpu_burners, describe
 from gateway.config import load_config
 from gateway.core.engine import (
     Floor,

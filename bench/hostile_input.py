@@ -1,13 +1,14 @@
 """Hostile-input benchmark: how many generated inputs each parser took, and what broke.
 
-    .venv/bin/python bench/hostile_input.py [--examples 5000]
+    .venv/bin/python -m bench.hostile_input [--examples 5000]
 
-Runs the property-based tests of `tests/test_fuzz_inputs.py` (configs, scenarios, control-socket
-and MQTT commands, RTP/ED-137 and USRP packets, SRTP key files) with `--examples` inputs each
-instead of the suite's 150, and the check-against-run test of `tests/test_check_is_run.py`
-(generated sites checked, then started as real daemons) with a fiftieth of them, and prints one row
-per property: inputs tried, failures (a traceback, an error of more than one line, an input whose
-audit could not be encoded, a site `check` and `run` judge differently), and the time taken.
+Runs the property-based tests of `tests/project/test_fuzz_inputs.py` (configs, scenarios,
+control-socket and MQTT commands, RTP/ED-137 and USRP packets, SRTP key files) with `--examples`
+inputs each instead of the suite's 150, and the check-against-run test of
+`tests/config/test_check_is_run.py` (generated sites checked, then started as real daemons) with a
+fiftieth of them, and prints one row per property: inputs tried, failures (a traceback, an error
+of more than one line, an input whose audit could not be encoded, a site `check` and `run` judge
+differently), and the time taken.
 
 The first line says the machine (CPU model, cores, Python, load average).
 """
@@ -22,8 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe
+from bench.machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 # Hypothesis's statistics: the test's name, then "- during generate phase (T seconds):" and
@@ -42,7 +42,8 @@ def main() -> int:
     print(describe(0))
     rows: list[tuple[str, int, int, float]] = []
     failed = False
-    for tests in ("tests/test_fuzz_inputs.py", "tests/test_check_is_run.py"):
+    for name in ("test_fuzz_inputs.py", "test_check_is_run.py"):
+        tests = str(next(ROOT.glob(f"tests/**/{name}")).relative_to(ROOT))
         env = {**os.environ, "HYPOTHESIS_MAX_EXAMPLES": str(args.examples)}
         started = time.monotonic()
         result = subprocess.run(

@@ -1,6 +1,6 @@
 """Link benchmark: latency a link adds beyond its jitter-buffer target, and CPU per stream.
 
-    .venv/bin/python bench/links.py [--seconds 10] [--streams 64] [--only latency|cpu] [--load N]
+    .venv/bin/python -m bench.links [--seconds 10] [--streams 64] [--only latency|cpu] [--load N]
 
 Latency: two `RtpLink`s over loopback (PCMU over SRTP), each ticked by its own "engine" thread on
 a 20 ms deadline clock, the receiver's ticks `phase` ms after the sender's (two gateways never
@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import cpu_burners, describe
 
+from bench.machine import cpu_burners, describe
 from gateway.config.models import Link
 from gateway.links.rtp_link import RtpLink
 
@@ -307,7 +307,10 @@ async def cpu_row(
         "peer_ports": free_ports(RECEIVER, streams),
         "seconds": seconds,
     }
-    peer = subprocess.Popen([sys.executable, __file__, "--peer", json.dumps(spec)])
+    peer = subprocess.Popen(
+        [sys.executable, "-m", "bench.links", "--peer", json.dumps(spec)],
+        cwd=Path(__file__).resolve().parent.parent,  # where `bench` is a package
+    )
     try:
         result = await run_streams(SENDER, spec["ports"], RECEIVER, spec["peer_ports"], spec)
     finally:

@@ -1,13 +1,13 @@
 """MQTT benchmark: events per second through the outbox to mosquitto (QoS 1), and the engine's
 tick time with that flood against without it.
 
-    .venv/bin/python bench/mqtt.py [--only throughput|ticks] [--seconds 20] [--rounds 3]
+    .venv/bin/python -m bench.mqtt [--only throughput|ticks] [--seconds 20] [--rounds 3]
         [--events 100000] [--load N]
 
-Both parts run a private mosquitto on a free loopback port (tests/mqtt_env.py's `Broker`) and a
-subscriber in a process of its own (paho; QoS 0 from the broker, see `_subscriber_main`) that
-keeps the `seq` and arrival time of every event it receives, so every figure is end to end and a
-lost event shows as a missing seq.
+Both parts run a private mosquitto on a free loopback port (tests/support/mqtt_env.py's
+`Broker`) and a subscriber in a process of its own (paho; QoS 0 from the broker, see
+`_subscriber_main`) that keeps the `seq` and arrival time of every event it receives, so every
+figure is end to end and a lost event shows as a missing seq.
 
 throughput: the daemon's MQTT path on its own, as the daemon runs it: an `Outbox` and an
 `MqttProcess` on an asyncio loop (the daemon's side), and the publisher process it starts (an
@@ -63,13 +63,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
 import paho.mqtt.client as paho
-from machine import cpu_burners, describe
-from mqtt_env import Broker
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.machine import cpu_burners, describe
 from gateway.config import load_config
 from gateway.config.models import MqttSettings
 from gateway.control.control_socket import ControlUnavailable, request
@@ -80,6 +77,7 @@ from gateway.mqtt.publisher import MqttProcess
 from gateway.ports.simulated import SimulatedRadios
 from gateway.run.site import build_site
 from gateway.sim.simulate import add_configured_traffic
+from tests.support.mqtt_env import Broker
 
 GATEWAY = "bench"
 FRAME_S = 0.02

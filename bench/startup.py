@@ -1,6 +1,6 @@
 """Start-up benchmark: what a dispatcher's command and the daemon cost before they do anything.
 
-    .venv/bin/python bench/startup.py [--rounds 5] [--load N]
+    .venv/bin/python -m bench.startup [--rounds 5] [--load N]
 
 - CPU time (user + system, of the child) of `crosspatch --version`, and of `crosspatch status`
   and `crosspatch patch list` against a running daemon (targets: status at most 0.3 s);
@@ -25,9 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from machine import cpu_burners, describe
+from bench.machine import cpu_burners, describe
 
 ROOT = Path(__file__).resolve().parent.parent
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]

@@ -1,15 +1,25 @@
-"""Fixtures every test module may use: a real mosquitto (`broker`, see mqtt_env.py).
+"""Fixtures every test module may use: a real mosquitto (`broker`, see support/mqtt_env.py).
 
 Registered here, before any test module imports `mqtt_env` for its classes, so pytest can
-rewrite its asserts. The property-based tests' profiles are set here too: `suite` (bounded, the
-default) and `deep` (`HYPOTHESIS_PROFILE=deep`, many more examples, for a hunt), or any count
+rewrite its asserts. Every test is checked for what it leaves running (support/leaks.py).
+
+The property-based tests' profiles are set here too: `suite` (bounded, the default) and `deep`
+(`HYPOTHESIS_PROFILE=deep`, many more examples, for a hunt), or any count
 (`HYPOTHESIS_MAX_EXAMPLES=N`)."""
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["mqtt_env"]
+from tests.support.leaks import LeakCheck
+
+pytest_plugins = ["tests.support.mqtt_env"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(LeakCheck(), "leak-check")
+
 
 _PROFILE = {
     "deadline": None,  # a busy machine is slow, not wrong

@@ -58,10 +58,10 @@ class CtcssDetector:
     of the band, within 1.5 x `max_offset_hz`, and no more than 10 dB below the older half;
     `release_frames` (2) consecutive frames failing that switch it off.
 
-    Measured on all 50 tones at -20 dBFS under speech at -6 to -12 dBFS (tests/test_dsp_ctcss.py):
-    detection 175-205 ms after the tone starts, release 90-120 ms after it stops; not one
-    onset-qualified frame in 100 minutes of speech (up to 0 dBFS) or of white noise, for any
-    wanted tone.
+    Measured on all 50 tones at -20 dBFS under speech at -6 to -12 dBFS
+    (tests/dsp/test_dsp_ctcss.py): detection 175-205 ms after the tone starts, release 90-120 ms
+    after it stops; not one onset-qualified frame in 100 minutes of speech (up to 0 dBFS) or of
+    white noise, for any wanted tone.
 
     `tones_hz` gives the wanted tone of each port, one of gateway.core.tones.CTCSS_TONES_HZ (within
     0.05 Hz), or nan for a port without one (never detected). Call ONE of `process` (wanted tone
