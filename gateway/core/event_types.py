@@ -3,7 +3,7 @@
 Producers build these (mypy checks every field they write) and readers narrow an `Event` by its
 `type` to read them. A producer writes `type`, `time` and the type's own fields; `gateway` and
 `seq` are the stamp `EventStamper` adds once the event is final, so they are `NotRequired` here
-while the document requires them of every published event (tests/test_mqtt_api_doc.py ties the
+while the document requires them of every published event (tests/mqtt/test_mqtt_api_doc.py ties the
 two together, field by field).
 
 No `from __future__ import annotations`: Python 3.11 reads `NotRequired` out of a TypedDict's

@@ -1,8 +1,8 @@
 """`crosspatch audio levels` and `crosspatch audio tone` as a technician runs them, with real
-audio: a private PulseAudio with null sinks (tests/audio_env.py) stands in for the sound cards,
-an RFC 2217 device server (tests/emulators/line_radio.py) for the serial line that keys a radio
-on RTS and carries another's COS on CTS, a plain file for a CM108's hidraw, and the Kenwood
-emulator on a pty for a CAT radio."""
+audio: a private PulseAudio with null sinks (tests/support/audio_env.py) stands in for the sound
+cards, an RFC 2217 device server (tests/support/emulators/line_radio.py) for the serial line that
+keys a radio on RTS and carries another's COS on CTS, a plain file for a CM108's hidraw, and the
+Kenwood emulator on a pty for a CAT radio."""
 
 from __future__ import annotations
 

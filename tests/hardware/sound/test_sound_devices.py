@@ -1,5 +1,5 @@
 """Sound devices through PortAudio, against a private PulseAudio whose null sinks stand in for
-sound cards (tests/audio_env.py): listing, picking a device by spec, real audio through the
+sound cards (tests/support/audio_env.py): listing, picking a device by spec, real audio through the
 PCMs, and what PortAudio does when a card goes away."""
 
 from __future__ import annotations
