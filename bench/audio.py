@@ -100,9 +100,10 @@ from scipy import signal
 from bench.machine import cpu_burners, describe
 from gateway.config.models import AudioSettings, Radio
 from gateway.control.control_socket import request
+from gateway.core.timing import SAMPLE_RATE as ENGINE_RATE
 from gateway.dsp.signals import speech_like
 from gateway.hardware.sound.devices import devices_of, find_device, open_portaudio
-from gateway.hardware.sound.ports import ENGINE_RATE, SoundCardAudio
+from gateway.hardware.sound.ports import SoundCardAudio
 from tests.support.audio_env import (
     DISCARD_SINK,
     KEEPALIVE_LATENCY_MS,

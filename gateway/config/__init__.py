@@ -8,7 +8,6 @@ from gateway.config.loader import (
     parse_config_text,
 )
 from gateway.config.models import (
-    SAMPLE_RATE_HZ,
     Access,
     Agency,
     AudioSettings,
@@ -35,7 +34,6 @@ from gateway.config.models import (
 )
 
 __all__ = [
-    "SAMPLE_RATE_HZ",
     "Access",
     "Agency",
     "AudioSettings",

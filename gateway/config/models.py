@@ -44,7 +44,6 @@ from gateway.config.sections.common import (
     NAME_PATTERN,
     NAME_RE,
     RULE_ERROR,
-    SAMPLE_RATE_HZ,
     SERIAL_DRIVERS,
     SERIAL_PTT_METHODS,
     SERIAL_SQUELCH_METHODS,
@@ -87,6 +86,7 @@ from gateway.config.sections.radios import (
     Traffic,
 )
 from gateway.config.sections.recording import RecordingSettings
+from gateway.core.timing import DEFAULT_FRAME_MS, frame_samples
 
 # Every name of the sections stays importable from here, as before the split.
 __all__ = [
@@ -107,7 +107,6 @@ __all__ = [
     "NAME_PATTERN",
     "NAME_RE",
     "RULE_ERROR",
-    "SAMPLE_RATE_HZ",
     "SERIAL_DRIVERS",
     "SERIAL_PTT_METHODS",
     "SERIAL_SQUELCH_METHODS",
@@ -170,7 +169,7 @@ UNIX_SOCKET_PATH_MAX = 107
 
 class GatewaySettings(StrictModel):
     id: Name
-    frame_ms: Literal[10, 20, 40] = 20
+    frame_ms: Literal[10, 20, 40] = DEFAULT_FRAME_MS
     state_dir: ConfigPath = Path("/var/lib/crosspatch")
     control_socket: ConfigPath | None = None
 
@@ -198,7 +197,7 @@ class GatewaySettings(StrictModel):
 
     @property
     def samples_per_frame(self) -> int:
-        return SAMPLE_RATE_HZ * self.frame_ms // 1000
+        return frame_samples(self.frame_ms)
 
 
 class Config(StrictModel):

@@ -23,6 +23,7 @@ from gateway.config.errors import clip
 from gateway.core.engine import EngineError, PatchEngine
 from gateway.core.event_types import Audit, AuditResult, PatchChange
 from gateway.core.events import Event
+from gateway.core.timing import seconds_to_ticks
 
 
 class Role(StrEnum):
@@ -108,7 +109,9 @@ class PatchControl:
         self.pending_expiry_s = pending_expiry_s
         frame_ms = engine.clock.frame_ms
         self._expiry_ticks = (
-            None if pending_expiry_s is None else max(1, round(pending_expiry_s * 1000 / frame_ms))
+            None
+            if pending_expiry_s is None
+            else max(1, seconds_to_ticks(pending_expiry_s, frame_ms))
         )
 
     def principal(self, name: str | None) -> Principal | None:

@@ -49,8 +49,15 @@ from gateway.core.event_types import (
     ReleaseReason,
 )
 from gateway.core.events import Event, TickClock
-
-SAMPLE_RATE = 8000
+from gateway.core.timing import (
+    DEFAULT_HANG_MS,
+    DEFAULT_RX_INHIBIT_MS,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_TX_DELAY_MS,
+    frame_samples,
+    ms_to_samples,
+    seconds_to_ticks,
+)
 
 FloatFrames = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
@@ -87,10 +94,10 @@ class MemberMode(StrEnum):
 
 @dataclass(frozen=True)
 class PortTiming:
-    tx_delay_ms: int = 150
-    hang_ms: int = 800
-    timeout_s: float = 180.0
-    rx_inhibit_ms: int = 100
+    tx_delay_ms: int = DEFAULT_TX_DELAY_MS
+    hang_ms: int = DEFAULT_HANG_MS
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    rx_inhibit_ms: int = DEFAULT_RX_INHIBIT_MS
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,7 @@ class PatchEngine:
             raise EngineError("port names must be unique")
         self.clock = clock
         self.gateway_id = gateway_id
-        self.frame_samples = SAMPLE_RATE * clock.frame_ms // 1000
+        self.frame_samples = frame_samples(clock.frame_ms)
         self.ports: tuple[PortSpec, ...] = tuple(ports)
         self.port_index = {p.name: i for i, p in enumerate(self.ports)}
         # What each port serves now: fixed for a dedicated port, set while a patch holds a pool
@@ -203,15 +210,13 @@ class PatchEngine:
         frame = self.frame_samples
         ms_per_frame = clock.frame_ms
         self._full = np.array([p.full_duplex for p in self.ports], dtype=bool)
-        delays = [round(p.timing.tx_delay_ms * SAMPLE_RATE / 1000) for p in self.ports]
+        delays = [ms_to_samples(p.timing.tx_delay_ms) for p in self.ports]
         delay = np.array(delays, dtype=np.int64)
-        hang = np.array(
-            [round(p.timing.hang_ms * SAMPLE_RATE / 1000) for p in self.ports], dtype=np.int64
-        )
+        hang = np.array([ms_to_samples(p.timing.hang_ms) for p in self.ports], dtype=np.int64)
         # PTT is held until the last delayed sample has gone out, then hang_ms more.
         self._hold = -(-(delay + hang) // frame)
         self._timeout = np.array(
-            [max(1, round(p.timing.timeout_s * 1000 / ms_per_frame)) for p in self.ports],
+            [max(1, seconds_to_ticks(p.timing.timeout_s, ms_per_frame)) for p in self.ports],
             dtype=np.int64,
         )
         self._inhibit = np.array(
@@ -752,7 +757,7 @@ class PatchEngine:
     def _announcing(self, wanted: BoolArray, t: int) -> BoolArray:
         """Ports that send announcement audio this tick (free ones with some queued)."""
         speaking = np.zeros(len(self.ports), dtype=bool)
-        max_wait = round(ANNOUNCE_MAX_WAIT_S * 1000 / self.clock.frame_ms)
+        max_wait = seconds_to_ticks(ANNOUNCE_MAX_WAIT_S, self.clock.frame_ms)
         for i, (_, pos, queued, _) in list(self._announcements.items()):
             busy = wanted[i] or self._carrier[i] or self._tx_lock[i] or not self._available[i]
             if busy and pos == 0:

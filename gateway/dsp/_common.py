@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-# The engine's rate and frame (gateway.core.engine.SAMPLE_RATE, 20 ms ticks). Repeated here rather
-# than imported so the DSP blocks stay free of the engine and its imports.
-ENGINE_RATE = 8000
-FRAME_SAMPLES = 160
-FRAME_MS = 20.0
+from gateway.core.timing import DEFAULT_FRAME_MS, frame_samples
+
+# The frame the blocks are built for by default: the engine's default tick.
+FRAME_SAMPLES = frame_samples(DEFAULT_FRAME_MS)
+FRAME_MS = float(DEFAULT_FRAME_MS)
 
 # Level reported for digital silence (matches gateway.core.engine.SILENCE_DBFS).
 SILENCE_DBFS = -120.0

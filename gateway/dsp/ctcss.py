@@ -9,9 +9,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from gateway.core.timing import SAMPLE_RATE
 from gateway.core.tones import CTCSS_TONES_HZ
 from gateway.dsp._common import (
-    ENGINE_RATE,
     FRAME_SAMPLES,
     BoolArray,
     Float64Array,
@@ -76,7 +76,7 @@ class CtcssDetector:
         self,
         ports: int,
         tones_hz: npt.ArrayLike,
-        rate: int = ENGINE_RATE,
+        rate: int = SAMPLE_RATE,
         *,
         frame_samples: int = FRAME_SAMPLES,
         window_ms: float = 200.0,

@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from gateway.dsp._common import ENGINE_RATE, Float32Array, Float64Array, as_frames, as_port_mask
+from gateway.core.timing import SAMPLE_RATE
+from gateway.dsp._common import Float32Array, Float64Array, as_frames, as_port_mask
 
 
 def _sosfilt_kernel() -> Callable[[Float64Array, Float64Array, Float64Array], None] | None:
@@ -91,7 +92,7 @@ class HighPass:
     def __init__(
         self,
         ports: int,
-        rate: int = ENGINE_RATE,
+        rate: int = SAMPLE_RATE,
         cutoff_hz: float = 300.0,
         order: int = 6,
         *,

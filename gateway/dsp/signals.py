@@ -12,7 +12,7 @@ import numpy.typing as npt
 from scipy import signal
 from scipy.io import wavfile
 
-from gateway.core.engine import SAMPLE_RATE
+from gateway.core.timing import SAMPLE_RATE
 
 Samples = npt.NDArray[np.float32]
 

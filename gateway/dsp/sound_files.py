@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from gateway.core.engine import SAMPLE_RATE
+from gateway.core.timing import SAMPLE_RATE
 from gateway.dsp.signals import Samples, dbfs_to_amplitude
 
 RAMP_S = 0.005  # raised-cosine edges of every tone (as gateway.dsp.signals.tone)

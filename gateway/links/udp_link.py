@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from gateway.config.models import Link
+from gateway.core.timing import SAMPLE_RATE
 from gateway.links import LinkError
 from gateway.links.jitter import JitterBuffer
 from gateway.links.send_queue import SendQueue, send_queue
@@ -84,7 +85,7 @@ class UdpLink(ABC):
     ) -> None:
         self.name = name
         self.config = link
-        self._frame_s = frame_samples / 8000
+        self._frame_s = frame_samples / SAMPLE_RATE
         self._on_online = on_online
         self._remote: tuple[Any, ...] = ()
         self._sock: socket.socket | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from gateway.core.engine import SAMPLE_RATE
+from gateway.core.timing import SAMPLE_RATE, seconds_to_samples
 from gateway.dsp.signals import Samples, speech_like, tone
 
 TransmitSink = Callable[[npt.NDArray[np.float32], npt.NDArray[np.bool_]], None]
@@ -83,7 +83,7 @@ class SimulatedRadios:
 
     def receive(self, port: str, audio: Samples, at_s: float) -> None:
         """The port hears `audio` (with carrier) from `at_s` seconds on."""
-        feed = _Feed(round(at_s * SAMPLE_RATE), self._port(port), len(audio), audio)
+        feed = _Feed(seconds_to_samples(at_s), self._port(port), len(audio), audio)
         heapq.heappush(self._pending, feed)
 
     def receive_tone(
@@ -93,7 +93,7 @@ class SimulatedRadios:
 
     def carrier(self, port: str, seconds: float, at_s: float) -> None:
         """Carrier without audio (a stuck or silent transmitter) from `at_s` for `seconds`."""
-        start, length = round(at_s * SAMPLE_RATE), round(seconds * SAMPLE_RATE)
+        start, length = seconds_to_samples(at_s), seconds_to_samples(seconds)
         heapq.heappush(self._pending, _Feed(start, self._port(port), length, None))
 
     def add_traffic(self, port: str, pattern: TrafficPattern | None) -> None:
@@ -108,7 +108,7 @@ class SimulatedRadios:
             return
         seed = pattern.seed if pattern.seed is not None else zlib.crc32(port.encode())
         rng = np.random.default_rng(seed)
-        first = self._sample + round(rng.uniform(0.0, pattern.every_s) * SAMPLE_RATE)
+        first = self._sample + seconds_to_samples(rng.uniform(0.0, pattern.every_s))
         self._traffic.append(_Traffic(i, pattern, rng, first))
 
     def successor(self, names: Sequence[str]) -> SimulatedRadios:
@@ -141,7 +141,7 @@ class SimulatedRadios:
                 heapq.heappush(
                     self._pending, _Feed(traffic.next_start, traffic.port, len(burst), burst)
                 )
-                traffic.next_start += round(p.every_s * SAMPLE_RATE)
+                traffic.next_start += seconds_to_samples(p.every_s)
         while self._pending and self._pending[0].start < stop:
             self._active.append(heapq.heappop(self._pending))
 

@@ -33,12 +33,12 @@ import numpy as np
 from gateway.config.files import announcement_problems
 from gateway.config.models import (
     MAX_ANNOUNCEMENT_S,
-    SAMPLE_RATE_HZ,
     Announcement,
     BuiltinAnnouncement,
     Config,
 )
 from gateway.config.yaml_source import format_key_path
+from gateway.core.timing import seconds_to_samples
 from gateway.dsp.signals import Samples, tone
 from gateway.dsp.sound_files import SoundFileError, load_sound_file
 
@@ -76,7 +76,7 @@ def tone_sequence(
     for hz, ms in tones:
         seconds = ms / 1000
         if hz == 0:
-            parts.append(np.zeros(round(seconds * SAMPLE_RATE_HZ), dtype=np.float32))
+            parts.append(np.zeros(seconds_to_samples(seconds), dtype=np.float32))
         else:
             parts.append(tone(hz, seconds, level_dbfs))
     if not parts:

@@ -49,9 +49,10 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.config.models import RecordingSettings
-from gateway.core.engine import SAMPLE_RATE, PatchEngine
+from gateway.core.engine import PatchEngine
 from gateway.core.event_types import CallStart
 from gateway.core.events import Event
+from gateway.core.timing import SAMPLE_RATE
 from gateway.dsp.signals import to_pcm16
 
 log = logging.getLogger(__name__)

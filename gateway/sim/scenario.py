@@ -18,8 +18,9 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config.errors import ConfigError, ConfigIssue, YamlSourceError, did_you_mean
 from gateway.config.loader import require_mapping, validate_document
-from gateway.config.models import SAMPLE_RATE_HZ, Config, RuleProblems, StrictModel
+from gateway.config.models import Config, RuleProblems, StrictModel
 from gateway.config.yaml_source import KeyPath, YamlDocument, read_yaml_file
+from gateway.core.timing import SAMPLE_RATE
 
 DEFAULT_START = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_DURATION_S = 86400.0
@@ -88,7 +89,7 @@ class Scenario:
 
 
 class _ReceiveSpec(StrictModel):
-    tone_hz: float | None = Field(default=None, ge=1, le=SAMPLE_RATE_HZ / 2 - 1)
+    tone_hz: float | None = Field(default=None, ge=1, le=SAMPLE_RATE / 2 - 1)
     level_dbfs: float | None = Field(default=None, le=0)
     seconds: float | None = Field(default=None, gt=0)
     wav: str | None = Field(default=None, min_length=1)

@@ -24,6 +24,7 @@ import numpy as np
 from gateway.config import Config
 from gateway.control.patch_control import Command, PatchControl
 from gateway.core.events import Event, EventStamper, TickClock, to_json_line
+from gateway.core.timing import seconds_to_samples, seconds_to_ticks
 from gateway.dsp.signals import WavWriter, read_wav
 from gateway.ports.simulated import SimulatedRadios
 from gateway.run.announcer import Announcer
@@ -93,7 +94,9 @@ def _schedule_signals(scenario: Scenario, radios: SimulatedRadios) -> None:
                 radios.receive_tone(item.port, item.tone_hz, item.seconds, level, item.at)
             else:
                 assert item.seconds is not None
-                radios.receive(item.port, np.zeros(round(item.seconds * 8000), np.float32), item.at)
+                radios.receive(
+                    item.port, np.zeros(seconds_to_samples(item.seconds), np.float32), item.at
+                )
         elif isinstance(item, CarrierEvent):
             radios.carrier(item.port, item.seconds, item.at)
 
@@ -147,7 +150,7 @@ class _Commands:
         self, scenario: Scenario, control: PatchControl, step: TickStep, frame_ms: int
     ) -> None:
         self.items = [
-            (round(item.at * 1000 / frame_ms), item)
+            (seconds_to_ticks(item.at, frame_ms), item)
             for item in scenario.events
             if isinstance(item, CommandEvent)
         ]
@@ -179,7 +182,7 @@ def run_simulation(
     radios = SimulatedRadios(names, engine.frame_samples)
     add_configured_traffic(cfg, radios)
     _schedule_signals(scenario, radios)
-    total_ticks = round(scenario.duration_s * 1000 / site.frame_ms)
+    total_ticks = seconds_to_ticks(scenario.duration_s, site.frame_ms)
 
     out = _Outputs(out_dir, names, engine.frame_samples)
     recorder = _recorder(cfg, out_dir)

@@ -32,6 +32,7 @@ from gateway.config.models import (
     AudioSettings,
     Radio,
 )
+from gateway.core.timing import DEFAULT_FRAME_MS, SAMPLE_RATE, frame_samples
 from gateway.dsp.ctcss import CtcssDetector
 from gateway.dsp.filters import HighPass
 from gateway.dsp.resample import StreamingResampler
@@ -64,9 +65,8 @@ if TYPE_CHECKING:
 
 Samples = npt.NDArray[np.float32]
 
-ENGINE_RATE = 8000
-FRAME = 160  # 20 ms at 8 kHz: the frame the CTCSS decoder is built for
-FRAME_MS = 20
+FRAME_MS = DEFAULT_FRAME_MS
+FRAME = frame_samples(FRAME_MS)  # the frame the CTCSS decoder is built for
 UPDATE_S = 0.25  # meter updates: four a second
 
 
@@ -111,7 +111,7 @@ class InputMeter:
         attack = q.vox_attack_ms if vox and q and q.vox_attack_ms is not None else None
         hang = q.vox_hang_ms if vox and q and q.vox_hang_ms is not None else None
         self.wanted_hz = q.ctcss_hz if q is not None else None
-        self._down = StreamingResampler(rate, ENGINE_RATE) if rate != ENGINE_RATE else None
+        self._down = StreamingResampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
         self._ctcss = CtcssDetector(1, [self.wanted_hz if self.wanted_hz else math.nan])
         self._highpass = HighPass(1) if audio.highpass else None
         self._vox = Vox(

@@ -44,6 +44,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from gateway.core.timing import SAMPLE_RATE
 from gateway.dsp.ctcss import CtcssDetector
 from gateway.dsp.drift import DriftCorrector, SampleFifo
 from gateway.dsp.filters import HighPass
@@ -55,7 +56,6 @@ from gateway.hardware.sound.frame_pacer import FramePacer
 
 log = logging.getLogger(__name__)
 
-ENGINE_RATE = 8000
 LIMIT = 10 ** (-1 / 20)  # -1 dBFS
 FIFO_SECONDS = 1.0
 # No callback for this long and the card is gone. PortAudio stopping the stream is how an unplugged
@@ -66,8 +66,8 @@ DRIFT_SMOOTHING_FRAMES = 50.0
 # A FIFO whose level, averaged over a second, is this far over its target is cut back at once:
 # its card stalled and went on without catching up (see `DriftCorrector.catch_up`). Well above
 # what a busy machine's bursts add to the average (40-60 ms seen here).
-RESYNC_SAMPLES = ENGINE_RATE * 120 // 1000
-PACED_MARGIN = ENGINE_RATE // 1000  # 1 ms at 8 kHz: the resamplers' rounding, no more
+RESYNC_SAMPLES = SAMPLE_RATE * 120 // 1000
+PACED_MARGIN = SAMPLE_RATE // 1000  # 1 ms at 8 kHz: the resamplers' rounding, no more
 
 
 class SoundCardLost(Exception):
@@ -226,7 +226,7 @@ class SoundCardAudio:
                 [(q.vox_attack_ms if q and q.vox_attack_ms else 40) for q in squelch]
             ),
             hang_ms=np.array([(q.vox_hang_ms if q and q.vox_hang_ms else 500) for q in squelch]),
-            frame_ms=frame_samples * 1000 // ENGINE_RATE,
+            frame_ms=frame_samples * 1000 // SAMPLE_RATE,
         )
         audio = [_audio(r.settings) for r in self.radios]
         self._level_on = np.array([a.auto_level for a in audio])
@@ -266,8 +266,8 @@ class SoundCardAudio:
         if self._inputs:
             clock = self._clock_stream = self._inputs[0]
             self.pacer = FramePacer(
-                round(clock.rate * self.frame / ENGINE_RATE),
-                self.frame / ENGINE_RATE,
+                round(clock.rate * self.frame / SAMPLE_RATE),
+                self.frame / SAMPLE_RATE,
                 on_skip=self._skip_clock_frames,
             )
         for radio in self.radios:
@@ -323,8 +323,8 @@ class SoundCardAudio:
         radio.out_gain = 10 ** (a.output_gain_db / 20)
         radio.in_fifo = SampleFifo(round(radio.in_rate * FIFO_SECONDS))
         radio.out_fifo = SampleFifo(round(radio.out_rate * FIFO_SECONDS))
-        radio.rx8 = SampleFifo(ENGINE_RATE)
-        block8 = round(ENGINE_RATE * block_s)
+        radio.rx8 = SampleFifo(SAMPLE_RATE)
+        block8 = round(SAMPLE_RATE * block_s)
         # Receive: a tick of the clock card's comes when its frame is in, so its radios keep a
         # millisecond over the frame; on any other card the tick falls anywhere in a block, so
         # they keep a block. Transmit: one card block queued before each frame is added.
@@ -340,15 +340,15 @@ class SoundCardAudio:
         )
         out_target = round(radio.out_rate * block_s)
         radio.tx_drift = DriftCorrector(
-            round(out_target * ENGINE_RATE / radio.out_rate),
+            round(out_target * SAMPLE_RATE / radio.out_rate),
             tolerance,
             smoothing_frames=DRIFT_SMOOTHING_FRAMES,
             resync_samples=RESYNC_SAMPLES,
         )
-        if radio.in_rate != ENGINE_RATE:
-            radio.down = StreamingResampler(radio.in_rate, ENGINE_RATE, minimum_phase=True)
-        if radio.out_rate != ENGINE_RATE:
-            radio.up = StreamingResampler(ENGINE_RATE, radio.out_rate, minimum_phase=True)
+        if radio.in_rate != SAMPLE_RATE:
+            radio.down = StreamingResampler(radio.in_rate, SAMPLE_RATE, minimum_phase=True)
+        if radio.out_rate != SAMPLE_RATE:
+            radio.up = StreamingResampler(SAMPLE_RATE, radio.out_rate, minimum_phase=True)
 
     def close(self) -> None:
         """Closes every stream, then PortAudio. PortAudio may block here (a sound server that
@@ -560,7 +560,7 @@ class SoundCardAudio:
             x = x_all[r.row]
             with self._lock:
                 level = r.out_fifo.level
-            level8 = round(level * ENGINE_RATE / r.out_rate)
+            level8 = round(level * SAMPLE_RATE / r.out_rate)
             step = r.tx_drift.decide(level8, x)
             if step > 0:
                 x = x[:-1]  # the card is slower than our clock: one sample fewer
@@ -570,14 +570,14 @@ class SoundCardAudio:
             pcm = r.up.process(x) if r.up is not None else x
             with self._lock:
                 if behind:
-                    r.out_fifo.skip(round(behind * r.out_rate / ENGINE_RATE))
+                    r.out_fifo.skip(round(behind * r.out_rate / SAMPLE_RATE))
                 if r.out_fifo.write(pcm):
                     self.overruns[r.row] += 1
             if behind:
                 log.warning(
                     "%s: its card fell %.0f ms behind (it stalled): dropped to keep up",
                     r.name,
-                    behind * 1000 / ENGINE_RATE,
+                    behind * 1000 / SAMPLE_RATE,
                 )
 
     def stats(self) -> dict[str, dict[str, int | float]]:
@@ -595,7 +595,7 @@ class SoundCardAudio:
                 "tx_drift_corrections": r.tx_drift.drops + r.tx_drift.inserts,
                 "rx_resyncs": r.rx_drift.resyncs,
                 "tx_resyncs": r.tx_drift.resyncs,
-                "rx_fifo_ms": _ms(in_level, r.in_rate) + _ms(r.rx8.level, ENGINE_RATE),
+                "rx_fifo_ms": _ms(in_level, r.in_rate) + _ms(r.rx8.level, SAMPLE_RATE),
                 "tx_fifo_ms": _ms(out_level, r.out_rate),
             }
             for r, (in_level, out_level) in zip(self.radios, levels, strict=True)

@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gateway.codecs import registry
+from gateway.codecs import base, registry
 from gateway.codecs.registry import Codec, CodecError
+from gateway.config.models import LINK_FRAME_MS
+from gateway.core import timing
 from gateway.dsp.signals import tone
 
 FRAME = np.rint(tone(440, 0.02, -12.0) * 32767).astype(np.int16)
@@ -28,6 +30,12 @@ def test_descriptions(name: str, payload_type: int, clock_rate: int, timestamp_s
     assert (codec.name, codec.payload_type, codec.clock_rate) == (name, payload_type, clock_rate)
     assert codec.frame_samples == 160
     assert codec.timestamp_step == timestamp_step
+
+
+def test_the_codecs_rate_and_frame_are_the_cores() -> None:
+    # The codecs import nothing of the gateway, so they keep their own copy of these two facts.
+    assert base.SAMPLE_RATE == timing.SAMPLE_RATE
+    assert timing.frame_samples(LINK_FRAME_MS) == base.FRAME_SAMPLES
 
 
 def test_names_in_config_order() -> None:

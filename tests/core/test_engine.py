@@ -21,7 +21,6 @@ import pytest
 
 from gateway.core.engine import (
     LIMITER_CEILING,
-    SAMPLE_RATE,
     Floor,
     MemberMode,
     MemberSpec,
@@ -32,6 +31,7 @@ from gateway.core.engine import (
     PortTiming,
 )
 from gateway.core.events import Event, EventStamper, TickClock
+from gateway.core.timing import SAMPLE_RATE
 from gateway.dsp.signals import speech_like, tone
 
 FRAME = 160  # samples per 20 ms tick at 8 kHz

@@ -1,4 +1,4 @@
-"""Shared by every section: the sample rate, device and driver constants, rule errors, names and
+"""Shared by every section: device and driver constants, rule errors, names and
 references, tones and frequencies, paths, and the strict base model."""
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from gateway.core.tones import CTCSS_TONES_HZ as CTCSS_TONES_HZ
 from gateway.core.tones import DCS_CODES as DCS_CODES
 from gateway.core.tones import nearest_ctcss_tone as nearest_ctcss_tone
-
-# The engine runs at one fixed rate; devices at other rates are resampled at the edge.
-SAMPLE_RATE_HZ = 8000
 
 # Pydantic error type of every message written here; the loader shows these messages as they are.
 RULE_ERROR = "crosspatch"
@@ -54,7 +51,8 @@ DEFAULT_VOX_HANG_MS = 500
 # the DMK URI and most modified fobs wire the radio's COS (VOLUP carries a CTCSS decoder).
 Cm108Button = Literal["volup", "voldn"]
 DEFAULT_CM108_COS_BUTTON: Cm108Button = "voldn"
-# Rates a sound card is opened at; the engine itself always runs at SAMPLE_RATE_HZ.
+# Rates a sound card is opened at; the engine itself always runs at
+# gateway.core.timing.SAMPLE_RATE.
 DEVICE_RATES_HZ: tuple[int, ...] = (8000, 16000, 22050, 32000, 44100, 48000, 96000)
 # Announcements: tones inside the voice band (above every CTCSS tone, so a prompt never opens or
 # closes a tone squelch), and no prompt longer than this.

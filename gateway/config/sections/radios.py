@@ -27,6 +27,12 @@ from gateway.config.sections.common import (
     TalkgroupRef,
     rule_error,
 )
+from gateway.core.timing import (
+    DEFAULT_HANG_MS,
+    DEFAULT_RX_INHIBIT_MS,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_TX_DELAY_MS,
+)
 
 # --- radios ------------------------------------------------------------------------------------
 
@@ -34,10 +40,10 @@ from gateway.config.sections.common import (
 class Timing(StrictModel):
     """Per-port timing rules; see docs/design.md, "Timing rules per port"."""
 
-    tx_delay_ms: int = Field(default=150, ge=0, le=2000)
-    hang_ms: int = Field(default=800, ge=0, le=10000)
-    timeout_s: float = Field(default=180.0, gt=0, le=3600)
-    rx_inhibit_ms: int = Field(default=100, ge=0, le=5000)
+    tx_delay_ms: int = Field(default=DEFAULT_TX_DELAY_MS, ge=0, le=2000)
+    hang_ms: int = Field(default=DEFAULT_HANG_MS, ge=0, le=10000)
+    timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0, le=3600)
+    rx_inhibit_ms: int = Field(default=DEFAULT_RX_INHIBIT_MS, ge=0, le=5000)
 
 
 class LinkTiming(Timing):
