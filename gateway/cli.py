@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.config import ConfigError, config_json_schema, config_summary, load_config
+from gateway.config.models import CAT_DRIVER_NAMES
 
 # Commands import what they need when they run: `unkey-all` runs in systemd's ExecStopPost after
 # a crash and must not spend seconds loading the signal-processing stack it does not use.
@@ -466,9 +467,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["probe", "tune", "key", "watch"])
     p.add_argument("--radio", metavar="NAME", help="a radio of --config")
     p.add_argument("--config", metavar="FILE")
-    p.add_argument(
-        "--driver", help="ad hoc: kenwood, kenwood-tm, yaesu-legacy, yaesu, icom, rigctld"
-    )
+    p.add_argument("--driver", help=f"ad hoc: {', '.join(CAT_DRIVER_NAMES)}")
     p.add_argument("--port", help="ad hoc: serial device, or HOST:PORT for rigctld")
     p.add_argument("--baud", type=int)
     p.add_argument("--address", help="Icom CI-V address, e.g. 0x94")

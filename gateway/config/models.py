@@ -30,6 +30,7 @@ from gateway.config.sections.announcements import (
 from gateway.config.sections.common import (
     ANNOUNCEMENT_TONE_HZ,
     ANNOUNCEMENT_TONE_MS,
+    CAT_DRIVER_NAMES,
     CTCSS_TONES_HZ,
     DCS_CODES,
     DEFAULT_CM108_COS_BUTTON,
@@ -92,6 +93,7 @@ from gateway.core.timing import DEFAULT_FRAME_MS, frame_samples
 __all__ = [
     "ANNOUNCEMENT_TONE_HZ",
     "ANNOUNCEMENT_TONE_MS",
+    "CAT_DRIVER_NAMES",
     "CTCSS_TONES_HZ",
     "DCS_CODES",
     "DEFAULT_CM108_COS_BUTTON",

@@ -19,7 +19,7 @@ from gateway.config import (
     load_config,
     parse_config_text,
 )
-from gateway.config.models import CTCSS_TONES_HZ, DCS_CODES
+from gateway.config.models import CAT_DRIVER_NAMES, CTCSS_TONES_HZ, DCS_CODES
 from tests.support import paths
 from tests.support.paths import ROOT
 
@@ -252,6 +252,21 @@ def test_rigctld_and_cm108_defaults() -> None:
     assert (radio.control.host, radio.control.tcp_port) == ("localhost", 4532)
     assert radio.ptt is not None and radio.ptt.gpio == 3
     assert radio.squelch is not None and radio.squelch.vox_threshold_dbfs == -30.0
+
+
+def test_the_config_accepts_exactly_the_registrys_cat_drivers() -> None:
+    from gateway.hardware.cat.registry import DRIVERS, driver_class
+
+    assert tuple(DRIVERS) == CAT_DRIVER_NAMES
+    for name in CAT_DRIVER_NAMES:
+        assert driver_class(name).name == name
+        where = {"icom": "port: /dev/ttyUSB1, civ_address: 0x94", "rigctld": "host: localhost"}
+        text = HARDWARE.replace(
+            "control: {driver: icom, port: /dev/ttyUSB1, civ_address: 0x94}",
+            f"control: {{driver: {name}, {where.get(name, 'port: /dev/ttyUSB1')}}}",
+        )
+        control = parse_config_text(text).radios["r2"].control
+        assert control is not None and control.driver == name
 
 
 def test_pool_radios_load() -> None:

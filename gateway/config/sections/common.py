@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -37,7 +37,11 @@ _NAME_RULE = (
 _DCS_RE = re.compile(r"^([0-7]{3})([NI])$")
 
 STANDARD_BAUDS: tuple[int, ...] = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-SERIAL_DRIVERS = frozenset({"kenwood", "kenwood-tm", "yaesu-legacy", "yaesu", "icom"})
+# The `control.driver` names a config accepts; `gateway.hardware.cat.registry` maps each to its
+# class (a test holds the two lists equal).
+CatDriverName = Literal["kenwood", "kenwood-tm", "yaesu-legacy", "yaesu", "icom", "rigctld"]
+CAT_DRIVER_NAMES: tuple[str, ...] = get_args(CatDriverName)
+SERIAL_DRIVERS = frozenset(CAT_DRIVER_NAMES) - {"rigctld"}  # rigctld is reached over TCP
 SERIAL_PTT_METHODS = frozenset({"rts", "dtr"})
 SERIAL_SQUELCH_METHODS = frozenset({"cts", "dsr", "dcd", "ri"})
 DEFAULT_RIGCTLD_HOST = "localhost"

@@ -19,6 +19,7 @@ from gateway.config.sections.common import (
     SERIAL_PTT_METHODS,
     SERIAL_SQUELCH_METHODS,
     STANDARD_BAUDS,
+    CatDriverName,
     Cm108Button,
     CtcssTone,
     Name,
@@ -125,7 +126,7 @@ class AudioSettings(StrictModel):
 class ControlSettings(StrictModel):
     """CAT control: a serial driver on `port`, or rigctld over TCP."""
 
-    driver: Literal["kenwood", "kenwood-tm", "yaesu-legacy", "yaesu", "icom", "rigctld"]
+    driver: CatDriverName
     port: str | None = Field(default=None, min_length=1)
     baud: int | None = None
     civ_address: int | None = None
