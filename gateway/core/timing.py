@@ -13,7 +13,7 @@ from typing import Final
 # The engine runs at one fixed rate; devices and codecs at other rates are resampled at the edge.
 SAMPLE_RATE = 8000
 
-# The tick length when the config names none, and the one network links need (20 ms packets).
+# The tick length when the config names none.
 DEFAULT_FRAME_MS: Final = 20
 
 # A port's timing rules when its config says nothing: the engine's `PortTiming` and the config's
@@ -22,6 +22,11 @@ DEFAULT_TX_DELAY_MS = 150
 DEFAULT_HANG_MS = 800
 DEFAULT_TIMEOUT_S = 180.0
 DEFAULT_RX_INHIBIT_MS = 100
+
+# VOX opens after this much audio and closes this long after it falls below its threshold, when
+# the config says nothing: the config's squelch settings and `gateway.dsp.vox.Vox` share them.
+DEFAULT_VOX_ATTACK_MS = 40
+DEFAULT_VOX_HANG_MS = 500
 
 
 def frame_samples(frame_ms: int) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from gateway.core.timing import DEFAULT_VOX_ATTACK_MS, DEFAULT_VOX_HANG_MS
 from gateway.dsp._common import (
     FRAME_MS,
     BoolArray,
@@ -35,8 +36,8 @@ class Vox:
         self,
         ports: int,
         threshold_dbfs: npt.ArrayLike,
-        attack_ms: npt.ArrayLike = 40.0,
-        hang_ms: npt.ArrayLike = 500.0,
+        attack_ms: npt.ArrayLike = float(DEFAULT_VOX_ATTACK_MS),
+        hang_ms: npt.ArrayLike = float(DEFAULT_VOX_HANG_MS),
         frame_ms: float = FRAME_MS,
     ) -> None:
         if ports <= 0 or frame_ms <= 0:

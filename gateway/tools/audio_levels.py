@@ -25,14 +25,14 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.config import Config
-from gateway.config.models import (
+from gateway.config.models import DEFAULT_VOX_THRESHOLD_DBFS, AudioSettings, Radio
+from gateway.core.timing import (
+    DEFAULT_FRAME_MS,
     DEFAULT_VOX_ATTACK_MS,
     DEFAULT_VOX_HANG_MS,
-    DEFAULT_VOX_THRESHOLD_DBFS,
-    AudioSettings,
-    Radio,
+    SAMPLE_RATE,
+    frame_samples,
 )
-from gateway.core.timing import DEFAULT_FRAME_MS, SAMPLE_RATE, frame_samples
 from gateway.dsp.ctcss import CtcssDetector
 from gateway.dsp.filters import HighPass
 from gateway.dsp.resample import StreamingResampler

@@ -49,8 +49,6 @@ DEFAULT_RIGCTLD_PORT = 4532
 # Dire Wolf's default: most CM108/CM119 interfaces key the radio from GPIO 3.
 DEFAULT_CM108_GPIO = 3
 DEFAULT_VOX_THRESHOLD_DBFS = -30.0
-DEFAULT_VOX_ATTACK_MS = 40
-DEFAULT_VOX_HANG_MS = 500
 # app_rpt's default COS input (carrierfrom=usb): the VOLDN button input of a CM108/CM119, where
 # the DMK URI and most modified fobs wire the radio's COS (VOLUP carries a CTCSS decoder).
 Cm108Button = Literal["volup", "voldn"]

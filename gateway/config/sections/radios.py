@@ -12,8 +12,6 @@ from gateway.config.sections.common import (
     DEFAULT_CM108_GPIO,
     DEFAULT_RIGCTLD_HOST,
     DEFAULT_RIGCTLD_PORT,
-    DEFAULT_VOX_ATTACK_MS,
-    DEFAULT_VOX_HANG_MS,
     DEFAULT_VOX_THRESHOLD_DBFS,
     DEVICE_RATES_HZ,
     SERIAL_PTT_METHODS,
@@ -33,6 +31,8 @@ from gateway.core.timing import (
     DEFAULT_RX_INHIBIT_MS,
     DEFAULT_TIMEOUT_S,
     DEFAULT_TX_DELAY_MS,
+    DEFAULT_VOX_ATTACK_MS,
+    DEFAULT_VOX_HANG_MS,
 )
 
 # --- radios ------------------------------------------------------------------------------------
