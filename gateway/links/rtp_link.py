@@ -130,10 +130,6 @@ class RtpLink(UdpLink):
         if problem is not None:
             raise LinkError(f"link '{name}': {problem}")
         self.codec = registry.get(link.codec)
-        if frame_samples != self.codec.frame_samples:
-            raise LinkError(
-                f"link '{name}': RTP links send 20 ms packets and need gateway.frame_ms 20"
-            )
         if key is None and link.srtp_key_file is not None:
             key = read_key_file(link.srtp_key_file)
         if key is None and not link.insecure:

@@ -130,10 +130,6 @@ class UsrpLink(UdpLink):
     ) -> None:
         if link.protocol != "usrp":
             raise LinkError(f"link '{name}': protocol {link.protocol} is not USRP")
-        if frame_samples != usrp.VOICE_SAMPLES:
-            raise LinkError(
-                f"link '{name}': USRP links send 20 ms packets and need gateway.frame_ms 20"
-            )
         if not 0 <= talkgroup_id <= USRP_MAX_TALKGROUP_ID:
             raise LinkError(f"link '{name}': talkgroup id {talkgroup_id} does not fit 32 bits")
         super().__init__(name, link, frame_samples=frame_samples, on_online=on_online)

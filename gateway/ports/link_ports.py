@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from gateway.codecs.base import Pcm
 from gateway.config import Config
-from gateway.config.models import LINK_FRAME_MS, Link
+from gateway.config.models import Link
 from gateway.links import LinkError
 from gateway.links.rtp_link import RtpLink, codec_problem
 from gateway.links.usrp_link import UsrpLink
@@ -55,13 +55,9 @@ def network_links(cfg: Config) -> dict[str, Link]:
 
 
 def link_problem(cfg: Config, name: str) -> str | None:
-    """Why link `name` cannot run in this build, in one line, or None."""
+    """Why link `name` cannot run in this build, in one line, or None. (A link's frame rule is
+    the config's: `check` refuses it already, and so does `run`, as both load the config.)"""
     link = cfg.links[name]
-    if cfg.gateway.frame_ms != LINK_FRAME_MS:
-        return (
-            f"link '{name}': {link.protocol.upper()} links send 20 ms packets and need "
-            f"gateway.frame_ms 20 (it is {cfg.gateway.frame_ms})"
-        )
     if link.protocol == "usrp":
         return None  # linear audio: no codec to be missing
     problem = codec_problem(link.codec)
