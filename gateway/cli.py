@@ -1,7 +1,8 @@
 """The `crosspatch` command line. `main` is thin; `run(argv)` is what tests call.
 
-Every command is a plain function returning an exit code. A user-facing error (bad config, bad
-scenario, bad audio file) is one line on stderr and exit 1; a traceback only with `--verbose`.
+Every command is a plain function returning an exit code. A user-facing error (any
+`gateway.core.errors.UserError`: bad config, bad scenario, bad audio file, a device that will not
+open) is one line on stderr and exit 1; a traceback only with `--verbose`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from gateway import __version__
 from gateway.config import ConfigError, config_json_schema, config_summary, load_config
 from gateway.config.models import CAT_DRIVER_NAMES
+from gateway.core.errors import UserError
 
 # Commands import what they need when they run: `unkey-all` runs in systemd's ExecStopPost after
 # a crash and must not spend seconds loading the signal-processing stack it does not use.
@@ -25,41 +27,12 @@ from gateway.config.models import CAT_DRIVER_NAMES
 DEFAULT_CONFIG = "/etc/crosspatch/crosspatch.yaml"
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A command line that cannot be acted on; the message says why."""
 
 
-class DaemonRefused(Exception):
+class DaemonRefused(UserError):
     """The daemon answered, and refused; its reason is the message."""
-
-
-# Errors that are the user's to fix, reported in their own words, never as a traceback: (module,
-# class). Looked up only in modules already loaded: an unloaded module cannot have raised.
-USER_ERRORS = (
-    ("gateway.sim.scenario", "ScenarioError"),
-    ("gateway.sim.simulate", "SimulationError"),
-    ("gateway.dsp.signals", "AudioFileError"),
-    ("gateway.core.engine", "EngineError"),
-    ("gateway.control.control_socket", "ControlError"),
-    ("gateway.control.state_store", "StateStoreError"),
-    ("gateway.hardware.cat.errors", "CatError"),
-    ("gateway.dsp.sound_files", "SoundFileError"),
-    ("gateway.hardware.sound.devices", "SoundDeviceError"),
-    ("gateway.tools.audio", "AudioToolError"),
-    ("gateway.mqtt.client", "MqttSetupError"),
-    ("gateway.mqtt.tail", "TailError"),
-    ("gateway.links", "LinkError"),
-)
-
-
-def is_user_error(exc: BaseException) -> bool:
-    if isinstance(exc, UsageError | DaemonRefused):
-        return True
-    for module, name in USER_ERRORS:
-        loaded = sys.modules.get(module)
-        if loaded is not None and isinstance(exc, getattr(loaded, name)):
-            return True
-    return False
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -515,9 +488,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        if not is_user_error(exc):
-            raise
+    except UserError as exc:  # the user's to fix: their own words, never a traceback
         if args.verbose:
             traceback.print_exc()
         print(f"crosspatch {args.command}: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from gateway.core.errors import UserError
 from gateway.hardware.cat.base import CatDriver
 from gateway.hardware.cat.errors import CatError
 from gateway.hardware.cm108.gpio import Cm108, Cm108Error
@@ -65,7 +66,7 @@ class KeyingBank(Protocol):
         unkeyed is logged CRITICAL (serial lines) or raised after trying the others (CM108)."""
 
 
-class KeyingError(Exception):
+class KeyingError(UserError):
     """Why a radio's PTT or squelch device cannot be used: one line."""
 
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gateway.core.errors import UserError
+
 
 @dataclass(frozen=True)
 class ConfigIssue:
@@ -49,7 +51,7 @@ def sort_issues(issues: Iterable[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(listed, key=lambda issue: (file_rank[issue.file], issue.line or 0))
 
 
-class LocatedError(Exception):
+class LocatedError(UserError):
     """Base of the user-facing errors about a file: one or more located issues.
 
     The command line catches this one class and prints `str(error)`: one line per issue.

@@ -34,6 +34,8 @@ from typing import Any, Self
 
 import orjson
 
+from gateway.core.errors import UserError
+
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
@@ -46,7 +48,7 @@ _SUN_PATH_MAX = 107
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-class ControlError(Exception):
+class ControlError(UserError):
     """Base of the control channel's errors; every message is one sentence for the user."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from gateway.core.errors import UserError
 from gateway.core.events import iso_time
 
 FORMAT = 1
@@ -38,7 +39,7 @@ STORED_STATES = ("enabled", "pending")
 STATE_DIR_MODE = 0o750
 
 
-class StateStoreError(Exception):
+class StateStoreError(UserError):
     """The state directory or file cannot be used; the message says which and why."""
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
+from gateway.core.errors import UserError
 from gateway.core.event_types import (
     Alarm,
     AnnounceReason,
@@ -137,7 +138,7 @@ class PatchSpec:
     pooled: tuple[PooledMemberSpec, ...] = ()
 
 
-class EngineError(Exception):
+class EngineError(UserError):
     """A request the engine refuses; the message is one sentence for the user."""
 
 

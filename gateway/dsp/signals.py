@@ -12,12 +12,13 @@ import numpy.typing as npt
 from scipy import signal
 from scipy.io import wavfile
 
+from gateway.core.errors import UserError
 from gateway.core.timing import SAMPLE_RATE
 
 Samples = npt.NDArray[np.float32]
 
 
-class AudioFileError(Exception):
+class AudioFileError(UserError):
     """A WAV file that cannot be used; the message says which and why."""
 
 

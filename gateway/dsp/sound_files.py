@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from gateway.core.errors import UserError
 from gateway.core.timing import SAMPLE_RATE
 from gateway.dsp.signals import Samples, dbfs_to_amplitude
 
@@ -26,7 +27,7 @@ HIGHPASS_HZ = 300.0
 _HIGHPASS = signal.butter(4, HIGHPASS_HZ, btype="highpass", fs=SAMPLE_RATE, output="sos")
 
 
-class SoundFileError(Exception):
+class SoundFileError(UserError):
     """A sound file that cannot be used: one line naming the file and the reason."""
 
 

@@ -7,6 +7,8 @@ one port bank."""
 
 from __future__ import annotations
 
+from gateway.core.errors import UserError
 
-class LinkError(Exception):
+
+class LinkError(UserError):
     """A link that cannot be set up (key file, address, codec): one line saying which and why."""

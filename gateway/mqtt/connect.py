@@ -13,11 +13,12 @@ from pathlib import Path
 import aiomqtt
 
 from gateway.config.models import MqttSettings
+from gateway.core.errors import UserError
 
 PASSWORD_FILE = "mqtt.password_file"  # how the config's password file is named in errors
 
 
-class MqttSetupError(Exception):
+class MqttSetupError(UserError):
     """The MQTT settings cannot be used (an unreadable password or certificate file); one line."""
 
 

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from gateway.config import load_config
 from gateway.config.models import NAME_PATTERN, MqttSettings
+from gateway.core.errors import UserError
 from gateway.mqtt.connect import PASSWORD_FILE, MqttSetupError, read_password, tls_parameters
 from gateway.mqtt.topics import Topics
 
@@ -48,7 +49,7 @@ REPEATS_KEPT = 4096  # (gateway, seq, time) remembered to drop QoS 1 repeats
 LOGIN_REFUSED = frozenset({4, 5, 134, 135, 140})
 
 
-class TailError(Exception):
+class TailError(UserError):
     """A command line or settings `tail` cannot work with; one line."""
 
 

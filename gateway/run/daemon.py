@@ -37,6 +37,7 @@ from gateway.control.payload import Payload
 from gateway.control.router import CommandRefused, CommandRouter, Request
 from gateway.control.state_store import PatchRecord, StateStore, acquire_lock
 from gateway.control.status import patch_list, status_snapshot
+from gateway.core.errors import UnsupportedHardwareError
 from gateway.core.event_types import CallEnd
 from gateway.core.events import Event, EventStamper, TickClock, to_json_bytes
 from gateway.dsp.signals import tone
@@ -52,7 +53,7 @@ from gateway.run.loop import EngineRuntime
 from gateway.run.recorder import CallRecorder
 from gateway.run.sdnotify import SystemdNotifier
 from gateway.run.site import Site, build_site, hardware_ports, traffic_patterns
-from gateway.sim.simulate import SimulationError, add_configured_traffic
+from gateway.sim.simulate import add_configured_traffic
 
 if TYPE_CHECKING:
     from gateway.ports.site_radios import SiteRadios
@@ -87,7 +88,7 @@ def require_supported_ports(cfg: Config) -> None:
     problems = unsupported_hardware(cfg)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise SimulationError(problems[0] + more)
+        raise UnsupportedHardwareError(problems[0] + more)
 
 
 def has_radio_control(cfg: Config) -> bool:
@@ -587,7 +588,7 @@ class Daemon:
                 f"the new config has {len(exc.issues)} error(s); still running the previous "
                 f"one. First: {first}"
             ) from None
-        except (SimulationError, _Restart) as exc:
+        except (UnsupportedHardwareError, _Restart) as exc:
             text = exc.what if isinstance(exc, _Restart) else str(exc)
             raise CommandRefused(f"{text}; still running the previous config") from None
         site = build_site(cfg)

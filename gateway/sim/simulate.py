@@ -23,6 +23,7 @@ import numpy as np
 
 from gateway.config import Config
 from gateway.control.patch_control import Command, PatchControl
+from gateway.core.errors import UserError
 from gateway.core.events import Event, EventStamper, TickClock, to_json_line
 from gateway.core.timing import seconds_to_samples, seconds_to_ticks
 from gateway.dsp.signals import WavWriter, read_wav
@@ -43,7 +44,7 @@ _FLUSH_TICKS = 250  # WAV output is written in blocks of this many frames
 RECORDINGS_DIR = "recordings"
 
 
-class SimulationError(Exception):
+class SimulationError(UserError):
     """A problem found while running (not while loading) a scenario."""
 
 

@@ -28,6 +28,7 @@ from typing import TextIO
 from gateway.config import Config
 from gateway.config.models import AudioSettings, Radio
 from gateway.control.state_store import LOCK_FILE
+from gateway.core.errors import UserError
 from gateway.hardware.cm108.gpio import Cm108Error, find_hidraw
 from gateway.hardware.keying import KeyingError
 from gateway.hardware.serial.lines import SerialLines, SerialLinesError
@@ -38,7 +39,7 @@ POLL_S = 0.02
 NO_AUDIO_S = 2.0  # an input that delivers nothing this long is gone
 
 
-class AudioToolError(Exception):
+class AudioToolError(UserError):
     """Why a sound-card tool cannot run, or stopped: one line."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.core.errors import UserError
 
-class CatError(Exception):
+
+class CatError(UserError):
     """A radio command that did not do what was asked; the message says what and why."""
 
 

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gateway.core.errors import UserError
+
 DEFAULT_PTT_GPIO = 3  # homebrew fobs and the commercial interfaces use GPIO 3 (Dire Wolf)
 INPUT_REPORT_SIZE = 4
 OUTPUT_REPORT_SIZE = 5
@@ -60,7 +62,7 @@ ACCEPTED_USB_IDS: dict[int, frozenset[int]] = {
 }
 
 
-class Cm108Error(Exception):
+class Cm108Error(UserError):
     """A CM108 GPIO problem, as one sentence naming the device and the reason."""
 
 

@@ -38,6 +38,7 @@ from typing import Literal, Protocol
 import serial
 import serial.rfc2217
 
+from gateway.core.errors import UserError
 from gateway.hardware.serial.link import unopened_serial
 
 OutputLine = Literal["rts", "dtr"]
@@ -62,7 +63,7 @@ DEFAULT_BAUD = 9600
 _log = logging.getLogger(__name__)
 
 
-class SerialLinesError(Exception):
+class SerialLinesError(UserError):
     """A serial modem-line problem, as one sentence naming the port and the reason."""
 
 

@@ -32,6 +32,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from gateway.core.errors import UserError
+
 if TYPE_CHECKING:
     import pyaudio
 
@@ -39,7 +41,7 @@ Direction = Literal["input", "output"]
 log = logging.getLogger(__name__)
 
 
-class SoundDeviceError(Exception):
+class SoundDeviceError(UserError):
     """A sound device spec that fits no device, several, or one without channels that way."""
 
 

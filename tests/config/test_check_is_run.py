@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config import ConfigError, load_config
+from gateway.core.errors import UnsupportedHardwareError
 from gateway.run.daemon import require_supported_ports
-from gateway.sim.simulate import SimulationError
 
 CROSSPATCH = [sys.executable, "-m", "gateway.cli"]
 PORT_SLOTS = 4  # a site has at most this many links
@@ -138,7 +138,7 @@ def _check(path: Path) -> str | None:
         require_supported_ports(load_config(path, for_run=True))
     except ConfigError as error:
         return str(error.issues[0])
-    except SimulationError as error:
+    except UnsupportedHardwareError as error:
         return str(error)
     return None
 
