@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gateway.codecs.base import CodecError, Decoder, Pcm
+from gateway.codecs.base import FRAME_SAMPLES, SAMPLE_RATE, CodecError, Decoder, Pcm
 from gateway.links.rtp import Ed137
 
 # RFC 3550 A.1.
@@ -87,9 +87,9 @@ class JitterBuffer:
         self,
         decoder: Decoder,
         *,
-        frame_samples: int = 160,
-        timestamp_step: int = 160,
-        clock_rate: int = 8000,
+        frame_samples: int = FRAME_SAMPLES,
+        timestamp_step: int = FRAME_SAMPLES,
+        clock_rate: int = SAMPLE_RATE,
         min_ms: float = 20.0,
         max_ms: float = 200.0,
         k: float = JITTER_K,

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from gateway.codecs import registry
-from gateway.codecs.base import CodecError, Pcm
+from gateway.codecs.base import FRAME_SAMPLES, CodecError, Pcm
 from gateway.config.models import Link
 from gateway.links import LinkError
 from gateway.links.jitter import IDLE, JitterBuffer
@@ -117,7 +117,7 @@ class RtpLink(UdpLink):
         name: str,
         link: Link,
         *,
-        frame_samples: int = 160,
+        frame_samples: int = FRAME_SAMPLES,
         key: bytes | None = None,
         on_online: OnlineCallback | None = None,
         keepalive_s: float = KEEPALIVE_S,
