@@ -100,7 +100,7 @@ from scipy import signal
 from bench.machine import cpu_burners, describe
 from gateway.config.models import AudioSettings, Radio
 from gateway.control.control_socket import request
-from gateway.core.timing import SAMPLE_RATE as ENGINE_RATE
+from gateway.core.timing import SAMPLE_RATE
 from gateway.dsp.signals import speech_like
 from gateway.hardware.sound.devices import devices_of, find_device, open_portaudio
 from gateway.hardware.sound.ports import SoundCardAudio
@@ -144,10 +144,10 @@ def measure(count: int, rate: int, seconds: float) -> float:
     for r in audio.radios:
         r.in_rate = r.out_rate = rate
     audio.prepare_without_devices()
-    frames = round(seconds * ENGINE_RATE / FRAME)
-    per_frame = rate * FRAME // ENGINE_RATE
+    frames = round(seconds * SAMPLE_RATE / FRAME)
+    per_frame = rate * FRAME // SAMPLE_RATE
     voice = speech_like(seconds + 1, -12, np.random.default_rng(1))
-    card = np.repeat(voice, rate // ENGINE_RATE + 1)[: frames * per_frame + per_frame]
+    card = np.repeat(voice, rate // SAMPLE_RATE + 1)[: frames * per_frame + per_frame]
     tx = np.zeros((count, FRAME), dtype=np.float32)
     busy = 0.0
     for f in range(frames):
@@ -160,7 +160,7 @@ def measure(count: int, rate: int, seconds: float) -> float:
         tx[:] = rx[::-1]
         audio.send(tx)
         busy += time.perf_counter() - start
-    return busy / (frames * FRAME / ENGINE_RATE)
+    return busy / (frames * FRAME / SAMPLE_RATE)
 
 
 def run_cpu(count: int, seconds: float) -> None:
