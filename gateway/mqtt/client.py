@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -151,6 +152,15 @@ class MqttClient:
                     log.info("connected to %s", self.settings.url)
                     outage_logged = False
                     await self._serve(client)
+            except sqlite3.Error as exc:
+                # The outbox could not be read (a disk that filled up between the daemon's
+                # write and its reserve being given back): what is unacknowledged is sent again
+                # on the next connection, so nothing is lost; the publisher must not go quiet.
+                log.error(
+                    "the MQTT outbox could not be read (%s); publishing again in %.1f s",
+                    exc,
+                    delay,
+                )
             except aiomqtt.MqttError as exc:
                 if not outage_logged:
                     log.warning(

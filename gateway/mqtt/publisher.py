@@ -383,6 +383,18 @@ async def _publisher(fd: int) -> None:
                 report_status()
 
     runner = asyncio.ensure_future(client.run())
+
+    def runner_ended(task: asyncio.Future[None]) -> None:
+        # client.run only ends by cancellation; anything else would leave this process reading
+        # the daemon's news and publishing none of it. Exiting makes the daemon say so and start
+        # a new publisher, which reads the outbox from where the broker last acknowledged.
+        if not task.cancelled() and task.exception() is not None:
+            log.critical(
+                "the MQTT connection failed: %s; restarting the publisher", task.exception()
+            )
+            os._exit(3)
+
+    runner.add_done_callback(runner_ended)
     reporter = asyncio.ensure_future(report())
     try:
         while True:

@@ -117,7 +117,11 @@ def test_with_the_disk_full_every_event_and_the_alarm_still_reach_the_broker(
         found = payloads(watcher, f"{PREFIX}/events")
         return [e for e in found if e["type"] == "alarm" and e["kind"] == kind]
 
-    (full,) = watcher.wait_for(lambda: alarm_on_broker("disk_full"), timeout=30)
+    try:
+        (full,) = watcher.wait_for(lambda: alarm_on_broker("disk_full"), timeout=30)
+    except AssertionError as exc:  # what the daemon said is the clue
+        said = "\n".join(line for line in daemon.lines if " events: " not in line)
+        raise AssertionError(f"{exc}\n--- the daemon's log, but events:\n{said}") from None
     assert "free space now" in full["detail"]
     assert site.status()["mqtt"]["on_reserve"] is True
     assert "DISK FULL" in site.cli("status").stdout
