@@ -592,7 +592,10 @@ def test_malformed_packets_from_the_peer_address_are_counted_and_the_link_carrie
         stats = pair.b.stats()
         assert stats["malformed"] >= 150  # most random bytes are no RTP of ours
         assert stats["malformed"] + stats["packets_in"] >= sent
-        assert sum(carrier for _, _, carrier in got) == 20  # and the link works after it
+        # ...and the link works after it: one call of the 20 frames sent, carrier held at most
+        # one tick more when the last packet comes a tick late (a loaded machine).
+        keyed = [tick for tick, _, carrier in got if carrier]
+        assert len(keyed) in (20, 21) and keyed == list(range(keyed[0], keyed[0] + len(keyed)))
 
     asyncio.run(scenario())
 

@@ -554,7 +554,9 @@ def test_strangers_and_bad_packets_are_dropped_and_counted_and_the_link_carries_
 
         got = await bench.run(50, peer=peer)
         await bench.close()
-        assert len(keyed_run(got)) == 20
+        # 20 frames played; carrier may hold one tick more when the unkey arrives a tick late
+        # (a loaded machine), as the jitter buffer waits for it before it drops the carrier.
+        assert len(keyed_run(got)) in (20, 21)
         assert bench.link.stats()["rx_played"] == 20
 
     asyncio.run(scenario())
