@@ -88,8 +88,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.core.logs import setup_logging
     from gateway.run.daemon import run_daemon
-    from gateway.run.logs import setup_logging
 
     setup_logging(args.verbose)
     return run_daemon(Path(args.config))

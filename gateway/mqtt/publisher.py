@@ -326,7 +326,7 @@ async def _publisher(fd: int) -> None:
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
     kind, start = await _read(reader)
     assert kind == "start" and isinstance(start, _Start)
-    from gateway.run.logs import setup_logging
+    from gateway.core.logs import setup_logging
 
     setup_logging(start.verbose)
     outbox = Outbox(start.outbox_path, start.budget_bytes)

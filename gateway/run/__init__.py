@@ -1,3 +1,3 @@
-"""Running a site: the real-time loop, the daemon, announcements, call recordings, systemd
-notification and log lines.
+"""Running a site: the real-time loop and its one tick, the daemon, announcements, call
+recordings and systemd notification.
 """

@@ -40,6 +40,7 @@ from gateway.control.status import patch_list, status_snapshot
 from gateway.core.errors import UnsupportedHardwareError
 from gateway.core.event_types import CallEnd
 from gateway.core.events import Event, EventStamper, TickClock, to_json_bytes
+from gateway.core.logs import EACH_LINE
 from gateway.dsp.signals import tone
 from gateway.mqtt.outbox import Outbox, OutboxError
 from gateway.mqtt.publisher import MqttProcess
@@ -48,7 +49,6 @@ from gateway.ports.contract import PortBank
 from gateway.ports.simulated import SimulatedRadios
 from gateway.run.announcements import AnnouncementPlan
 from gateway.run.announcer import Announcer
-from gateway.run.logs import EACH_LINE
 from gateway.run.loop import EngineRuntime
 from gateway.run.recorder import CallRecorder
 from gateway.run.sdnotify import SystemdNotifier

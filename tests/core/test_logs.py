@@ -13,7 +13,7 @@ from typing import TextIO
 
 import pytest
 
-from gateway.run.logs import component, setup_logging, stream_is_journal, syslog_priority
+from gateway.core.logs import component, setup_logging, stream_is_journal, syslog_priority
 from tests.support.paths import ROOT
 
 PLAIN_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\w+) (\S+): (.*)")
@@ -116,7 +116,7 @@ def test_real_stderr_connected_to_the_journal(tmp_path: Path) -> None:
     path = tmp_path / "stderr"
     script = (
         "import logging\n"
-        "from gateway.run.logs import setup_logging\n"
+        "from gateway.core.logs import setup_logging\n"
         "setup_logging()\n"
         "logging.getLogger('gateway.daemon').warning('started')\n"
     )
