@@ -27,53 +27,17 @@ from gateway.run.site import build_site
 from gateway.run.tick import EventSink, TickStep
 from gateway.sim.scenario import CommandEvent, load_scenario
 from gateway.sim.simulate import _schedule_signals, add_configured_traffic, run_simulation
+from tests.support.sites import SIMULATED_SITE
 
-SITE = """\
-gateway: {id: peace-arch, frame_ms: 20}
-agencies:
-  rcmp:
-    name: Royal Canadian Mounted Police
-    country: CA
-    talkgroups:
-      tac2: {rx_mhz: 142.470, ctcss_hz: 131.8}
-  usbp:
-    name: U.S. Border Patrol
-    country: US
-    talkgroups:
-      ch4: {rx_mhz: 163.100, ctcss_hz: 100.0}
-  sheriff:
-    name: Whatcom County Sheriff
-    country: US
-    talkgroups:
-      ops: {rx_mhz: 155.610}
-radios:
-  rcmp-1:
-    talkgroup: rcmp/tac2
-    simulated: {}
-    timing: {tx_delay_ms: 150, hang_ms: 800, timeout_s: 10, rx_inhibit_ms: 100}
-  usbp-1:
-    talkgroup: usbp/ch4
-    simulated: {}
-    timing: {tx_delay_ms: 150, hang_ms: 800, timeout_s: 10, rx_inhibit_ms: 100}
-  sheriff-1:
-    talkgroup: sheriff/ops
-    simulated: {}
-patches:
-  border-tac:
-    members: [rcmp/tac2, usbp/ch4]
-    consent: [rcmp, usbp]
-  county:
-    members: [usbp/ch4, sheriff/ops]
-    enabled: true
-access:
-  dispatchers: {alice: {agency: rcmp}, bob: {agency: usbp}}
-  technicians: [tech1]
-  pending_expiry_s: 30
-announcements:
-  on_enable: {tones: [[1000, 200]]}
-  on_disable: {tones: [[500, 200]]}
-  patch_id: {every_s: 60}
-"""
+# simulate's site with the county patch on from the start, request expiry and announcements.
+COUNTY = "    members: [usbp/ch4, sheriff/ops]\n"
+SITE = SIMULATED_SITE.replace(COUNTY, COUNTY + "    enabled: true\n") + (
+    "  pending_expiry_s: 30\n"
+    "announcements:\n"
+    "  on_enable: {tones: [[1000, 200]]}\n"
+    "  on_disable: {tones: [[500, 200]]}\n"
+    "  patch_id: {every_s: 60}\n"
+)
 
 # Commands at the same tick and on later ones, consent, a call, announcements on enable,
 # disable and the periodic ID (at 60 s), and a pending request that expires (at 38 s).

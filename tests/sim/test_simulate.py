@@ -12,47 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from gateway.cli import run
-
-SITE = """\
-gateway: {id: peace-arch, frame_ms: 20}
-agencies:
-  rcmp:
-    name: Royal Canadian Mounted Police
-    country: CA
-    talkgroups:
-      tac2: {rx_mhz: 142.470, ctcss_hz: 131.8}
-  usbp:
-    name: U.S. Border Patrol
-    country: US
-    talkgroups:
-      ch4: {rx_mhz: 163.100, ctcss_hz: 100.0}
-  sheriff:
-    name: Whatcom County Sheriff
-    country: US
-    talkgroups:
-      ops: {rx_mhz: 155.610}
-radios:
-  rcmp-1:
-    talkgroup: rcmp/tac2
-    simulated: {}
-    timing: {tx_delay_ms: 150, hang_ms: 800, timeout_s: 10, rx_inhibit_ms: 100}
-  usbp-1:
-    talkgroup: usbp/ch4
-    simulated: {}
-    timing: {tx_delay_ms: 150, hang_ms: 800, timeout_s: 10, rx_inhibit_ms: 100}
-  sheriff-1:
-    talkgroup: sheriff/ops
-    simulated: {}
-patches:
-  border-tac:
-    members: [rcmp/tac2, usbp/ch4]
-    consent: [rcmp, usbp]
-  county:
-    members: [usbp/ch4, sheriff/ops]
-access:
-  dispatchers: {alice: {agency: rcmp}, bob: {agency: usbp}}
-  technicians: [tech1]
-"""
+from tests.support.sites import SIMULATED_SITE as SITE
 
 SCENARIO = """\
 start: "2026-01-01T00:00:00Z"
