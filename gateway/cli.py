@@ -140,6 +140,30 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return run_tail(settings)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from gateway.console.server import (
+        ConsoleSettings,
+        check_broker_url,
+        check_topic_prefix,
+        parse_listen,
+        run_console,
+    )
+
+    host, port = parse_listen(args.listen)
+    if (args.cert is None) != (args.key is None):
+        print("crosspatch console: give both --cert and --key (HTTPS), or neither", file=sys.stderr)
+        return 2
+    settings = ConsoleSettings(
+        host=host,
+        port=port,
+        broker_url=check_broker_url(args.broker),
+        topic_prefix=check_topic_prefix(args.topic_prefix),
+        cert_file=Path(args.cert) if args.cert else None,
+        key_file=Path(args.key) if args.key else None,
+    )
+    return run_console(settings)
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from gateway.tools.radio import describe_devices
 
@@ -457,6 +481,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="CONFIG", help="an all-simulated config instead of the demo")
     p.add_argument("--mqtt", metavar="URL", help="also publish the traffic to this MQTT broker")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("console", help="serve the dispatchers' web console")
+    p.add_argument(
+        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="where (127.0.0.1:8080)"
+    )
+    p.add_argument(
+        "--broker",
+        required=True,
+        metavar="URL",
+        help="the broker's WebSocket listener the browsers connect to: ws://HOST:PORT or wss://",
+    )
+    p.add_argument(
+        "--topic-prefix",
+        default="crosspatch",
+        dest="topic_prefix",
+        metavar="P",
+        help="the gateways' mqtt.topic_prefix (crosspatch)",
+    )
+    p.add_argument("--cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--key", metavar="FILE", help="and this private key (PEM)")
+    p.set_defaults(func=cmd_console)
 
     p = sub.add_parser("tail", help="the call log, alarms and patch changes live from the broker")
     p.add_argument("--mqtt", metavar="URL", help="mqtt://host[:port] or mqtts://host[:port]")

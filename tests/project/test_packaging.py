@@ -51,10 +51,16 @@ def test_wheel_carries_package_data_and_states_what_it_needs(tmp_path: Path) -> 
         names = set(archive.namelist())
         (metadata_name,) = (n for n in names if n.endswith(".dist-info/METADATA"))
         metadata = HeaderParser().parsestr(archive.read(metadata_name).decode())
-    # The demo's site, the type marker and the packages installed from codecs/ and hardware/.
+    # The demo's site, the type marker, the console's files and the packages installed from
+    # codecs/ and hardware/.
     for name in (
         "gateway/data/demo.yaml",
         "gateway/py.typed",
+        "gateway/console/static/index.html",
+        "gateway/console/static/console.js",
+        "gateway/console/static/console.css",
+        "gateway/console/static/vendor/mqtt.min.js",
+        "gateway/console/static/vendor/mqtt.LICENSE.md",
         "gateway/codecs/g711.py",
         "gateway/hardware/cat/kenwood.py",
     ):

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,12 @@ class Broker:
         acl: str | None = None,
         persistent: bool = False,
         tls: bool = False,
+        websockets: bool = False,
     ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="crosspatch-mqtt-"))
         self.port = free_port()
+        # A second listener for MQTT over WebSockets (the web console's browsers), same logins.
+        self.ws_port = free_port() if websockets else None
         self.users = dict(users or {})
         self.acl = acl
         self.persistent = persistent
@@ -69,6 +72,12 @@ class Broker:
     @property
     def url(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        if self.ws_port is None:
+            raise RuntimeError("this broker has no WebSockets listener (Broker(websockets=True))")
+        return f"ws://127.0.0.1:{self.ws_port}"
 
     def _write_config(self) -> None:
         lines = [
@@ -117,6 +126,9 @@ class Broker:
             acl.write_text(self.acl)
             acl.chmod(0o600)
             lines.append(f"acl_file {acl}")
+        if self.ws_port is not None:
+            # Last: the TLS lines above belong to the first listener.
+            lines += [f"listener {self.ws_port} 127.0.0.1", "protocol websockets"]
         (self.root / "mosquitto.conf").write_text("\n".join(lines) + "\n")
 
     def start(self) -> Broker:
@@ -227,6 +239,7 @@ class Message:
     payload: bytes
     retain: bool
     properties: Any = None
+    received: float = field(default_factory=time.time)  # wall clock, as a browser's Date.now()
 
     def json(self) -> Any:
         return json.loads(self.payload)
