@@ -257,21 +257,76 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
+    if args.mqtt is not None:
+        return _patch_over_mqtt(args)
     if args.action == "list":
         patches = _ask(args, "patch.list")["patches"]
         if args.json:
             print(json.dumps(patches, indent=2))
             return 0
-        for p in patches:
-            members = ", ".join(m["port"] for m in p["members"])
-            approved = f"  approved by {', '.join(p['approved_by'])}" if p["approved_by"] else ""
-            print(f"{p['patch']:<20} {p['state']:<9} {p['floor']:<9} {members}{approved}")
+        print("\n".join(_patch_lines(patches)))
         return 0
     if not args.name:
         raise UsageError(f"patch {args.action} needs the name of a patch")
     result = _ask(args, f"patch.{args.action}", patch=args.name)
     print(result.get("message", result))
     return 0
+
+
+def _patch_lines(patches: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for p in patches:
+        members = ", ".join(m["port"] for m in p["members"])
+        approved = f"  approved by {', '.join(p['approved_by'])}" if p["approved_by"] else ""
+        lines.append(f"{p['patch']:<20} {p['state']:<9} {p['floor']:<9} {members}{approved}")
+    return lines
+
+
+def _patch_over_mqtt(args: argparse.Namespace) -> int:
+    """The same commands and the same output as over the socket, through the broker under the
+    dispatcher's own login; `list` with several gateways online shows each one's patches."""
+    from gateway.mqtt.remote_command import ask, remote_settings
+
+    if args.socket:
+        raise UsageError("--socket and --mqtt name two different ways to the daemon: use one")
+    if args.action != "list" and not args.name:
+        raise UsageError(f"patch {args.action} needs the name of a patch")
+    settings = remote_settings(
+        url=args.mqtt,
+        config=Path(args.config) if args.config else None,
+        username=args.username,
+        password_file=Path(args.password_file) if args.password_file else None,
+        gateway=args.gateway,
+        topic_prefix=args.topic_prefix,
+    )
+    listing = args.action == "list"
+    fields = None if listing else {"patch": args.name}
+    replies = ask(
+        settings, f"patch.{args.action}", fields, timeout=args.timeout, several_ok=listing
+    )
+    refusals = {gw: reply for gw, reply in replies.items() if not reply.get("ok")}
+    if refusals and (not listing or len(replies) == 1):
+        reply = next(iter(refusals.values()))
+        raise DaemonRefused(str(reply.get("error", "the gateway refused without a reason")))
+    results: dict[str, Any] = {gw: r.get("result", {}) for gw, r in replies.items()}
+    if not listing:
+        result = next(iter(results.values()))
+        print(result.get("message", result))
+        return 0
+    if len(results) == 1:  # one gateway: exactly what the socket prints
+        patches = next(iter(results.values()))["patches"]
+        print(json.dumps(patches, indent=2) if args.json else "\n".join(_patch_lines(patches)))
+        return 0
+    if args.json:
+        print(json.dumps({gw: r.get("patches") for gw, r in results.items()}, indent=2))
+    else:
+        for gw, result in results.items():
+            print(f"{gw}:")
+            if gw in refusals:
+                print(f"  {refusals[gw].get('error', 'the gateway refused without a reason')}")
+                continue
+            print("\n".join(f"  {line}" for line in _patch_lines(result["patches"])))
+    return 1 if refusals else 0
 
 
 def cmd_port(args: argparse.Namespace) -> int:
@@ -424,6 +479,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "enable", "disable", "approve", "deny"])
     p.add_argument("name", nargs="?", metavar="NAME")
     p.add_argument("--json", action="store_true", help="patch list as JSON")
+    p.add_argument(
+        "--mqtt", metavar="URL", help="through this broker instead of the socket (mqtt[s]://...)"
+    )
+    p.add_argument("--username", metavar="U", help="--mqtt: your broker login")
+    p.add_argument(
+        "--password-file", metavar="F", dest="password_file", help="--mqtt: its password"
+    )
+    p.add_argument("--gateway", metavar="GW", help="--mqtt: the gateway (default: the one online)")
+    p.add_argument(
+        "--topic-prefix", metavar="P", dest="topic_prefix", help="--mqtt: topic prefix (crosspatch)"
+    )
     p.set_defaults(func=cmd_patch)
 
     p = sub.add_parser("port", parents=[daemon], help="key-test: key a port with a test tone")
