@@ -248,6 +248,12 @@ def _ask(args: argparse.Namespace, command: str, **fields: Any) -> dict[str, Any
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        from gateway.tools.status_watch import watch_status
+
+        if args.json:
+            raise UsageError("--watch draws a screen; --json prints one status: use one")
+        return watch_status(_socket(args), args.interval, args.timeout)
     status = _ask(args, "status")
     if args.json:
         print(json.dumps(status, indent=2))
@@ -473,6 +479,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", parents=[daemon], help="the running daemon's state")
     p.add_argument("--json", action="store_true", help="the full status as JSON")
+    p.add_argument("--watch", action="store_true", help="live on this terminal until Ctrl-C")
+    p.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="--watch: redraw every S (1)"
+    )
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("patch", parents=[daemon], help="list, enable, disable or approve patches")

@@ -2,8 +2,10 @@
 
 Simulated radios of Canadian and US agencies talk in generated bursts; the engine patches them
 across the border frame by frame on a deadline clock, each frame through the daemon's own tick
-(`gateway.run.tick.TickStep`); the terminal shows ports (carrier, PTT), patches and the last
-calls. Without a terminal (a pipe, a log) it prints one line per event.
+(`gateway.run.tick.TickStep`); the terminal shows ports (carrier, PTT), patches, calls in progress
+and the last calls and alarms, cut to fit the terminal (80x24 at the least) as `status --watch`
+draws a daemon (gateway.tools.live_view). Without a terminal (a pipe, a log) it prints one line
+per event.
 With `--mqtt URL` the same events, and the retained port, patch and status states, go to the
 broker exactly as the daemon publishes them (through a throw-away outbox).
 """
@@ -25,10 +27,9 @@ from types import FrameType
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
-from gateway.config import Config, load_config
+from gateway.config import load_config
 from gateway.config.models import MqttSettings
 from gateway.control.patch_control import PatchControl
 from gateway.control.status import status_snapshot
@@ -41,6 +42,15 @@ from gateway.ports.simulated import SimulatedRadios
 from gateway.run.site import Site, build_site, hardware_ports
 from gateway.run.tick import EventSink, TickStep
 from gateway.sim.simulate import SimulationError, add_configured_traffic
+from gateway.tools.live_view import (
+    Section,
+    alarm_lines,
+    call_lines,
+    fit,
+    now_utc,
+    patch_lines,
+    port_lines,
+)
 
 _LAST_CALLS = 8
 _REFRESH_HZ = 5
@@ -50,18 +60,9 @@ def demo_config_path() -> Path:
     return Path(str(resources.files("gateway") / "data" / "demo.yaml"))
 
 
-def _frequency(cfg: Config, talkgroup: str) -> str:
-    agency, name = talkgroup.split("/", 1)
-    tg = cfg.agencies[agency].talkgroups[name]
-    if tg.rx_mhz is None:
-        return "link"
-    if tg.tx_mhz is None or tg.tx_mhz == tg.rx_mhz:
-        return f"{tg.rx_mhz:.4f}"
-    return f"{tg.rx_mhz:.4f}/{tg.tx_mhz:.4f}"
-
-
 class DemoView:
-    """What the operator sees: built from the engine's state and the events of each tick."""
+    """What the operator sees: built from the engine's state and the events of each tick, and
+    drawn as `crosspatch status --watch` draws a daemon (gateway.tools.live_view)."""
 
     def __init__(self, site: Site, engine: PatchEngine, control: PatchControl) -> None:
         self.site = site
@@ -71,6 +72,7 @@ class DemoView:
         self.alarms: deque[Alarm] = deque(maxlen=3)
         self.call_count = 0
         self.started = time.monotonic()
+        self.countries = {aid: a.country for aid, a in site.config.agencies.items()}
 
     def note(self, event: Event) -> None:
         if event["type"] == "call_end":
@@ -79,9 +81,7 @@ class DemoView:
         elif event["type"] == "alarm":
             self.alarms.appendleft(event)
 
-    def render(self) -> Group:
-        cfg = self.site.config
-        engine = self.engine
+    def render(self, width: int = 80, height: int = 24) -> Group:
         elapsed = int(time.monotonic() - self.started)
         header = Text.assemble(
             ("crosspatch demo ", "bold"),
@@ -89,76 +89,26 @@ class DemoView:
             f"  simulated radios  up {elapsed // 60:02d}:{elapsed % 60:02d}",
             f"  calls {self.call_count}   Ctrl-C to stop",
         )
+        snapshot = status_snapshot(self.engine, self.control, self.site.config)
+        calls = snapshot["calls"]
+        sections = [
+            Section("Ports", port_lines(snapshot["ports"], self.countries), weight=2),
+            Section("Patches", patch_lines(snapshot["patches"], calls)),
+            Section("Calls in progress", call_lines(calls, now_utc())),
+            Section("Last calls", [_ended(call) for call in self.calls]),
+            Section("Last alarms", alarm_lines(list(self.alarms))),
+        ]
+        return fit([header], sections, width, height)
 
-        ports = Table(title="Ports", title_justify="left", expand=True)
-        for column in ("port", "agency", "talkgroup", "MHz", "RX", "TX", "patch"):
-            ports.add_column(column)
-        carrier, ptt = engine.carrier, engine.ptt
-        for i, spec in enumerate(engine.ports):
-            talkgroup, agency_name = engine.port_serves(spec.name)
-            if not talkgroup:  # an idle pool radio
-                agency_text, talkgroup, mhz = "-", f"(pool {spec.pool})", ""
-            else:
-                agency_text = f"{agency_name} ({cfg.agencies[agency_name].country})"
-                mhz = _frequency(cfg, talkgroup)
-            ports.add_row(
-                spec.name,
-                agency_text,
-                talkgroup,
-                mhz,
-                Text("● carrier", "bold green") if carrier[i] else Text("·", "dim"),
-                Text("● PTT", "bold red") if ptt[i] else Text("·", "dim"),
-                engine.patch_of_port(spec.name) or "",
-            )
 
-        patches = Table(title="Patches", title_justify="left", expand=True)
-        for column in ("patch", "state", "floor", "members", "on the air"):
-            patches.add_column(column)
-        talking = {c["patch"]: c for c in engine.active_calls()}
-        styles = {"enabled": "bold green", "pending": "yellow", "disabled": "dim"}
-        for name, patch in engine.patches.items():
-            state = str(self.control.state(name))
-            call = talking.get(name)
-            air = (
-                Text(
-                    f"{call['source']['port']} → "
-                    + ", ".join(d["port"] for d in call["destinations"]),
-                    "bold",
-                )
-                if call
-                else Text("")
-            )
-            members = ", ".join(
-                [
-                    m.port + ("" if m.mode == "talk+listen" else f" ({m.mode})")
-                    for m in engine.members(name)
-                ]
-                + [
-                    f"{p.talkgroup} (pool)"
-                    for p in patch.pooled
-                    if name not in engine.enabled_patches
-                ]
-            )
-            patches.add_row(name, Text(state, styles[state]), str(patch.floor), members, air)
-
-        calls = Table(title="Last calls", title_justify="left", expand=True)
-        for column in ("start", "patch", "from", "to", "s", "peak dBFS", "end"):
-            calls.add_column(column)
-        for ended in self.calls:
-            src = ended["source"]
-            calls.add_row(
-                ended["start"][11:19],
-                ended["patch"],
-                f"{src['port']} ({src['talkgroup']})",
-                ", ".join(d["port"] for d in ended["destinations"]) or "nobody",
-                f"{ended['duration_s']:.1f}",
-                f"{ended['peak_dbfs']:.1f}",
-                ended["reason"],
-            )
-        parts: list[Table | Text] = [header, ports, patches, calls]
-        for alarm in self.alarms:
-            parts.append(Text(f"ALARM {alarm['kind']} {alarm.get('port', '')}: {alarm['detail']}"))
-        return Group(*parts)
+def _ended(call: CallEnd) -> Text:
+    src = call["source"]
+    to = ", ".join(d["port"] for d in call["destinations"]) or "nobody"
+    return Text(
+        # The short fields first: a long list of listeners is what the width cuts.
+        f"  {call['start'][11:19]} {call['duration_s']:4.1f} s {call['peak_dbfs']:5.1f} dBFS "
+        f"{call['reason']:<12} {call['patch']} {src['port']} → {to}"
+    )
 
 
 def describe_event(event: Event) -> str | None:
@@ -239,7 +189,9 @@ def run_demo(
     frame_s = site.frame_ms / 1000
     total = None if seconds is None else round(seconds / frame_s)
     late = 0
-    live = Live(view.render(), console=console, refresh_per_second=_REFRESH_HZ, screen=False)
+    live = Live(
+        view.render(*console.size), console=console, refresh_per_second=_REFRESH_HZ, screen=False
+    )
     with resources, _StopSignals().installed() as stop:
         step.emit(control.enable_from_config(site.patches_enabled_in_config()))
         if live_view:
@@ -260,14 +212,14 @@ def run_demo(
                 if broker is not None and (result.events or tick % states_every == 0):
                     broker.states(status_snapshot(engine, control, cfg))
                 if live_view and tick % refresh_every == 0:
-                    live.update(view.render())
+                    live.update(view.render(*console.size))
                 tick += 1
         finally:
             step.release_all()
             if broker is not None:
                 broker.states(status_snapshot(engine, control, cfg))
             if live_view:
-                live.update(view.render())
+                live.update(view.render(*console.size))
                 live.stop()
     late_note = f", {late} late frames" if late else ""
     print(
