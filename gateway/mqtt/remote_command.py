@@ -43,7 +43,9 @@ from gateway.mqtt.connect import PASSWORD_FILE, MqttSetupError, read_password, t
 
 # CONNACK codes that mean the login itself was refused (MQTT 3.1.1: 4, 5; MQTT 5: 0x86, 0x87, 0x8C).
 LOGIN_REFUSED = frozenset({4, 5, 134, 135, 140})
-ROLL_CALL_QUIET_S = 0.5  # no further retained status for this long: every gateway has answered
+# The broker sends the retained statuses right behind the subscription's grant, back to back:
+ROLL_CALL_FIRST_S = 0.5  # none within this after the grant: there is none
+ROLL_CALL_QUIET_S = 0.2  # none for this long after one: that was the last
 ROLL_CALL_MOST_S = 3.0  # a broker with very many gateways still answers within this
 
 
@@ -158,18 +160,24 @@ async def gateway_states(
 ) -> dict[str, str]:
     """Gateway id -> its retained status ("online", "offline"), of `gateway` or of every one."""
     topic = f"{prefix}/{gateway or '+'}/status"
-    await client.subscribe(topic, qos=1)
+    granted = await client.subscribe(topic, qos=1)
+    if any(getattr(code, "value", code) >= 0x80 for code in granted):
+        raise RemoteError(f"the broker does not let this login read {topic}: see its ACL")
     loop = asyncio.get_running_loop()
     until = loop.time() + ROLL_CALL_MOST_S
     states: dict[str, str] = {}
+    wait = ROLL_CALL_FIRST_S
     while (left := until - loop.time()) > 0:
-        message = await _next_message(client, min(ROLL_CALL_QUIET_S, left))
+        message = await _next_message(client, min(wait, left))
         if message is None:
             break
+        wait = ROLL_CALL_QUIET_S
         parts = str(message.topic).split("/")
         payload = message.payload
         if len(parts) >= 2 and isinstance(payload, bytes | bytearray) and payload:
             states[parts[-2]] = bytes(payload).decode("utf-8", errors="replace").strip()
+            if gateway is not None:  # the one status asked for: no need to wait for more
+                break
     await client.unsubscribe(topic)
     return states
 

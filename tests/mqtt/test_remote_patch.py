@@ -231,10 +231,14 @@ def test_login_and_broker_errors_are_one_line(
     assert (code, err) == (1, "crosspatch patch: patch enable needs the name of a patch\n")
 
 
-def test_patch_list_json_over_mqtt_is_the_gateways_list(
-    secured: Broker, passwords: dict[str, Path], capsys: pytest.CaptureFixture[str]
+def test_a_stand_in_gateway_of_either_protocol_is_answered_in_json(
+    tmp_path: Path,
+    secured: Broker,
+    passwords: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # A stand-in gateway (as an integrator would write one) answering on the response topic.
+    # A stand-in gateway, as an integrator would write one from docs/mqtt-api.yaml: it answers
+    # on the MQTT 5 response topic when there is one, else on reply/USER with the command's id.
     gateway = Watcher(secured, "crosspatch/+/cmd/+", username="gateway", password="gw-secret")
     gateway.client.publish("crosspatch/stub/status", "online", qos=1, retain=True).wait_for_publish(
         10
@@ -242,15 +246,29 @@ def test_patch_list_json_over_mqtt_is_the_gateways_list(
     patches = [
         {"patch": "p", "state": "enabled", "floor": "first", "members": [], "approved_by": []}
     ]
+    protocols: list[str] = []
 
     def answer(client: object, userdata: object, msg: object) -> None:
-        props = msg.properties  # type: ignore[attr-defined]
+        props = getattr(msg, "properties", None)
+        topic: str = msg.topic  # type: ignore[attr-defined]
         body = json.loads(msg.payload)  # type: ignore[attr-defined]
-        reply = {"id": body["id"], "ok": True, "result": {"patches": patches}}
-        gateway.client.publish(props.ResponseTopic, json.dumps(reply), qos=1, properties=props)
+        reply = json.dumps({"id": body["id"], "ok": True, "result": {"patches": patches}})
+        response = getattr(props, "ResponseTopic", None)
+        protocols.append("5" if response else "3.1.1")
+        own = topic.replace("/cmd/", "/reply/")
+        gateway.client.publish(response or own, reply, qos=1, properties=props)
 
     gateway.client.on_message = answer
-    code, out, err = patch(capsys, "list", "--json", *as_user(secured, passwords, "bob"))
+    bob = as_user(secured, passwords, "bob")
+    code, out, err = patch(capsys, "list", "--json", *bob)
     assert (code, err) == (0, "")
     assert json.loads(out) == patches
+    # The protocol comes from a config's mqtt: section.
+    config = MqttSite(tmp_path)
+    config.write(mqtt=f"{{url: '{secured.url}', protocol: '3.1.1'}}")
+    config.close()
+    code, out, err = patch(capsys, "list", "--json", *bob, "--config", str(config.config))
+    assert (code, err) == (0, "")
+    assert json.loads(out) == patches
+    assert protocols == ["5", "3.1.1"]
     gateway.close()
