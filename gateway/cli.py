@@ -265,6 +265,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_patch(args: argparse.Namespace) -> int:
     if args.mqtt is not None:
         return _patch_over_mqtt(args)
+    broker_only = [
+        option
+        for option, value in (
+            ("--username", args.username),
+            ("--password-file", args.password_file),
+            ("--gateway", args.gateway),
+            ("--topic-prefix", args.topic_prefix),
+        )
+        if value is not None
+    ]
+    if broker_only:
+        raise UsageError(f"{', '.join(broker_only)} go with --mqtt URL (the broker to go through)")
     if args.action == "list":
         patches = _ask(args, "patch.list")["patches"]
         if args.json:

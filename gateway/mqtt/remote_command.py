@@ -40,9 +40,8 @@ from gateway.config import load_config
 from gateway.config.models import NAME_PATTERN, MqttSettings
 from gateway.core.errors import UserError
 from gateway.mqtt.connect import PASSWORD_FILE, MqttSetupError, read_password, tls_parameters
+from gateway.mqtt.tail import LOGIN_REFUSED  # CONNACK codes no retry can cure
 
-# CONNACK codes that mean the login itself was refused (MQTT 3.1.1: 4, 5; MQTT 5: 0x86, 0x87, 0x8C).
-LOGIN_REFUSED = frozenset({4, 5, 134, 135, 140})
 # The broker sends the retained statuses right behind the subscription's grant, back to back:
 ROLL_CALL_FIRST_S = 0.5  # none within this after the grant: there is none
 ROLL_CALL_QUIET_S = 0.2  # none for this long after one: that was the last

@@ -227,6 +227,11 @@ def test_login_and_broker_errors_are_one_line(
         assert (code, out) == (1, ""), (options, err)
         assert err.startswith(f"crosspatch patch: {error}"), (options, err)
         assert err.count("\n") == 1 and "Traceback" not in err
+    code, out, err = patch(capsys, "list", "--username", "a", "--gateway", "b")
+    assert (code, err) == (
+        1,
+        "crosspatch patch: --username, --gateway go with --mqtt URL (the broker to go through)\n",
+    )
     code, out, err = patch(capsys, "enable", "--mqtt", broker.url, "--username", "a")
     assert (code, err) == (1, "crosspatch patch: patch enable needs the name of a patch\n")
 
