@@ -130,16 +130,25 @@ def test_dispatchers_switch_a_cross_border_patch_through_the_broker(
             assert code == 1 and out == ""
             assert err.startswith("crosspatch patch: ") and err.count("\n") == 1
             assert "wcso" in err or "carol" in err, err
-            code, out, err = patch(capsys, "deny", "border-tac", *bob, *on)
-            assert (code, err) == (0, "") and "border-tac" in out
+            assert patch(capsys, "deny", "border-tac", *bob, *on) == (
+                0,
+                "request for 'border-tac' denied\n",
+                "",
+            )
             assert patch(capsys, "enable", "border-tac", *alice, *on)[0] == 0
-            code, out, err = patch(capsys, "approve", "border-tac", *bob, *on)
-            assert (code, err) == (0, "") and "enabled" in out, out
+            assert patch(capsys, "approve", "border-tac", *bob, *on) == (
+                0,
+                "'border-tac' enabled\n",
+                "",
+            )
         assert "enabled" in west.cli("patch", "list").stdout.splitlines()[0]
         by_socket = east.cli("patch", "list")
         assert patch(capsys, "list", *bob, "--gateway", "east") == (0, by_socket.stdout, "")
-        code, out, err = patch(capsys, "disable", "border-tac", *bob, "--gateway", "west")
-        assert (code, err) == (0, "") and "disabled" in out
+        assert patch(capsys, "disable", "border-tac", *bob, "--gateway", "west") == (
+            0,
+            "'border-tac' disabled\n",
+            "",
+        )
 
         # A gateway killed (its last will says offline) is named as such.
         west_daemon.proc.kill()
