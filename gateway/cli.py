@@ -282,7 +282,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(patches, indent=2))
             return 0
-        print("\n".join(_patch_lines(patches)))
+        for line in _patch_lines(patches):
+            print(line)
         return 0
     if not args.name:
         raise UsageError(f"patch {args.action} needs the name of a patch")
@@ -333,7 +334,8 @@ def _patch_over_mqtt(args: argparse.Namespace) -> int:
         return 0
     if len(results) == 1:  # one gateway: exactly what the socket prints
         patches = next(iter(results.values()))["patches"]
-        print(json.dumps(patches, indent=2) if args.json else "\n".join(_patch_lines(patches)))
+        for line in [json.dumps(patches, indent=2)] if args.json else _patch_lines(patches):
+            print(line)
         return 0
     if args.json:
         print(json.dumps({gw: r.get("patches") for gw, r in results.items()}, indent=2))
@@ -343,7 +345,8 @@ def _patch_over_mqtt(args: argparse.Namespace) -> int:
             if gw in refusals:
                 print(f"  {refusals[gw].get('error', 'the gateway refused without a reason')}")
                 continue
-            print("\n".join(f"  {line}" for line in _patch_lines(result["patches"])))
+            for line in _patch_lines(result["patches"]):
+                print(f"  {line}")
     return 1 if refusals else 0
 
 
