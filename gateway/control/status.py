@@ -13,30 +13,63 @@ from gateway.config import Config
 from gateway.control.patch_control import PatchControl
 from gateway.core.engine import PatchEngine
 
-PORT_STATE_KEYS = ("port", "kind", "online", "talkgroup", "rx_mhz", "tx_mhz", "carrier", "ptt")
-PATCH_STATE_KEYS = ("patch", "state", "members", "approved_by")
+PORT_STATE_KEYS = (
+    "port",
+    "kind",
+    "online",
+    "talkgroup",
+    "agency",
+    "rx_mhz",
+    "tx_mhz",
+    "carrier",
+    "ptt",
+)
+PATCH_STATE_KEYS = (
+    "patch",
+    "state",
+    "floor",
+    "members",
+    "agencies",
+    "consent",
+    "approved_by",
+    "requested_by",
+    "waiting_for",
+    "expires",
+)
 
 
 def patch_list(engine: PatchEngine, control: PatchControl) -> list[dict[str, Any]]:
-    return [
-        {
-            "patch": name,
-            "state": str(control.state(name)),
-            "floor": str(spec.floor),
-            "members": [
+    patches = []
+    for name, spec in engine.patches.items():
+        members = []
+        for m in engine.members(name):
+            talkgroup, agency = engine.port_serves(m.port)
+            members.append(
                 {
                     "port": m.port,
-                    "talkgroup": engine.port_serves(m.port)[0] or None,
+                    "talkgroup": talkgroup or None,
+                    "agency": agency or None,
                     "mode": str(m.mode),
                     "priority": m.priority,
                 }
-                for m in engine.members(name)
-            ],
-            "pooled": [p.talkgroup for p in spec.pooled],
-            "approved_by": control.approved_by(name),
-        }
-        for name, spec in engine.patches.items()
-    ]
+            )
+        policy = control.policies.get(name)
+        patches.append(
+            {
+                "patch": name,
+                "state": str(control.state(name)),
+                "floor": str(spec.floor),
+                "members": members,
+                "pooled": [p.talkgroup for p in spec.pooled],
+                "agencies": sorted(policy.agencies) if policy is not None else [],
+                "consent": list(policy.consent) if policy is not None else [],
+                "approved_by": control.approved_by(name),
+                "requested_by": control.requested_by(name),
+                "waiting_for": control.waiting_for(name),
+                "expires": control.expires(name),
+            }
+        )
+    return patches
 
 
 def status_snapshot(engine: PatchEngine, control: PatchControl, cfg: Config) -> dict[str, Any]:
