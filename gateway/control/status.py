@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway import __version__
 from gateway.config import Config
 from gateway.control.patch_control import PatchControl
 from gateway.core.engine import PatchEngine
@@ -110,3 +111,31 @@ def retained_states(snapshot: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     ports = {p["port"]: {key: p[key] for key in PORT_STATE_KEYS} for p in snapshot["ports"]}
     patches = {p["patch"]: {key: p[key] for key in PATCH_STATE_KEYS} for p in snapshot["patches"]}
     return ports, patches
+
+
+def site_info(cfg: Config) -> dict[str, Any]:
+    """The retained `info` of a gateway: who it is and the agencies its events name."""
+    return {
+        "gateway": cfg.gateway.id,
+        "site": cfg.gateway.site,
+        "version": __version__,
+        "agencies": {
+            name: {"name": agency.name, "country": agency.country}
+            for name, agency in cfg.agencies.items()
+        },
+        "pending_expiry_s": cfg.access.pending_expiry_s,
+    }
+
+
+def access_states(control: PatchControl) -> dict[str, dict[str, Any]]:
+    """The retained `access/USER` of every dispatcher and technician: per patch, the commands
+    the gateway would accept from them in some state of the patch (`PatchControl.permissions`)."""
+    return {
+        name: {
+            "user": name,
+            "role": str(who.role),
+            "agency": who.agency,
+            "patches": control.permissions(who),
+        }
+        for name, who in control.principals.items()
+    }
