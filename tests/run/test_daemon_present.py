@@ -175,6 +175,21 @@ def test_info_and_what_each_login_may_do(site: MqttSite, broker: Broker) -> None
     # What is not offered is refused by the gateway too.
     refused = command(late, "carol", {"command": "patch.enable", "patch": "border-tac"})
     assert refused["ok"] is False and "no talkgroup of wcso" in refused["error"]
+    # A reload that removes a login clears its access; one that names the site shows it.
+    text = site.config.read_text()
+    text = text.replace(", carol: {agency: wcso}", "").replace(
+        "id: mq-gw,", "id: mq-gw, site: Blaine,"
+    )
+    assert "carol" not in text and "site: Blaine" in text
+    site.config.write_text(text)
+    assert site.cli("reload").returncode == 0
+    late.wait_for(lambda: cleared(late, f"{PREFIX}/access/carol"), message="carol's access stays")
+    late.wait_for(
+        lambda: (
+            retained(late, f"{PREFIX}/info")[-1:]
+            and late.on(f"{PREFIX}/info")[-1].json()["site"] == "Blaine"
+        )
+    )
     late.close()
 
 
