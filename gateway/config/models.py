@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config.sections.access import Access, Dispatcher
 from gateway.config.sections.agencies import Agency, Talkgroup
@@ -165,11 +165,29 @@ __all__ = [
 UNIX_SOCKET_PATH_MAX = 107
 
 
+SITE_MAX_CHARS = 100
+
+
 class GatewaySettings(StrictModel):
     id: Name
+    # A display name of the site for consoles ("Peace Arch / Pacific Highway"); free text.
+    site: str | None = None
     frame_ms: Literal[10, 20, 40] = DEFAULT_FRAME_MS
     state_dir: ConfigPath = Path("/var/lib/crosspatch")
     control_socket: ConfigPath | None = None
+
+    @field_validator("site")
+    @classmethod
+    def _check_site(cls, value: str | None) -> str | None:
+        if value is not None and not (
+            1 <= len(value) <= SITE_MAX_CHARS and value.isprintable() and value.strip()
+        ):
+            raise rule_error(
+                f"site must be 1 to {SITE_MAX_CHARS} printable characters on one line (a name "
+                f"for consoles, like 'Peace Arch / Pacific Highway'); got {len(value)} characters"
+                + ("" if value.isprintable() else " with a control character")
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_socket_path(self) -> GatewaySettings:

@@ -67,6 +67,7 @@ class PatchStatus:
     state: PatchState = PatchState.DISABLED
     approved_by: dict[str, str] = field(default_factory=dict)  # agency -> principal name
     pending_since: int = 0  # the tick the request became pending
+    requested_by: str | None = None  # the login whose request made it pending, if known
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ class CommandResult:
 
 class _Refused(Exception):
     pass
+
+
+def _verb(command: Command) -> str:
+    """`enable` of `patch.enable`: the word a console's access list uses."""
+    return command.value.removeprefix("patch.")
 
 
 class PatchControl:
@@ -124,6 +130,41 @@ class PatchControl:
 
     def approved_by(self, patch: str) -> list[str]:
         return list(self.status[patch].approved_by.values())
+
+    def waiting_for(self, patch: str) -> list[str]:
+        """The consent agencies that have not approved a pending request yet ([] otherwise)."""
+        status = self.status[patch]
+        if status.state is not PatchState.PENDING:
+            return []
+        return [a for a in self.policies[patch].consent if a not in status.approved_by]
+
+    def requested_by(self, patch: str) -> str | None:
+        status = self.status[patch]
+        return status.requested_by if status.state is PatchState.PENDING else None
+
+    def expires(self, patch: str) -> str | None:
+        """When a pending request will be withdrawn (`pending_expiry_s`), else None."""
+        status = self.status[patch]
+        if status.state is not PatchState.PENDING or self._expiry_ticks is None:
+            return None
+        return self.engine.clock.iso(status.pending_since + self._expiry_ticks)
+
+    def permissions(self, who: Principal) -> dict[str, list[str]]:
+        """Per patch, the commands (`enable`, `disable`, `approve`, `deny`) that `execute`
+        would authorise for `who` in some state of the patch: what a console may offer. The
+        same rules as `_authorise` and `_pending`; the state of the moment decides the rest."""
+        verbs: dict[str, list[str]] = {}
+        for patch, policy in self.policies.items():
+            if who.role is Role.TECHNICIAN:
+                verbs[patch] = [_verb(c) for c in Command]
+                continue
+            if who.agency not in policy.agencies:
+                continue
+            allowed = [Command.ENABLE, Command.DISABLE]
+            if who.agency in policy.consent:
+                allowed += [Command.APPROVE, Command.DENY]
+            verbs[patch] = [_verb(c) for c in allowed]
+        return verbs
 
     def execute(self, who: Principal, command: Command, patch: str) -> CommandResult:
         """Runs one command; never raises for a refused one: the result says why."""
@@ -220,6 +261,9 @@ class PatchControl:
             target.approved_by = {a: who for a, who in status.approved_by.items() if a in consent}
             target.pending_since = (
                 status.pending_since if status.state is PatchState.PENDING else engine.tick_index
+            )
+            target.requested_by = (
+                status.requested_by if status.state is PatchState.PENDING else RELOAD_PRINCIPAL.name
             )
             target.state = PatchState.PENDING
             events.append(new._patch_event(name, RELOAD_PRINCIPAL))
@@ -338,6 +382,7 @@ class PatchControl:
         if status.state is not PatchState.PENDING:
             status.state = PatchState.PENDING
             status.pending_since = self.engine.tick_index
+            status.requested_by = who.name
             events.append(self._patch_event(patch, who))
         return f"'{patch}' pending: waiting for approval by {', '.join(missing)}"
 
@@ -365,13 +410,16 @@ class PatchControl:
     def _patch_event(
         self, patch: str, who: Principal, state: PatchState | None = None
     ) -> PatchChange:
-        return {
+        event: PatchChange = {
             "type": "patch",
             "time": self._now(),
             "patch": patch,
             "state": str(state or self.status[patch].state),
             "by": who.name,
         }
+        if event["state"] == PatchState.PENDING:
+            event["waiting_for"] = self.waiting_for(patch)
+        return event
 
     def _audit(
         self, who: Principal, command: Command, patch: str, result: AuditResult, reason: str

@@ -84,6 +84,8 @@ class PatchChange(_Stamp):
     patch: str
     state: str
     by: str
+    # When pending: the consent agencies that have not approved yet.
+    waiting_for: NotRequired[list[str]]
 
 
 class Alarm(_Stamp):

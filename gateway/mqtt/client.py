@@ -23,6 +23,10 @@
   `mqtt.command_burst`, at most COMMAND_QUEUE wait and COMMAND_WORKERS run at once; the rest are
   counted and audited as one refusal per login and second (gateway.mqtt.command_limit), so a flood
   from one login is accounted for, costs the others nothing and never crowds the event drain.
+- Present-state trees (`calls/active/#`, `alarms/active/#`, `access/#`): a gateway killed
+  without a stop leaves there what was true when it died. After every connect the client
+  subscribes to them for STALE_WINDOW_S and clears each retained message it did not set itself,
+  so the broker's trees match the present again.
 - The session is clean: commands sent while the gateway was away are not run late.
 - Reconnects with backoff (0.5 s doubling to 10 s); one log line per outage, not per attempt.
 """
@@ -30,6 +34,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import sqlite3
@@ -67,6 +72,9 @@ COMMAND_QUEUE = 64
 # keep replies from crowding the event drain's window on the same connection.
 COMMAND_WORKERS = 4
 REFUSALS_EVERY_S = 1.0  # refused commands are audited per login this often
+# How long after a connect the present-state trees are read for what a crashed run left there
+# (the broker sends retained messages right after the subscription's acknowledgement).
+STALE_WINDOW_S = 3.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0  # the call log waits at most this long after the broker is back
 
@@ -200,7 +208,12 @@ class MqttClient:
         client.pending_calls_threshold = PENDING_CALLS_WARNING
         # Subscribed before saying online: a console that waits for `online` can command at once.
         await client.subscribe(self.topics.commands, qos=1)
+        for tree in self.topics.present_trees:  # what a crashed run left there: see _stale
+            await client.subscribe(tree, qos=1)
         await client.publish(self.topics.status, b"online", qos=1, retain=True)
+        unsubscribe = asyncio.ensure_future(self._stop_reading_trees(client))
+        self._tasks.add(unsubscribe)
+        unsubscribe.add_done_callback(self._tasks.discard)
         self._dirty = set(self._retained) | self._dirty  # the broker may have lost them
         parts = [
             asyncio.ensure_future(self._drain(client)),
@@ -211,6 +224,7 @@ class MqttClient:
         finally:
             for part in parts:
                 part.cancel()
+            unsubscribe.cancel()
         for part in done:
             part.result()  # the MqttError that ended the connection
 
@@ -230,7 +244,10 @@ class MqttClient:
         try:
             async for message in client.messages:
                 user = self.topics.command_user(str(message.topic))
-                if user is None or not limiter.take(user):
+                if user is None:
+                    self._stale(message)
+                    continue
+                if not limiter.take(user):
                     continue
                 try:
                     queue.put_nowait(message)
@@ -239,6 +256,25 @@ class MqttClient:
         finally:
             for helper in helpers:
                 helper.cancel()
+
+    def _stale(self, message: aiomqtt.Message) -> None:
+        """A retained message found in a present-state tree: cleared unless this run set it
+        (a live copy of our own publish has no retain flag and is left alone)."""
+        topic = str(message.topic)
+        if (
+            message.retain
+            and message.payload
+            and self.topics.in_present_trees(topic)
+            and topic not in self._retained
+        ):
+            self._dirty.add(topic)  # published empty: cleared (see _publish_states)
+            self._wake.set()
+
+    async def _stop_reading_trees(self, client: aiomqtt.Client) -> None:
+        await asyncio.sleep(STALE_WINDOW_S)
+        # A connection that ended meanwhile: the next one subscribes afresh.
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.unsubscribe(list(self.topics.present_trees))
 
     async def _run_commands(self, client: aiomqtt.Client, queue: asyncio.Queue[Any]) -> None:
         while True:

@@ -10,6 +10,13 @@ port's carrier and ptt follow its own `carrier` and `ptt` events, with no work o
 thread (in a flood they are nearly all the events); any other event that may change a retained
 state takes a full snapshot on the engine thread. At a stop, `final` leaves every port unkeyed
 and offline. The demo, which reads its engine on its own thread, gives snapshots to `apply`.
+
+Next to them, the present for consoles that open late: `PREFIX/GW/calls/active/CALL_ID` and
+`PREFIX/GW/alarms/active/KIND/SUBJECT` follow `gateway.control.present.Present`'s changes
+(`present`: a few a call, none per carrier or ptt event), and `PREFIX/GW/info` and
+`PREFIX/GW/access/USER` the config (`site`, at the start and after each reload; a login a reload
+removed has its topic cleared). What a crashed run left in those trees is cleared by the
+publisher after it connects (gateway.mqtt.client).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from gateway.control.present import Change
 from gateway.control.status import retained_states
 from gateway.core.events import Event
 from gateway.mqtt.topics import Topics
@@ -80,6 +88,31 @@ class RetainedStates:
         self._wanted = asyncio.Event()  # bring them up to date now
         self._wanted.set()  # (the first snapshot)
         self._timer: asyncio.TimerHandle | None = None
+        self._access: set[str] = set()  # the access/USER topics set
+
+    # ------------------------------------------------------------------ present and site
+    def present(self, changes: Sequence[Change]) -> None:
+        """Active calls and alarms that began or ended (`Present.note`, `Present.clear`)."""
+        target = self.target
+        for path, event in changes:
+            topic = target.topics.present(path)
+            if event is None:
+                target.forget_state(topic)
+            else:
+                target.set_state(topic, event)
+
+    def site(self, info: dict[str, Any], access: dict[str, dict[str, Any]]) -> None:
+        """The gateway's `info` and each login's `access` (`gateway.control.status`); the
+        access topics of logins no longer in the config are cleared."""
+        target = self.target
+        topics = target.topics
+        target.set_state(topics.info, info)
+        now = {topics.access(user) for user in access}
+        for user, state in access.items():
+            target.set_state(topics.access(user), state)
+        for gone in self._access - now:
+            target.forget_state(gone)
+        self._access = now
 
     # ------------------------------------------------------------------ news (daemon loop)
     def note(self, events: Sequence[Event]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.config.models import MqttSettings
 from gateway.control.payload import Payload
+from gateway.control.present import Present
 from gateway.core.events import Event
 from gateway.mqtt.connect import check_settings
 from gateway.mqtt.outbox import Outbox
@@ -52,6 +53,7 @@ class SyncMqttProcess:
             raise
         self.process = MqttProcess(settings, gateway_id, self._outbox, _no_commands)
         self.retained = RetainedStates(self.process)
+        self.present = Present()  # the active calls and alarms, retained as the daemon's
         self._runner = self._loop.create_task(self.process.run())
         # Started before the first tick: a close that came before the start would find no
         # publisher to tell.
@@ -74,8 +76,20 @@ class SyncMqttProcess:
         self._loop.run_until_complete(step())
 
     def queue(self, events: Sequence[Event]) -> None:
-        """Events (stamped) into the outbox, and the publisher told."""
-        self._call(lambda: self.process.queue(events))
+        """Events (stamped) into the outbox, and the publisher told; the active calls and
+        alarms they start or end, retained."""
+        changes = self.present.note(events)
+
+        def job() -> None:
+            self.process.queue(events)
+            if changes:
+                self.retained.present(changes)
+
+        self._call(job)
+
+    def site(self, info: dict[str, Any], access: dict[str, dict[str, Any]]) -> None:
+        """The gateway's retained `info` and `access/USER` (see `RetainedStates.site`)."""
+        self._call(lambda: self.retained.site(info, access))
 
     def states(self, snapshot: dict[str, Any]) -> None:
         """The retained port and patch states of a status snapshot."""

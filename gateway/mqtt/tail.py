@@ -6,6 +6,7 @@ broker) and prints one line per call start, call end, alarm and patch change:
     2026-11-28 05:10:01Z peace-arch border-tac  CALL  rcmp-1 RCMP rcmp/tac2 -> usbp-1 USBP usbp/ch4
     2026-11-28 05:10:05Z peace-arch border-tac  END   rcmp-1 4.2 s carrier_drop peak -12.0 dBFS
     2026-11-28 05:13:02Z peace-arch ALARM timeout usbp-1: transmitter keyed 180 s without a break
+    2026-11-28 05:09:58Z peace-arch PATCH border-tac pending by alice: waiting for usbp
     2026-11-28 05:09:58Z peace-arch PATCH border-tac enabled by bob
 
 `ptt` and `carrier` events (several per call) only with `--all`. With a config, agencies show as
@@ -174,10 +175,14 @@ class EventLines:
             at = f" {_text(where)}" if where is not None else ""
             return f"{head} ALARM {_text(event['kind'])}{at}: {_text(event['detail'])}"
         if kind == "patch":
-            return (
+            line = (
                 f"{head} PATCH {_text(event['patch'])} {_text(event['state'])} "
                 f"by {_text(event['by'])}"
             )
+            waiting = event.get("waiting_for")
+            if isinstance(waiting, list) and waiting:  # who the other dispatchers are waiting on
+                line += f": waiting for {', '.join(_text(a) for a in waiting)}"
+            return line
         if kind in ("ptt", "carrier"):
             if not self.show_all:
                 return None

@@ -3,6 +3,10 @@
     PREFIX/GW/status          online | offline (retained; offline is the last will)
     PREFIX/GW/ports/PORT      a port's state (retained)
     PREFIX/GW/patches/PATCH   a patch's state and members (retained)
+    PREFIX/GW/info            the gateway's id, site, version and agencies (retained)
+    PREFIX/GW/access/USER     what USER may command on this gateway (retained)
+    PREFIX/GW/calls/active/CALL_ID         a call in progress: its call_start (retained)
+    PREFIX/GW/alarms/active/KIND/SUBJECT   an active alarm (retained; SUBJECT: port or gateway)
     PREFIX/GW/calls           call_start, call_end
     PREFIX/GW/events          ptt, carrier, alarm, patch
     PREFIX/GW/audit           audit
@@ -50,6 +54,32 @@ class Topics:
     def commands(self) -> str:
         """The subscription that receives every user's commands."""
         return f"{self.base}/cmd/+"
+
+    @property
+    def info(self) -> str:
+        return f"{self.base}/info"
+
+    @property
+    def present_trees(self) -> tuple[str, ...]:
+        """The subscriptions that find what a gateway left retained in its trees of entries
+        that come and go (calls, alarms, logins): after a crash some are out of date."""
+        return (
+            f"{self.base}/calls/active/#",
+            f"{self.base}/alarms/active/#",
+            f"{self.base}/access/#",
+        )
+
+    def access(self, user: str) -> str:
+        return f"{self.base}/access/{user}"
+
+    def present(self, path: str) -> str:
+        """A present-state entry (`calls/active/ID`, `alarms/active/KIND/SUBJECT`)."""
+        return f"{self.base}/{path}"
+
+    def in_present_trees(self, topic: str) -> bool:
+        return topic.startswith(
+            (f"{self.base}/calls/active/", f"{self.base}/alarms/active/", f"{self.base}/access/")
+        )
 
     def port(self, port: str) -> str:
         return f"{self.base}/ports/{port}"

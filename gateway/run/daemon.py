@@ -34,9 +34,10 @@ from gateway.config.errors import clip
 from gateway.control.control_socket import ControlRefused, ControlRequest, ControlServer
 from gateway.control.patch_control import Command, PatchControl, PatchState, Principal, Role
 from gateway.control.payload import Payload
+from gateway.control.present import Change, Present
 from gateway.control.router import CommandRefused, CommandRouter, Request
 from gateway.control.state_store import PatchRecord, StateStore, acquire_lock
-from gateway.control.status import patch_list, status_snapshot
+from gateway.control.status import access_states, patch_list, site_info, status_snapshot
 from gateway.core.errors import UnsupportedHardwareError
 from gateway.core.event_types import CallEnd
 from gateway.core.events import Event, EventStamper, TickClock, to_json_bytes
@@ -124,6 +125,7 @@ class Daemon:
         self.store = StateStore(self.state_dir, cfg.gateway.id)
         self.notifier = SystemdNotifier()
         self.recent_calls: deque[CallEnd] = deque(maxlen=RECENT_CALLS)
+        self.present = Present()  # calls in progress and active alarms (status, MQTT)
         self.started = time.monotonic()
         self.exit_code = 0
         self._stop = asyncio.Event()
@@ -224,6 +226,7 @@ class Daemon:
         background = [asyncio.create_task(self._expire_requests())]
         states: asyncio.Task[None] | None = None
         if self.mqtt is not None and self.retained is not None:
+            self.retained.site(site_info(self.cfg), access_states(self.runtime.control))
             states = asyncio.create_task(self.retained.run(self._retained_snapshot))
             background += [asyncio.create_task(self.mqtt.run()), states]
         ports = len(self.site.ports)
@@ -293,8 +296,27 @@ class Daemon:
         for event in events:
             if event["type"] == "call_end":
                 self.recent_calls.appendleft(event)
+        changes = self.present.note(events)
         if self.retained is not None:
             self.retained.note(events)
+        try:
+            self._queue(events, payloads)
+        finally:
+            changes += self._alarms_over()
+            if self.retained is not None and changes:
+                self.retained.present(changes)
+
+    def _alarms_over(self) -> list[Change]:
+        """The outbox alarms whose condition has passed (they have no end event of their own):
+        `outbox_not_written` once a put wrote again, `outbox_full` once the backlog is sent."""
+        changes: list[Change] = []
+        if not self._outbox_failing:
+            changes += self.present.clear("outbox_not_written")
+        if self.outbox is not None and not self.outbox.full:
+            changes += self.present.clear("outbox_full")
+        return changes
+
+    def _queue(self, events: list[Event], payloads: list[bytes]) -> None:
         if self.mqtt is not None:
             try:
                 queued = self.mqtt.queue(events, payloads)
@@ -503,12 +525,16 @@ class Daemon:
     async def status(self) -> dict[str, Any]:
         cfg = self.cfg
         snapshot = await self._on_engine(lambda rt: _snapshot(rt, cfg))
+        over = self._alarms_over()
+        if over and self.retained is not None:
+            self.retained.present(over)
         snapshot.update(
             {
                 "gateway": self.site.gateway_id,
                 "config": str(self.config_path),
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "recent_calls": list(self.recent_calls),
+                "alarms": self.present.alarms(),  # active now, oldest first
                 "ticks": self.runtime.stats.summary(),
             }
         )
@@ -630,8 +656,11 @@ class Daemon:
 
         enabled, records = await self._on_engine(swap)
         self.cfg, self.site = cfg, site
-        if self.retained is not None:  # ports or patches may have come or gone
+        gone = self.present.keep_ports(names)  # the alarms of ports a reload removed end
+        if self.retained is not None:  # ports, patches or logins may have come or gone
             self.retained.reloaded()
+            self.retained.present(gone)
+            self.retained.site(site_info(cfg), access_states(self.runtime.control))
         await self._save(records)
         log.info("reloaded %s: enabled patches: %s", self.config_path, ", ".join(enabled))
         return {"reloaded": str(self.config_path), "enabled": enabled}

@@ -32,7 +32,7 @@ from rich.text import Text
 from gateway.config import load_config
 from gateway.config.models import MqttSettings
 from gateway.control.patch_control import PatchControl
-from gateway.control.status import status_snapshot
+from gateway.control.status import access_states, site_info, status_snapshot
 from gateway.core.engine import PatchEngine
 from gateway.core.event_types import Alarm, CallEnd
 from gateway.core.events import Event, EventStamper, TickClock
@@ -185,6 +185,8 @@ def run_demo(
     if broker is not None:
         sinks.append(broker.queue)
     step = TickStep(engine, EventStamper(site.gateway_id), sinks)
+    if broker is not None:
+        broker.site(site_info(cfg), access_states(control))
 
     frame_s = site.frame_ms / 1000
     total = None if seconds is None else round(seconds / frame_s)

@@ -1763,3 +1763,25 @@ def test_check_refuses_a_link_on_frames_run_could_not_send() -> None:
     assert issue.message == (
         "link 'net': USRP links send 20 ms packets and need gateway.frame_ms 20 (it is 40)"
     )
+
+
+def test_gateway_site_is_an_optional_display_name() -> None:
+    assert parse_config_text(MINIMAL, filename="site.yaml").gateway.site is None
+    named = edit(
+        MINIMAL, "gateway: {id: test}", "gateway: {id: test, site: Peace Arch / Pacific Hwy}"
+    )
+    assert parse_config_text(named, filename="site.yaml").gateway.site == "Peace Arch / Pacific Hwy"
+    assert load_config(ROOT / "config" / "example.yaml").gateway.site == (
+        "Peace Arch / Pacific Highway"
+    )
+    for bad, why in (
+        ("''", "got 0 characters"),
+        ("'" + "x" * 101 + "'", "got 101 characters"),
+        ('"two\\nlines"', "control character"),
+    ):
+        text = edit(MINIMAL, "gateway: {id: test}", f"gateway: {{id: test, site: {bad}}}")
+        issue = only_issue(text)
+        assert issue.path == "gateway.site" and issue.line == 1, issue
+        assert (
+            "site must be 1 to 100 printable characters" in issue.message and why in issue.message
+        )

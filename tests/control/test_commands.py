@@ -28,6 +28,10 @@ DAVE = Principal("dave", Role.DISPATCHER, "cbsa")
 
 @pytest.fixture
 def control() -> PatchControl:
+    return make_control()
+
+
+def make_control(pending_expiry_s: float | None = None) -> PatchControl:
     ports = [
         PortSpec("rcmp-1", "rcmp/tac2", "rcmp"),
         PortSpec("usbp-1", "usbp/ch4", "usbp"),
@@ -48,7 +52,7 @@ def control() -> PatchControl:
         "open": PatchPolicy(frozenset({"cbsa", "sheriff"}), ()),
     }
     principals = {p.name: p for p in (ALICE, BOB, CAROL, DAVE)}
-    return PatchControl(engine, policies, principals)
+    return PatchControl(engine, policies, principals, pending_expiry_s)
 
 
 def audits(events: list[Event]) -> list[Event]:
@@ -194,3 +198,58 @@ def test_a_lone_surrogate_is_refused_at_parse_time(data: bytes) -> None:
 def test_a_surrogate_pair_is_text() -> None:
     command, args, _ = parse_request(b'{"command": "patch.enable", "patch": "\\ud83d\\ude92"}')
     assert (command, args) == ("patch.enable", {"patch": "\U0001f692"})
+
+
+TECH = Principal("tech1", Role.TECHNICIAN)
+
+
+def put_in_state(control: PatchControl, patch: str, state: PatchState) -> None:
+    if state is PatchState.ENABLED:
+        assert control.execute(TECH, Command.ENABLE, patch).ok
+    elif state is PatchState.PENDING:  # a request nobody has approved yet
+        control.status[patch].state = PatchState.PENDING
+
+
+@pytest.mark.parametrize("who", [ALICE, BOB, CAROL, DAVE, TECH], ids=lambda p: p.name)
+def test_permissions_are_what_execute_accepts_in_some_state(who: Principal) -> None:
+    """What a console offers a login (`permissions`) is exactly what `execute` accepts from it
+    in at least one state of the patch (disabled, pending, enabled)."""
+    for patch in ("border-tac", "county", "open"):
+        accepted = set()
+        for command in Command:
+            for state in PatchState:
+                fresh = make_control()
+                put_in_state(fresh, patch, state)
+                if fresh.execute(who, command, patch).ok:
+                    accepted.add(command.value.removeprefix("patch."))
+        allowed = make_control().permissions(who)
+        assert set(allowed.get(patch, [])) == accepted, (who.name, patch)
+
+
+def test_a_pending_patch_names_who_asked_what_is_missing_and_when_it_expires() -> None:
+    control_ = make_control(pending_expiry_s=900)
+    assert control_.requested_by("border-tac") is None
+    assert control_.waiting_for("border-tac") == [] and control_.expires("border-tac") is None
+    result = control_.execute(ALICE, Command.ENABLE, "border-tac")
+    (event,) = [e for e in result.events if e["type"] == "patch"]
+    assert event["waiting_for"] == ["usbp"]
+    assert control_.requested_by("border-tac") == "alice"
+    assert control_.waiting_for("border-tac") == ["usbp"]
+    assert control_.expires("border-tac") == "2026-01-01T00:15:00.000Z"  # 900 s after tick 0
+    approved = control_.execute(BOB, Command.APPROVE, "border-tac")
+    (event,) = [e for e in approved.events if e["type"] == "patch"]
+    assert "waiting_for" not in event  # only a pending state names it
+    assert control_.requested_by("border-tac") is None
+    assert control_.waiting_for("border-tac") == [] and control_.expires("border-tac") is None
+
+
+def test_permissions_by_role() -> None:
+    control_ = make_control()
+    assert control_.permissions(BOB) == {
+        "border-tac": ["enable", "disable", "approve", "deny"],
+        "county": ["enable", "disable", "approve", "deny"],
+    }
+    assert control_.permissions(DAVE) == {"open": ["enable", "disable"]}  # no consent to give
+    assert control_.permissions(TECH) == {
+        p: ["enable", "disable", "approve", "deny"] for p in ("border-tac", "county", "open")
+    }

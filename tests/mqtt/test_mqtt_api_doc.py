@@ -31,8 +31,15 @@ from referencing.jsonschema import DRAFT7
 from gateway.cli import run
 from gateway.config import load_config
 from gateway.control.patch_control import Command, Principal, Role
+from gateway.control.present import Present, alarm_path, call_path
 from gateway.control.router import CommandRouter
-from gateway.control.status import patch_list, retained_states, status_snapshot
+from gateway.control.status import (
+    access_states,
+    patch_list,
+    retained_states,
+    site_info,
+    status_snapshot,
+)
 from gateway.core import event_types
 from gateway.core.events import Event, EventStamper, TickClock
 from gateway.mqtt.topics import Topics
@@ -123,7 +130,14 @@ def channel_topics() -> dict[str, str]:
         "audit": topics.audit,
         "cmd": topics.commands.replace("+", "{user}"),  # the gateway's wildcard, one USER each
         "reply": topics.reply("{user}"),
+        "info": topics.info,
+        "access": topics.access("{user}"),
+        "active_call": topics.present(call_path("{call_id}")),
+        "active_alarm": topics.present(alarm_path("{kind}", "{subject}")),
     }
+
+
+RETAINED = {"status", "port", "patch", "info", "access", "active_call", "active_alarm"}
 
 
 def channel_messages(doc: dict[str, Any], channel: str) -> list[str]:
@@ -154,6 +168,10 @@ def test_the_document_is_asyncapi_2_6(doc: dict[str, Any]) -> None:
         "pattern read crosspatch/+/reply/%u",
         "pattern read crosspatch/+/calls",
         "pattern read crosspatch/+/events",
+        "pattern read crosspatch/+/info",
+        "pattern read crosspatch/+/calls/active/#",
+        "pattern read crosspatch/+/alarms/active/#",
+        "pattern read crosspatch/+/access/%u",
     ):
         assert acl in description
 
@@ -161,7 +179,7 @@ def test_the_document_is_asyncapi_2_6(doc: dict[str, Any]) -> None:
 def test_every_topic_of_the_code_is_a_channel(doc: dict[str, Any]) -> None:
     topics = channel_topics()
     assert set(doc["channels"]) == set(topics.values())
-    retained = {"status", "port", "patch"}
+    retained = RETAINED
     for key, topic in topics.items():
         item = doc["channels"][topic]
         assert set(re.findall(r"\{(\w+)\}", topic)) == set(item["parameters"]), topic
@@ -255,7 +273,7 @@ class FakeHost:
     async def status(self) -> dict[str, Any]:
         # What the daemon adds to the site's snapshot, in miniature.
         extra = {"gateway": "peace-arch", "config": str(EXAMPLE), "uptime_s": 1.0}
-        extra |= {"recent_calls": [], "ticks": {"ticks": 0}}
+        extra |= {"recent_calls": [], "alarms": [], "ticks": {"ticks": 0}}
         return status_snapshot(self.engine, self.control, self.cfg) | extra
 
     async def patch_list(self) -> list[dict[str, Any]]:
@@ -526,6 +544,46 @@ def test_retained_states_fit_the_document(schema_of: Callable[[str], Draft7Valid
     assert problems(schema_of("status"), "maybe")
 
 
+def test_info_and_access_fit_the_document(schema_of: Callable[[str], Draft7Validator]) -> None:
+    host = FakeHost()
+    info = site_info(host.cfg)
+    assert info["site"] and info["agencies"]
+    assert not problems(schema_of("info"), info)
+    access = access_states(host.control)
+    assert {a["role"] for a in access.values()} == {"dispatcher", "technician"}
+    for state in access.values():
+        assert not problems(schema_of("access"), state), state
+    assert problems(schema_of("access"), {**state, "patches": {"border-tac": ["launch"]}})
+
+
+def test_present_entries_fit_their_channels(
+    doc: dict[str, Any],
+    schema_of: Callable[[str], Draft7Validator],
+    every_event: list[Event],
+) -> None:
+    """Every call in progress and active alarm the tracker makes of the emitted events lands on
+    its documented channel with its documented message; ends are empty (cleared)."""
+    present = Present()
+    channels = {
+        "calls/active/": "{prefix}/{gateway}/calls/active/{call_id}",
+        "alarms/active/": "{prefix}/{gateway}/alarms/active/{kind}/{subject}",
+    }
+    seen: set[str] = set()
+    for event in every_event:
+        for path, entry in present.note([event]):
+            head = next(h for h in channels if path.startswith(h))
+            channel = channels[head]
+            levels = path.split("/")[2:]
+            assert len(levels) == channel.count("{") - 2, path
+            if entry is None:
+                continue
+            seen.add(head)
+            (message,) = channel_messages(doc, channel)
+            payload = doc["components"]["messages"][message]["payload"]
+            assert not problems(schema_of(ref_name(payload["$ref"])), entry), entry
+    assert seen == set(channels)
+
+
 def iter_refs(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -557,7 +615,19 @@ def test_the_documented_acl_works_on_mosquitto(doc: dict[str, Any]) -> None:
         auditor = Watcher(broker, "crosspatch/+/audit", username="auditor", password="x")
         try:
             # reply/alice/c3 last: once alice has it, she would have had reply/bob before it.
-            for topic in ("calls", "events", "audit", "reply/alice", "reply/bob", "reply/alice/c3"):
+            for topic in (
+                "calls",
+                "events",
+                "audit",
+                "info",
+                "calls/active/c1",
+                "alarms/active/timeout/usbp-1",
+                "access/alice",
+                "access/bob",
+                "reply/alice",
+                "reply/bob",
+                "reply/alice/c3",
+            ):
                 gateway.publish(f"{gw}/{topic}", b"{}")
             alice.publish(f"{gw}/cmd/bob", b'{"command": "status"}')  # posing as bob: dropped
             alice.publish(f"{gw}/cmd/alice", b'{"command": "status"}')
@@ -567,8 +637,12 @@ def test_the_documented_acl_works_on_mosquitto(doc: dict[str, Any]) -> None:
             time.sleep(0.5)  # not happening: whatever else would arrive has by now
             assert [m.topic for m in gateway.on(f"{gw}/cmd/+")] == [f"{gw}/cmd/alice"]
             assert sorted(m.topic for m in alice.messages) == [
+                f"{gw}/access/alice",  # her own access, not bob's
+                f"{gw}/alarms/active/timeout/usbp-1",
                 f"{gw}/calls",
+                f"{gw}/calls/active/c1",
                 f"{gw}/events",
+                f"{gw}/info",
                 f"{gw}/reply/alice",
                 f"{gw}/reply/alice/c3",
             ]

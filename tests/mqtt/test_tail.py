@@ -62,6 +62,15 @@ ALARM = event(
     port="rcmp-1",
     detail="serial line /dev/ttyUSB0 lost",
 )
+PENDING = event(
+    "patch",
+    2,
+    "2026-11-28T05:09:50.000Z",
+    patch="border-tac",
+    state="pending",
+    by="alice",
+    waiting_for=["usbp"],
+)
 PATCH = event(
     "patch", 3, "2026-11-28T05:09:58.000Z", patch="border-tac", state="enabled", by="alice"
 )
@@ -146,6 +155,7 @@ def test_calls_alarms_and_patches_with_agency_names(broker: Broker, tails: list[
     publisher = Watcher(broker)
     try:
         for topic, payload in [
+            (EVENTS, PENDING),  # names who must still approve
             (EVENTS, PATCH),
             (EVENTS, CARRIER),
             (CALLS, CALL_START),
@@ -166,6 +176,7 @@ def test_calls_alarms_and_patches_with_agency_names(broker: Broker, tails: list[
     usbp = "usbp-1 U.S. Border Patrol (Blaine Sector) [US] usbp/ch4"
     vtac = "vtac12 US national interoperability channels (NIFOG) [US] interop/vtac12"
     assert tail.shown() == [
+        "2026-11-28 05:09:50Z peace-arch PATCH border-tac pending by alice: waiting for usbp",
         "2026-11-28 05:09:58Z peace-arch PATCH border-tac enabled by alice",
         f"2026-11-28 05:10:01Z peace-arch border-tac  CALL  {rcmp} -> {usbp}, {vtac}",
         "2026-11-28 05:10:05Z peace-arch border-tac  END   rcmp-1 4.2 s carrier_drop peak -12.0 "

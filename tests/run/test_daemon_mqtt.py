@@ -82,6 +82,7 @@ def test_every_event_arrives_on_its_topic_with_retained_states(
         "kind": "simulated",
         "online": True,
         "talkgroup": "usbp/ch4",
+        "agency": "usbp",
         "rx_mhz": 163.1,
         "tx_mhz": 163.1,
         "carrier": False,
