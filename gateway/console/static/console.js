@@ -179,7 +179,8 @@
             el("span", { class: "gw-state", text: state === "unknown" ? "no status" : state })),
           el("div", { class: "gw-site", text: gw.info?.site || "" }),
           el("div", { class: "gw-meta",
-            text: `${up}/${ports.length} ports up · ${alarms} alarm${alarms === 1 ? "" : "s"} · ${who}` +
+            text: `${state === "offline" ? "last known: " : ""}${up}/${ports.length} ports up · ` +
+              `${alarms} alarm${alarms === 1 ? "" : "s"} · ${who}` +
               (state === "offline" && gw.since ? ` · since ${clock(gw.since)}` : "") }),
         );
       }),
@@ -271,10 +272,10 @@
           m.mode && m.mode !== "talk+listen" ? ` (${m.mode})` : ""));
         return el("tr", { class: up ? "" : "stale",
           dataset: { gateway: p.gateway, patch: p.patch, state: p.state } },
-          el("td", { text: p.gateway }),
-          el("td", { text: p.patch }),
-          el("td", null, el("span", { class: `badge ${p.state}`, text: p.state })),
-          el("td", { text: p.floor || "" }),
+          el("td", null, el("div", { class: "patch-name", text: p.patch }),
+            el("div", { class: "small", text: p.gateway })),
+          el("td", null, el("span", { class: `badge ${p.state}`, text: p.state }),
+            p.floor ? el("div", { class: "small", text: `floor: ${p.floor}` }) : null),
           el("td", null, ...members),
           el("td", { class: "request" }, requestNode(p)),
           el("td", null, patchActions(p)),
