@@ -15,8 +15,9 @@ When an alarm ends, by kind (an alarm raised again while active replaces the fir
 - `recording_failed`: at the next call from that port that was recorded (a `call_end` with a
   `recording`);
 - `state_not_saved` at `state_saved`; `disk_full` at `disk_ok`;
-- `outbox_full` and `outbox_not_written` have no end event (nothing could carry it): the daemon
-  clears them (`clear`) once the backlog has been sent, or the outbox written again;
+- `outbox_full` and `outbox_not_written` have no end event of their own: the daemon clears them
+  (`clear`) once the outbox takes every event again (the backlog sent down to 90 % of its
+  budget), or is written again, as it learns it (a tick's events, a `status`);
 - any alarm of a port that a reload removed: at that reload (`keep_ports`);
 - any other kind (unknown today): until the gateway restarts.
 The ends themselves (`port_online`, `state_saved`, `disk_ok`) are never active. A call ends at

@@ -308,7 +308,8 @@ class Daemon:
 
     def _alarms_over(self) -> list[Change]:
         """The outbox alarms whose condition has passed (they have no end event of their own):
-        `outbox_not_written` once a put wrote again, `outbox_full` once the backlog is sent."""
+        `outbox_not_written` once a put wrote again, `outbox_full` once the outbox keeps every event
+        again (its backlog sent down to 90 % of the budget)."""
         changes: list[Change] = []
         if not self._outbox_failing:
             changes += self.present.clear("outbox_not_written")
