@@ -241,7 +241,7 @@ def test_a_cross_border_request_waits_for_usbp_and_both_consoles_see_it_enabled(
     browsers: list[Browser],
     tmp_path: Path,
 ) -> None:
-    sites["peace-arch"].run(every_s=60, talk_s=1)
+    sites["peace-arch"].run(every_s=6, talk_s=3)
     sites["lynden"].run()
     alice = open_browser(browsers, tmp_path)
     bob = open_browser(browsers, tmp_path)
@@ -298,6 +298,13 @@ def test_a_cross_border_request_waits_for_usbp_and_both_consoles_see_it_enabled(
             "border-tac enabled",
             lambda b=browser: "enabled" in patch_row(b, "peace-arch", "border-tac"),  # type: ignore[misc]
         )
+    # RCMP's next talker is heard on the U.S. side: the call, with its lights, on bob's console.
+    bob.wait_for(
+        "a call through the new patch",
+        lambda: "border-tac" in bob.text_of("#calls")
+        and bob.find_all(lit("peace-arch", "usbp-1", "ptt")),
+        timeout=20,
+    )
     bob.screenshot("enabled")
     # A refusal is shown as the gateway worded it: county shares usbp/ch4 with border-tac.
     carol.find('#patches tr[data-patch="county"] button[data-verb="enable"]').click()

@@ -296,7 +296,7 @@
         const up = online(c.gateway);
         return el("tr", { class: up ? "" : "stale", dataset: { gateway: c.gateway, call: c.call_id } },
           el("td", { text: c.gateway }),
-          el("td", null, agencyNode(c.gateway, c.source?.agency), " ", endpoint(c.gateway, c.source)),
+          el("td", null, endpoint(c.gateway, c.source)),
           el("td", { class: "arrow", text: "\u2192" }),
           el("td", null, ...(c.destinations || []).flatMap((d, i) =>
             [i ? ", " : null, endpoint(c.gateway, d)])),
@@ -320,12 +320,10 @@
       (c) => `${c.gateway}${sep}${c.call_id}`,
       () => "",
       (c) => el("tr", { dataset: { gateway: c.gateway, call: c.call_id } },
-        el("td", { text: clock(c.end || c.time) }),
-        el("td", { text: c.gateway }),
-        el("td", null, endpoint(c.gateway, c.source)),
-        el("td", { class: "arrow", text: "\u2192" }),
-        el("td", null, ...(c.destinations || []).flatMap((d, i) =>
-          [i ? ", " : null, endpoint(c.gateway, d)])),
+        el("td", null, el("div", { text: clock(c.end || c.time) }),
+          el("div", { class: "small", text: c.gateway })),
+        el("td", null, endpoint(c.gateway, c.source), el("span", { class: "arrow", text: " \u2192 " }),
+          ...(c.destinations || []).flatMap((d, i) => [i ? ", " : null, endpoint(c.gateway, d)])),
         el("td", { text: c.patch || "" }),
         el("td", { text: typeof c.duration_s === "number" ? `${c.duration_s.toFixed(1)} s` : "" }),
         el("td", { text: c.reason || "" }),
