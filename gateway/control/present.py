@@ -10,8 +10,10 @@ When an alarm ends, by kind (an alarm raised again while active replaces the fir
 - `port_offline`, `unkey_failed`: at that port's `port_online` (back in service: its control
   answers again, and a radio that answers after an unkey failure has been seen to);
 - `stuck_carrier`: when that port's carrier drops (its `carrier` event with `on` false);
-- `timeout`: when the lock-out ends, i.e. the call sending to the port ends (a `call_end`
-  listing it among its destinations);
+- `timeout`: when the lock-out ends: the talker that was sending to the port drops its carrier
+  (the call may have ended before, when the port was its last destination), or the port is
+  keyed again; a timeout of a port no known talker was sending to ends with the next call that
+  lists it among its destinations;
 - `recording_failed`: at the next call from that port that was recorded (a `call_end` with a
   `recording`);
 - `state_not_saved` at `state_saved`; `disk_full` at `disk_ok`;
@@ -24,7 +26,7 @@ The ends themselves (`port_online`, `state_saved`, `disk_ok`) are never active. 
 its `call_end`, whatever the reason (at a clean stop every call ends with `shutdown`).
 
 Work per event is a type test: the flood of `carrier` and `ptt` events costs a dictionary look-up
-only while a stuck carrier is active.
+only while a stuck carrier or a time-out is active.
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ class Present:
     def __init__(self) -> None:
         self.calls: dict[str, Event] = {}  # call_id -> call_start
         self._alarms: dict[tuple[str, str], Event] = {}  # (kind, subject) -> alarm, oldest first
-        self._stuck: set[str] = set()  # ports with an active stuck_carrier
+        # Alarms that end when a port's carrier drops: port -> {(kind, subject)}.
+        self._on_drop: dict[str, set[tuple[str, str]]] = {}
+        self._held: dict[str, str] = {}  # timed-out port -> the talker whose drop ends it
+        self._talker: dict[str, str] = {}  # port -> the source of the last call sent to it
 
     def alarms(self) -> list[Event]:
         """The active alarm events, oldest first."""
@@ -87,12 +92,17 @@ class Present:
         for event in events:
             # Compared on event["type"] itself, which narrows the event's TypedDict.
             if event["type"] == "carrier":
-                if self._stuck and not event["on"] and event["port"] in self._stuck:
-                    changes += self._end("stuck_carrier", event["port"])
+                if self._on_drop and not event["on"] and event["port"] in self._on_drop:
+                    for kind, subject in sorted(self._on_drop[event["port"]]):
+                        changes += self._end(kind, subject)
             elif event["type"] == "ptt":
-                continue
+                if self._held and event["on"] and event["port"] in self._held:
+                    changes += self._end("timeout", event["port"])
             elif event["type"] == "call_start":
                 self.calls[event["call_id"]] = event
+                source = event["source"]["port"]
+                for destination in event["destinations"]:
+                    self._talker[destination["port"]] = source
                 changes.append((call_path(event["call_id"]), event))
             elif event["type"] == "call_end":
                 self._call_end(event, changes)
@@ -119,7 +129,8 @@ class Present:
         if not self._alarms:
             return
         for destination in event["destinations"]:
-            changes += self._end("timeout", destination["port"])
+            if destination["port"] not in self._held:  # else its talker's drop ends it
+                changes += self._end("timeout", destination["port"])
         if event.get("recording"):
             changes += self._end(_RECORDING_FAILED, event["source"]["port"])
 
@@ -133,12 +144,20 @@ class Present:
         self._alarms.pop((kind, subject), None)  # raised again: the newest, last in order
         self._alarms[(kind, subject)] = event
         if kind == "stuck_carrier":
-            self._stuck.add(subject)
+            self._on_drop.setdefault(subject, set()).add((kind, subject))
+        elif kind == "timeout" and (talker := self._talker.get(subject)) is not None:
+            self._held[subject] = talker
+            self._on_drop.setdefault(talker, set()).add((kind, subject))
         changes.append((alarm_path(kind, subject), event))
 
     def _end(self, kind: str, subject: str) -> list[Change]:
         if self._alarms.pop((kind, subject), None) is None:
             return []
-        if kind == "stuck_carrier":
-            self._stuck.discard(subject)
+        watcher = subject if kind == "stuck_carrier" else None
+        if kind == "timeout":
+            watcher = self._held.pop(subject, None)
+        if watcher is not None and (waiting := self._on_drop.get(watcher)) is not None:
+            waiting.discard((kind, subject))
+            if not waiting:
+                del self._on_drop[watcher]
         return [(alarm_path(kind, subject), None)]

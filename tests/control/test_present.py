@@ -80,7 +80,8 @@ def test_each_alarm_ends_at_its_own_sign() -> None:
     assert paths(present.note([carrier("rcmp-2", False)])) == [
         ("alarms/active/stuck_carrier/rcmp-2", False)
     ]
-    # The lock-out ends with the call sending to the port; an unrecorded call ends no failure.
+    # A time-out of a port no known talker was sending to ends with the next call sent to it; an
+    # unrecorded call ends no failure.
     assert paths(present.note([call("call_end", "c1", "rcmp-2", "usbp-1")])) == [
         ("alarms/active/timeout/usbp-1", False)
     ]
@@ -103,3 +104,35 @@ def test_ends_are_never_active_and_a_repeat_replaces_the_first() -> None:
     first, again = alarm("port_offline", "rcmp-1", 1), alarm("port_offline", "rcmp-1", 2)
     present.note([first, alarm("disk_full"), again])
     assert present.alarms() == [alarm("disk_full"), again]
+
+
+def test_a_time_out_lasts_while_its_talker_holds_on_even_after_the_call_ended() -> None:
+    """rcmp-1 talks to usbp-1 alone; usbp-1 times out, so the call ends at once, but usbp-1 stays
+    locked out (and rcmp-1's carrier ignored) until rcmp-1 lets go."""
+    present = Present()
+    present.note([call("call_start", "c1", "rcmp-1", "usbp-1")])
+    raised = present.note([alarm("timeout", "usbp-1"), alarm("stuck_carrier", "rcmp-1")])
+    assert paths(raised) == [
+        ("alarms/active/timeout/usbp-1", True),
+        ("alarms/active/stuck_carrier/rcmp-1", True),
+    ]
+    assert paths(present.note([call("call_end", "c1", "rcmp-1", "usbp-1")])) == [
+        ("calls/active/c1", False)
+    ]
+    assert [a["kind"] for a in present.alarms()] == ["timeout", "stuck_carrier"]
+    assert present.note([carrier("usbp-1", False)]) == []  # not the talker
+    assert paths(present.note([carrier("rcmp-1", False)])) == [
+        ("alarms/active/stuck_carrier/rcmp-1", False),
+        ("alarms/active/timeout/usbp-1", False),
+    ]
+    assert present.alarms() == []
+
+
+def test_a_timed_out_port_keyed_again_is_no_longer_locked_out() -> None:
+    present = Present()
+    present.note([call("call_start", "c1", "rcmp-1", "usbp-1", "wcso-1")])
+    present.note([alarm("timeout", "usbp-1")])
+    ptt: Event = {"type": "ptt", "time": "t", "port": "usbp-1", "on": True}  # type: ignore[typeddict-item]
+    assert paths(present.note([ptt])) == [("alarms/active/timeout/usbp-1", False)]
+    # Nothing waits for rcmp-1's drop any more.
+    assert present.note([carrier("rcmp-1", False)]) == []
