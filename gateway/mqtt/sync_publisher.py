@@ -19,6 +19,7 @@ from gateway.config.models import MqttSettings
 from gateway.control.payload import Payload
 from gateway.control.present import Present
 from gateway.core.events import Event
+from gateway.mqtt.client import CommandHandler
 from gateway.mqtt.connect import check_settings
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.publisher import CLOSE_TIMEOUT_S, MqttProcess
@@ -33,8 +34,10 @@ class SyncMqttProcess:
     a moment at a time: at every call (queued events, a snapshot) and at the close.
 
     No thread of its own: between two calls the loop waits, and with it what the publisher
-    sends back (its status, commands), which is little and nothing a tick waits for. The program
-    takes no commands: each is answered so."""
+    sends back (its status, commands), which is little and nothing a tick waits for; `poll` gives
+    it a moment when nothing else does. Commands go to `handle_command`, run on this loop (so in
+    the program's thread, between two of its ticks); without one, each is answered that this
+    program takes none."""
 
     def __init__(
         self,
@@ -43,6 +46,7 @@ class SyncMqttProcess:
         outbox_path: Path,
         *,
         start_timeout_s: float = CLOSE_TIMEOUT_S,
+        handle_command: CommandHandler | None = None,
     ) -> None:
         check_settings(settings)  # before anything is made that would need closing
         self._loop = asyncio.new_event_loop()
@@ -51,7 +55,9 @@ class SyncMqttProcess:
         except BaseException:
             self._loop.close()
             raise
-        self.process = MqttProcess(settings, gateway_id, self._outbox, _no_commands)
+        self.process = MqttProcess(
+            settings, gateway_id, self._outbox, handle_command or _no_commands
+        )
         self.retained = RetainedStates(self.process)
         self.present = Present()  # the active calls and alarms, retained as the daemon's
         self._runner = self._loop.create_task(self.process.run())
@@ -86,6 +92,10 @@ class SyncMqttProcess:
                 self.retained.present(changes)
 
         self._call(job)
+
+    def poll(self) -> None:
+        """Lets the loop do what is due (commands in, replies out) when there is nothing to send."""
+        self._call(lambda: None)
 
     def site(self, info: dict[str, Any], access: dict[str, dict[str, Any]]) -> None:
         """The gateway's retained `info` and `access/USER` (see `RetainedStates.site`)."""

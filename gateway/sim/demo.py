@@ -7,7 +7,9 @@ and the last calls and alarms, cut to fit the terminal (80x24 at the least) as `
 draws a daemon (gateway.tools.live_view). Without a terminal (a pipe, a log) it prints one line
 per event.
 With `--mqtt URL` the same events, and the retained port, patch and status states, go to the
-broker exactly as the daemon publishes them (through a throw-away outbox).
+broker exactly as the daemon publishes them (through a throw-away outbox), and dispatchers'
+commands from the broker (`crosspatch patch ... --mqtt`, the web console) run as on the daemon:
+the same router, authorisation, consent and audit (`DemoCommands`).
 """
 
 from __future__ import annotations
@@ -18,24 +20,27 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from gateway.config import load_config
+from gateway.config import Config, load_config
 from gateway.config.models import MqttSettings
-from gateway.control.patch_control import PatchControl
-from gateway.control.status import access_states, site_info, status_snapshot
+from gateway.control.patch_control import Command, PatchControl, Principal
+from gateway.control.router import CommandRefused, CommandRouter
+from gateway.control.status import access_states, patch_list, site_info, status_snapshot
 from gateway.core.engine import PatchEngine
 from gateway.core.event_types import Alarm, CallEnd
 from gateway.core.events import Event, EventStamper, TickClock
+from gateway.mqtt.client import CommandHandler
 from gateway.mqtt.sync_publisher import SyncMqttProcess
 from gateway.mqtt.topics import Topics
 from gateway.ports.simulated import SimulatedRadios
@@ -151,6 +156,52 @@ class _StopSignals:
                 signal.signal(sig, old)
 
 
+class DemoCommands:
+    """The demo's side of the command router (`gateway.control.router.CommandHost`): status,
+    patch list and patch commands, as the daemon runs them; no key test, no reload.
+
+    It runs on the publisher's loop, which the demo's own thread runs between two ticks, so the
+    engine and the patch control are never read mid-tick. The events a command makes wait in
+    `pending` for the next tick (`take`): emitting them here would feed the publisher from
+    inside its own loop.
+    """
+
+    def __init__(self, engine: PatchEngine, control: PatchControl, cfg: Config) -> None:
+        self.engine = engine
+        self.control = control
+        self.cfg = cfg
+        self.pending: list[Event] = []
+        self.alarms: Callable[[], list[Event]] = list
+
+    def take(self) -> list[Event]:
+        events, self.pending = self.pending, []
+        return events
+
+    async def status(self) -> dict[str, Any]:
+        snapshot = status_snapshot(self.engine, self.control, self.cfg)
+        snapshot["alarms"] = self.alarms()
+        return snapshot
+
+    async def patch_list(self) -> list[dict[str, Any]]:
+        return patch_list(self.engine, self.control)
+
+    async def patch_command(
+        self, who: Principal, command: Command, patch: str
+    ) -> tuple[bool, str, str | None]:
+        result = self.control.execute(who, command, patch)
+        self.pending.extend(result.events)
+        return result.ok, result.message, str(result.state) if result.state is not None else None
+
+    async def key_test(self, port: str, seconds: float) -> str:
+        raise CommandRefused("the demo's radios are simulated: there is nothing to key-test")
+
+    async def reload(self, by: str) -> dict[str, Any]:
+        raise CommandRefused("the demo runs its built-in site: there is no config to reload")
+
+    async def emit(self, make: Callable[[str], list[Event]]) -> None:
+        self.pending.extend(make(self.engine.clock.iso(self.engine.tick_index)))
+
+
 def run_demo(
     config_path: Path | None,
     seconds: float | None,
@@ -173,7 +224,11 @@ def run_demo(
     view = DemoView(site, engine, control)
     live_view = console.is_terminal
     resources = contextlib.ExitStack()
-    broker = _publisher(mqtt, site.gateway_id, resources) if mqtt is not None else None
+    commands = DemoCommands(engine, control, cfg)
+    router = CommandRouter(commands, lambda: cfg)
+    broker = _publisher(mqtt, site.gateway_id, resources, router.mqtt) if mqtt is not None else None
+    if broker is not None:
+        commands.alarms = broker.present.alarms
 
     def show(stamped_events: list[Event]) -> None:
         for stamped in stamped_events:
@@ -210,9 +265,17 @@ def run_demo(
                     time.sleep(delay)
                 elif delay < -frame_s:
                     late += 1
+                if commands.pending:  # what dispatchers' commands did since the last tick
+                    step.emit(commands.take())
+                    changed = True
+                else:
+                    changed = False
                 result = step.run(radios)
-                if broker is not None and (result.events or tick % states_every == 0):
-                    broker.states(status_snapshot(engine, control, cfg))
+                if broker is not None:
+                    if changed or result.events or tick % states_every == 0:
+                        broker.states(status_snapshot(engine, control, cfg))
+                    else:
+                        broker.poll()  # commands in, replies out
                 if live_view and tick % refresh_every == 0:
                     live.update(view.render(*console.size))
                 tick += 1
@@ -232,13 +295,18 @@ def run_demo(
 
 
 def _publisher(
-    mqtt: MqttSettings, gateway_id: str, resources: contextlib.ExitStack
+    mqtt: MqttSettings,
+    gateway_id: str,
+    resources: contextlib.ExitStack,
+    handle_command: CommandHandler,
 ) -> SyncMqttProcess:
     """The demo's MQTT publisher: the daemon's publisher process, with a throw-away outbox;
     closed (after a last drain) when `resources` closes. Its log lines (broker unreachable, and
     back) go to this terminal's stderr."""
     scratch = resources.enter_context(tempfile.TemporaryDirectory(prefix="crosspatch-demo-"))
-    broker = SyncMqttProcess(mqtt, gateway_id, Path(scratch) / "outbox.sqlite3")
+    broker = SyncMqttProcess(
+        mqtt, gateway_id, Path(scratch) / "outbox.sqlite3", handle_command=handle_command
+    )
     resources.callback(broker.close)
     base = Topics(mqtt.topic_prefix, gateway_id).base
     print(f"publishing to {mqtt.url} under {base}/", file=sys.stderr)

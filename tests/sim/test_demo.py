@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 import subprocess
 import sys
@@ -164,6 +165,66 @@ def test_demo_publishes_its_traffic_to_mqtt(broker: Broker) -> None:
     status = watcher.wait_for(lambda: watcher.on("crosspatch/demo/status"))
     assert status[0].payload == b"online"
     watcher.wait_for(lambda: watcher.on("crosspatch/demo/status")[-1].payload == b"offline")
+    watcher.close()
+
+
+def test_demo_takes_dispatchers_commands_from_the_broker(broker: Broker) -> None:
+    """With --mqtt the demo is a gateway a console can drive: commands run, are refused and
+    audited as on the daemon."""
+    watcher = Watcher(broker, "crosspatch/demo/#")
+    demo = subprocess.Popen(
+        [*CROSSPATCH, "demo", "--seconds", "60", "--mqtt", broker.url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        watcher.wait_for(
+            lambda: [m for m in watcher.on("crosspatch/demo/status") if m.payload == b"online"],
+            timeout=30,
+        )
+
+        def ask(user: str, command: str, patch: str, n: int) -> dict[str, object]:
+            watcher.publish(
+                f"crosspatch/demo/cmd/{user}",
+                json.dumps({"command": command, "patch": patch, "id": f"t{n}"}),
+            )
+            (reply,) = watcher.wait_for(
+                lambda: [
+                    r
+                    for m in watcher.on(f"crosspatch/demo/reply/{user}")
+                    if (r := m.json()).get("id") == f"t{n}"
+                ],
+                timeout=15,
+            )
+            return reply  # type: ignore[no-any-return]
+
+        # county-assist shares wcso/main with port-of-entry, which runs: refused, with the reason.
+        refused = ask("dan", "patch.enable", "county-assist", 1)
+        assert refused["ok"] is False and "port-of-entry" in str(refused["error"])
+        done = ask("bob", "patch.disable", "border-tac", 2)
+        assert done["ok"] is True and done["result"] == {  # type: ignore[comparison-overlap]
+            "patch": "border-tac",
+            "state": "disabled",
+            "message": "'border-tac' disabled",
+        }
+        watcher.wait_for(
+            lambda: [
+                m
+                for m in watcher.on("crosspatch/demo/patches/border-tac")
+                if m.payload and m.json()["state"] == "disabled"
+            ]
+        )
+
+        def audited() -> list[tuple[str, str]]:
+            audits = [m.json() for m in watcher.on("crosspatch/demo/audit")]
+            return [(a["principal"], a["result"]) for a in audits if a["principal"] != "config"]
+
+        watcher.wait_for(lambda: len(audited()) >= 2)
+        assert audited() == [("dan", "refused"), ("bob", "accepted")]
+    finally:
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0, demo.stderr.read() if demo.stderr else ""
     watcher.close()
 
 

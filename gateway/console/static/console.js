@@ -134,7 +134,7 @@
     if (!end) return "?";
     const tg = end.talkgroup || end.port;
     const c = country(gwId, end.agency);
-    return el("span", { class: "member" }, tg, c ? el("span", { class: "country", text: c }) : null);
+    return el("span", { class: "endpoint" }, tg, c ? el("span", { class: "country", text: c }) : null);
   }
   function clock(iso) {
     if (!iso) return "";
