@@ -1,4 +1,5 @@
-"""The login and TLS set-up of every MQTT connection (the gateway's publisher and `tail`).
+"""The login and TLS set-up of every MQTT connection (the gateway's publisher, `tail` and
+`patch ... --mqtt`).
 
 Both read the password from a file and check the certificate files the same way, so a bad file
 is reported in the same one line, whichever command met it: `MqttSetupError`, which `tail` passes
@@ -8,6 +9,7 @@ on as its own `TailError`.
 from __future__ import annotations
 
 import ssl
+import uuid
 from pathlib import Path
 
 import aiomqtt
@@ -56,3 +58,27 @@ def check_settings(settings: MqttSettings) -> None:
     file, a missing certificate file."""
     read_password(settings.password_file)
     tls_parameters(settings)
+
+
+def user_client(
+    settings: MqttSettings,
+    password: str | None,
+    tls: aiomqtt.TLSParameters | None,
+    purpose: str,
+) -> aiomqtt.Client:
+    """A client for a person's command (`tail`, `patch ... --mqtt`): their login, a fresh clean
+    session named `crosspatch-PURPOSE-xxxxxxxx` (readable in the broker's log)."""
+    version = (
+        aiomqtt.ProtocolVersion.V5 if settings.protocol == "5" else aiomqtt.ProtocolVersion.V311
+    )
+    return aiomqtt.Client(
+        settings.host,
+        settings.port,
+        username=settings.username,
+        password=password,
+        identifier=f"crosspatch-{purpose}-{uuid.uuid4().hex[:8]}",
+        protocol=version,
+        tls_params=tls,
+        keepalive=15,
+        timeout=10,
+    )

@@ -39,7 +39,13 @@ from pydantic import ValidationError
 from gateway.config import load_config
 from gateway.config.models import NAME_PATTERN, MqttSettings
 from gateway.core.errors import UserError
-from gateway.mqtt.connect import PASSWORD_FILE, MqttSetupError, read_password, tls_parameters
+from gateway.mqtt.connect import (
+    PASSWORD_FILE,
+    MqttSetupError,
+    read_password,
+    tls_parameters,
+    user_client,
+)
 from gateway.mqtt.tail import LOGIN_REFUSED  # CONNACK codes no retry can cure
 
 # The broker sends the retained statuses right behind the subscription's grant, back to back:
@@ -114,18 +120,7 @@ def remote_settings(
 @asynccontextmanager
 async def _connected(settings: RemoteSettings) -> AsyncIterator[aiomqtt.Client]:
     mqtt = settings.mqtt
-    version = aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311
-    client = aiomqtt.Client(
-        mqtt.host,
-        mqtt.port,
-        username=mqtt.username,
-        password=settings.password,
-        identifier=f"crosspatch-cmd-{uuid.uuid4().hex[:8]}",  # readable in the broker's log
-        protocol=version,
-        tls_params=settings.tls,
-        keepalive=15,
-        timeout=10,
-    )
+    client = user_client(mqtt, settings.password, settings.tls, "cmd")
     try:
         await client.__aenter__()
     except MqttConnectError as exc:

@@ -23,7 +23,6 @@ import os
 import re
 import signal
 import sys
-import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,7 +37,13 @@ from pydantic import ValidationError
 from gateway.config import load_config
 from gateway.config.models import NAME_PATTERN, MqttSettings
 from gateway.core.errors import UserError
-from gateway.mqtt.connect import PASSWORD_FILE, MqttSetupError, read_password, tls_parameters
+from gateway.mqtt.connect import (
+    PASSWORD_FILE,
+    MqttSetupError,
+    read_password,
+    tls_parameters,
+    user_client,
+)
 from gateway.mqtt.topics import Topics
 
 BACKOFF_MIN_S = 0.5
@@ -270,19 +275,7 @@ class _Repeats:
 
 
 def _client(settings: TailSettings) -> aiomqtt.Client:
-    mqtt = settings.mqtt
-    version = aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311
-    return aiomqtt.Client(
-        mqtt.host,
-        mqtt.port,
-        username=mqtt.username,
-        password=settings.password,
-        identifier=f"crosspatch-tail-{uuid.uuid4().hex[:8]}",  # readable in the broker's log
-        protocol=version,
-        tls_params=settings.tls,
-        keepalive=15,
-        timeout=10,
-    )
+    return user_client(settings.mqtt, settings.password, settings.tls, "tail")
 
 
 def _refused(granted: Any) -> bool:

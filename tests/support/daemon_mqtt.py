@@ -7,25 +7,14 @@ from typing import Any
 
 from tests.support.daemon import Daemon, Site
 from tests.support.mqtt_env import Broker, Watcher
+from tests.support.sites import BORDER_AGENCIES
 
-SITE = """\
+SITE = (
+    """\
 gateway: {{id: mq-gw, frame_ms: 20, state_dir: {state_dir}}}
-agencies:
-  rcmp:
-    name: Royal Canadian Mounted Police
-    country: CA
-    talkgroups:
-      tac2: {{rx_mhz: 142.470, ctcss_hz: 131.8}}
-  usbp:
-    name: U.S. Border Patrol
-    country: US
-    talkgroups:
-      ch4: {{rx_mhz: 163.100, ctcss_hz: 100.0}}
-  wcso:
-    name: Whatcom County Sheriff
-    country: US
-    talkgroups:
-      main: {{rx_mhz: 155.550}}
+"""
+    + BORDER_AGENCIES
+    + """\
 radios:
   rcmp-1:
     talkgroup: rcmp/tac2
@@ -50,6 +39,7 @@ access:
 mqtt: {mqtt}
 {recording}
 """
+)
 
 
 PREFIX = "crosspatch/mq-gw"

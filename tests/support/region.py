@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.support.daemon import Daemon, Site
 from tests.support.mqtt_env import Broker
+from tests.support.sites import BORDER_AGENCIES
 
 PASSWORDS = {
     "peace-arch": "gw-pa-secret",
@@ -46,25 +47,13 @@ pattern read crosspatch/+/alarms/active/#
 pattern read crosspatch/+/events
 """
 
-PEACE_ARCH = """\
+PEACE_ARCH = (
+    """\
 gateway: {{id: peace-arch, site: "Peace Arch / Pacific Highway", frame_ms: 20,
   state_dir: {state_dir}}}
-agencies:
-  rcmp:
-    name: Royal Canadian Mounted Police
-    country: CA
-    talkgroups:
-      tac2: {{rx_mhz: 142.470, ctcss_hz: 131.8}}
-  usbp:
-    name: U.S. Border Patrol
-    country: US
-    talkgroups:
-      ch4: {{rx_mhz: 163.100, ctcss_hz: 100.0}}
-  wcso:
-    name: Whatcom County Sheriff
-    country: US
-    talkgroups:
-      main: {{rx_mhz: 155.550}}
+"""
+    + BORDER_AGENCIES
+    + """\
 radios:
   rcmp-1:
     talkgroup: rcmp/tac2
@@ -89,6 +78,7 @@ access:
   technicians: [tech1]
 mqtt: {{url: "{url}", username: peace-arch, password_file: {password_file}}}
 """
+)
 
 LYNDEN = """\
 gateway: {{id: lynden, site: "Lynden / Aldergrove", frame_ms: 20, state_dir: {state_dir}}}

@@ -42,3 +42,25 @@ access:
   dispatchers: {alice: {agency: rcmp}, bob: {agency: usbp}}
   technicians: [tech1]
 """
+
+
+# rcmp/tac2, usbp/ch4 and wcso/main: the agencies of the MQTT daemon sites (daemon_mqtt.py) and of
+# the console's peace-arch (region.py). A `str.format` template piece: its braces are doubled.
+BORDER_AGENCIES = """\
+agencies:
+  rcmp:
+    name: Royal Canadian Mounted Police
+    country: CA
+    talkgroups:
+      tac2: {{rx_mhz: 142.470, ctcss_hz: 131.8}}
+  usbp:
+    name: U.S. Border Patrol
+    country: US
+    talkgroups:
+      ch4: {{rx_mhz: 163.100, ctcss_hz: 100.0}}
+  wcso:
+    name: Whatcom County Sheriff
+    country: US
+    talkgroups:
+      main: {{rx_mhz: 155.550}}
+"""
