@@ -540,8 +540,9 @@ def test_a_flood_from_one_login_is_counted_and_costs_the_others_nothing(
     site: MqttSite, broker: Broker
 ) -> None:
     """10,000 junk payloads at QoS 0 on a dispatcher's own command topic: every one is either
-    run or counted in a rate-limit audit, a technician is answered within 2 s of the flood's
-    end, the gateway's connection holds and no event goes missing."""
+    run or counted in a rate-limit audit, a technician is answered within seconds of the flood's
+    end (not starved: before the command limits, replies timed out and the broker dropped the
+    gateway), the gateway's connection holds and no event goes missing."""
     daemon = start(site, broker, border_enabled=True, every_s=1, talk_s=0.5)
     watcher = Watcher(broker, f"{PREFIX}/#")
     flooder = Watcher(broker)
@@ -555,7 +556,9 @@ def test_a_flood_from_one_login_is_counted_and_costs_the_others_nothing(
     reply = command(watcher, "tech1", {"command": "status", "id": "after"}, timeout=30)
     answered = time.monotonic() - ended
     assert reply["ok"] and reply["id"] == "after"
-    assert answered < 2.0, f"the technician waited {answered:.1f} s"
+    # Under 2 s on a quiet machine; 2.3 s seen with two CPU burners beside it (the 10,000
+    # messages before it go through the broker and the publisher process first).
+    assert answered < 5.0, f"the technician waited {answered:.1f} s"
     watcher.wait_for(lambda: audits_of(watcher, "tech1"), timeout=5)
 
     def all_accounted() -> bool:
