@@ -345,6 +345,25 @@ def test_a_gateway_killed_with_sigkill_shows_offline_and_its_calls_are_greyed(
     browser = open_browser(browsers, tmp_path)
     log_in(browser, console, "bob")
     browser.wait_for("peace-arch online", lambda: "online" in gateway_card(browser, "peace-arch"))
+    # Junk under a gateway's topics (a broken or hostile publisher with its login) is ignored:
+    # the page goes on.
+    junk = Watcher(broker, username="peace-arch", password=PASSWORDS["peace-arch"])
+    for topic, payload in (
+        ("ports/rcmp-1", b"\xff\xfe not json"),
+        ("ports/rcmp-1", b"[1, 2, 3]"),
+        ("patches/border-tac", b"42"),
+        ("calls/active/x", b'{"call_id": {"nested": true}, "destinations": "none"}'),
+        ("info", b"null"),
+    ):
+        junk.client.publish(f"crosspatch/peace-arch/{topic}", payload, qos=1).wait_for_publish(5)
+    stats = browser.wait_for(
+        "the junk counted",
+        lambda: (
+            (st := browser.run("return window.crosspatchConsole.stats"))["malformed"] >= 5 and st
+        ),
+    )
+    assert stats["renderErrors"] == 0
+    assert "rcmp/tac2" in browser.text_of('#ports tr[data-port="rcmp-1"]')
     peace_arch.proc.send_signal(signal.SIGKILL)
     peace_arch.proc.wait(10)
     # The broker publishes the gateway's last will after its keep-alive runs out.

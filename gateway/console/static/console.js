@@ -17,7 +17,6 @@
   const LAST_CALLS_KEPT = 200;
   const REPLIES_KEPT = 30;
   const REPLY_TIMEOUT_MS = 10000;
-  const VERBS = ["enable", "approve", "deny", "disable"];
 
   const model = {
     prefix: "crosspatch",
@@ -36,7 +35,7 @@
   let replyTag = null;
   let frameRequested = false;
   // Measurements for tests and benchmarks: when each panel was last drawn (performance.now()).
-  const stats = { renders: 0, messages: 0, lastRender: 0, malformed: 0 };
+  const stats = { renders: 0, messages: 0, lastRender: 0, malformed: 0, renderErrors: 0 };
   window.crosspatchConsole = { model, stats };
 
   // ------------------------------------------------------------------ small DOM helpers
@@ -372,19 +371,27 @@
       el("li", { class: r.cls, dataset: { id: r.id, outcome: r.cls } }, r.text)));
   }
 
+  const PANELS = [
+    ["gateways", renderGateways], ["filters", renderFilters], ["ports", renderPorts],
+    ["patches", renderPatches], ["calls", renderCalls], ["last", renderLastCalls],
+    ["alarms", renderAlarms], ["replies", renderReplies],
+  ];
+
   function render() {
     stats.renders += 1;
-    const all = [...dirty];
+    const all = new Set(dirty);
     dirty.clear();
-    const has = (p) => all.includes(p);
-    if (has("gateways")) renderGateways();
-    if (has("filters")) renderFilters();
-    if (has("ports")) renderPorts();
-    if (has("patches")) renderPatches();
-    if (has("calls")) renderCalls();
-    if (has("last") || has("filters")) renderLastCalls();
-    if (has("alarms")) renderAlarms();
-    if (has("replies")) renderReplies();
+    if (all.has("filters")) all.add("last");
+    for (const [name, draw] of PANELS) {
+      if (!all.has(name)) continue;
+      try {
+        draw();
+      } catch (err) {
+        // One panel that cannot draw what it was given never stops the others.
+        stats.renderErrors += 1;
+        console.error(`crosspatch console: the ${name} panel could not be drawn`, err);
+      }
+    }
     stats.lastRender = performance.now();
   }
 
@@ -394,7 +401,8 @@
     if (!text) return null; // an empty retained message: the state is cleared
     try {
       const value = JSON.parse(text);
-      return typeof value === "object" && value !== null ? value : undefined;
+      // Every payload a gateway publishes is one JSON object; anything else is ignored.
+      return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
     } catch (e) {
       return undefined;
     }
@@ -422,6 +430,10 @@
     const value = parse(payload);
     if (value === undefined) {
       stats.malformed += 1; // not JSON: a gateway never sends it; ignore, never break
+      return;
+    }
+    if (value && !wellFormed(kind, parts, value)) {
+      stats.malformed += 1;
       return;
     }
     const gw = gatewayOf(gwId);
@@ -471,6 +483,27 @@
         break;
       default:
         break;
+    }
+  }
+
+  // The fields each kind of message must have, of the right types, to be shown at all.
+  const isText = (v) => typeof v === "string" && v.length > 0;
+  const isEnd = (v) => typeof v === "object" && v !== null && typeof v.port === "string";
+  function isCall(v) {
+    return isText(v.call_id) && isEnd(v.source) && Array.isArray(v.destinations) &&
+      v.destinations.every(isEnd);
+  }
+  function wellFormed(kind, parts, v) {
+    switch (kind) {
+      case "ports": return isText(v.port);
+      case "patches": return isText(v.patch) && isText(v.state) &&
+        (v.members === undefined || Array.isArray(v.members));
+      case "alarms": return isText(v.kind);
+      case "calls":
+        if (parts[2] === "active") return isCall(v);
+        return v.type === "call_start" || v.type === "call_end" ? isCall(v) : true;
+      case "access": return typeof v.patches === "object" && v.patches !== null;
+      default: return true;
     }
   }
 
