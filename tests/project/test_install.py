@@ -314,6 +314,61 @@ def test_systemd_analyze_verify_accepts_the_installed_unit(staged: Staged, tmp_p
     assert [line for line in output.splitlines() if unit.name in line] == [], output
 
 
+def test_a_gateway_without_network_installs_from_built_wheels_and_upgrades(
+    tmp_path: Path,
+) -> None:
+    """--build-wheels on a development machine, --wheels on the gateway: no registry is asked
+    (an unreachable one is configured), and a newer crosspatch wheel in the folder upgrades the
+    venv in place while the config stays as it was."""
+    wheels = tmp_path / "wheels"
+    result = run([str(INSTALL), "--build-wheels", str(wheels)], timeout=PIP_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = {path.name.split("-")[0].lower() for path in wheels.glob("*.whl")}
+    assert {"crosspatch", "numpy", "pyaudio", "opuslib"} <= names, names
+    assert not names & set(DEV_TOOLS)
+
+    root = tmp_path / "root"
+    offline = {
+        **os.environ,
+        "DESTDIR": str(root),
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_EXTRA_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_FIND_LINKS": "",
+    }
+    result = run([str(INSTALL), "--wheels", str(wheels)], env=offline, timeout=PIP_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (site,) = (root / OPT / "venv").glob("lib/python3.*/site-packages")
+    assert [p.name for p in site.glob("crosspatch-*.dist-info")] == ["crosspatch-0.1.0.dist-info"]
+    config = root / "etc/crosspatch/crosspatch.yaml"
+    config.write_text(EDIT + config.read_text())
+    edited = config.read_text()
+
+    source = source_copy(tmp_path)
+    pyproject = source / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "0.1.0"', 'version = "0.1.1"', 1))
+    built = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    result = run([str(INSTALL), "--wheels", str(wheels)], env=offline, timeout=PIP_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "installing crosspatch-0.1.1-py3-none-any.whl" in result.stderr
+    assert [p.name for p in site.glob("crosspatch-*.dist-info")] == ["crosspatch-0.1.1.dist-info"]
+    assert config.read_text() == edited
+
+
 def test_install_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "DESTDIR": str(tmp_path / "root")}
     not_a_wheel = tmp_path / "crosspatch-0.1.0-py3-none-any.whl"
