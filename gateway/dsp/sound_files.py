@@ -31,13 +31,28 @@ class SoundFileError(UserError):
     """A sound file that cannot be used: one line naming the file and the reason."""
 
 
-def _audio_segment_class() -> Any:
-    """pydub's AudioSegment, imported when first needed (pydub has no type hints)."""
-    with warnings.catch_warnings():
-        # pydub imports audioop, deprecated in 3.11-3.12 (audioop-lts stands in from 3.13).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from pydub import AudioSegment  # type: ignore[import-untyped, unused-ignore]
+def _audio_segment_class(path: Path) -> Any:
+    """pydub's AudioSegment, imported when first needed (pydub has no type hints); without
+    pydub or the audioop it needs, a SoundFileError naming the package to install."""
+    try:
+        with warnings.catch_warnings():
+            # pydub imports audioop, deprecated in 3.11-3.12 (audioop-lts stands in from 3.13).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from pydub import AudioSegment  # type: ignore[import-untyped, unused-ignore]
+    except ImportError as exc:
+        # pydub falls back to `pyaudioop` when `audioop` is missing: name what is really gone.
+        missing = "audioop" if exc.name in ("audioop", "pyaudioop") else exc.name or "pydub"
+        package = _PACKAGE_OF.get(missing, missing)
+        raise SoundFileError(
+            f"{path}: cannot decode sound files: Python module '{missing}' is missing "
+            f"(install the package {package} into crosspatch's environment)"
+        ) from None
     return AudioSegment
+
+
+# The package that brings a module pydub needs. audioop left the standard library in Python 3.13;
+# audioop-lts is its copy, which crosspatch declares for 3.13 and later.
+_PACKAGE_OF = {"audioop": "audioop-lts", "pydub": "pydub"}
 
 
 def _decode(path: Path, max_s: float) -> tuple[npt.NDArray[np.float64], int]:
@@ -47,7 +62,7 @@ def _decode(path: Path, max_s: float) -> tuple[npt.NDArray[np.float64], int]:
         # pydub warns when it cannot find ffmpeg or ffprobe; WAV files need neither, and for
         # any other file the failure is reported below.
         warnings.simplefilter("ignore", RuntimeWarning)
-        audio_segment = _audio_segment_class()
+        audio_segment = _audio_segment_class(path)
         try:
             segment = audio_segment.from_file(str(path), duration=max_s + 1)
         except PermissionError:
