@@ -4,6 +4,18 @@
 `load_sound_file` is both the check and the decoding: the config loader runs it on every sound
 file a config names (`gateway.config.files`), so a file `check` accepts is one the daemon's
 announcements (`gateway.run.announcements`) play. pydub is imported only when a file is decoded.
+
+Why pydub, whose last release is from 2021: it is a thin layer over ffmpeg here (WAV parsed in
+Python, anything else through ffprobe and ffmpeg), and ffmpeg does the work either way. Measured
+on Python 3.11, best of 5 runs: a 10 s WAV decodes in 0.1 ms through pydub as through the
+standard `wave` module; a 10 s MP3 in 117 ms through pydub against 65 ms calling ffmpeg directly
+(pydub runs ffprobe first), once per config load; a 60 s call encodes to MP3 in 99 against
+105 ms and to Opus in 351 against 350 ms (the recorder's path).
+Calling ffmpeg directly would also drop audioop, which pydub imports and Python 3.13 removed
+(`audioop-lts` is declared for 3.13 and later, and works there), but it would take on what pydub
+does now: probing the format, reading a WAV ffmpeg streams with no length in its header, and
+ffmpeg's error text. Not clearly better, so pydub stays, behind this module's `_decode`; without
+audioop a file is refused in one line that names the package to install, never a traceback.
 """
 
 from __future__ import annotations
