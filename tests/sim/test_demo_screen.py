@@ -3,9 +3,15 @@ terminal whole, and a last line that explains what it counts."""
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
 from datetime import UTC, datetime
 
 import pytest
@@ -100,3 +106,45 @@ def test_demo_ends_with_one_plain_line() -> None:
     assert last.startswith("demo stopped: ")
     assert "every transmitter released" in last
     assert "late frames" not in last
+
+
+def test_demo_on_an_80x24_terminal_never_wraps_nor_scrolls() -> None:
+    # The real thing: the demo on a pseudo-terminal of 80x24, as rich's live display draws it.
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", HEIGHT, WIDTH, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color"}
+    env.pop("COLUMNS", None)
+    env.pop("LINES", None)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "demo", "--seconds", "4"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the demo ended and closed its side
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert demo.wait(timeout=30) == 0
+    finally:
+        os.close(master)
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(timeout=10)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode("utf-8", "replace"))
+    plain = plain.replace("\r", "")
+    assert max(len(line) for line in plain.split("\n")) <= WIDTH
+    frames = plain.split("crosspatch demo  simulated radios")
+    assert len(frames) >= 3  # redrawn while it ran
+    for frame in frames[1:-1]:  # each whole frame: header to the next header
+        assert frame.count("\n") <= HEIGHT - 1
+    assert "demo demo" not in plain
+    assert plain.rstrip().splitlines()[-1].startswith("demo stopped: ")
