@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.config import ConfigError, config_json_schema, config_summary, load_config
+from gateway.config import (
+    Config,
+    ConfigError,
+    config_json_schema,
+    config_summary,
+    load_config,
+)
 from gateway.config.models import CAT_DRIVER_NAMES
 from gateway.core.errors import UserError
 
@@ -25,6 +31,7 @@ from gateway.core.errors import UserError
 # a crash and must not spend seconds loading the signal-processing stack it does not use.
 
 DEFAULT_CONFIG = "/etc/crosspatch/crosspatch.yaml"
+CONFIG_HELP = "the gateway's config file (YAML), e.g. " + DEFAULT_CONFIG
 
 
 class UsageError(UserError):
@@ -36,14 +43,49 @@ class DaemonRefused(UserError):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = load_config(Path(args.config), for_run=True)
-    # What `run` refuses of a config that loads (a link's codec missing from this build) is
-    # refused here too, by the same function: a config `check` accepts is one `run` starts.
-    from gateway.run.daemon import require_supported_ports
+    try:
+        cfg = load_config(Path(args.config), for_run=True)
+        # What `run` refuses of a config that loads (a link's codec missing from this build) is
+        # refused here too, by the same function: a config `check` accepts is one `run` starts.
+        from gateway.run.daemon import require_supported_ports
 
-    require_supported_ports(cfg)
+        require_supported_ports(cfg)
+    except UserError as exc:
+        if not args.json:
+            raise
+        report = {"ok": False, "file": args.config, "errors": _check_errors(exc, args)}
+        print(json.dumps(report, indent=2))
+        return 1
+    if args.json:
+        print(json.dumps({"ok": True, "file": args.config, **config_counts(cfg)}, indent=2))
+        return 0
     print(f"{args.config}: OK: {config_summary(cfg)}")
     return 0
+
+
+def _check_errors(exc: UserError, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """`check --json`'s errors: the located issues as objects (file, line, path, message); an
+    error about the whole config (hardware this build lacks) is one with no line and no path."""
+    if isinstance(exc, ConfigError):
+        return [
+            {"file": i.file, "line": i.line, "path": i.path, "message": i.message}
+            for i in exc.issues
+        ]
+    return [{"file": args.config, "line": None, "path": "", "message": str(exc)}]
+
+
+def config_counts(cfg: Config) -> dict[str, Any]:
+    """`check --json`'s summary: what the site holds, as `check` says it in one line."""
+    return {
+        "gateway": cfg.gateway.id,
+        "agencies": len(cfg.agencies),
+        "talkgroups": sum(len(agency.talkgroups) for agency in cfg.agencies.values()),
+        "radios": len(cfg.radios),
+        "links": len(cfg.links),
+        "patches": len(cfg.patches),
+        "patches_enabled": sum(1 for patch in cfg.patches.values() if patch.enabled),
+        "summary": config_summary(cfg),
+    }
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -107,9 +149,16 @@ def cmd_unkey_all(args: argparse.Namespace) -> int:
 def cmd_audio(args: argparse.Namespace) -> int:
     if args.action == "devices":
         from gateway.hardware.sound.devices import describe_devices
+        from gateway.tools.devices import sound_device_records, sound_devices
 
-        print("\n".join(describe_devices()))
+        devices = sound_devices()  # the very list `crosspatch devices` shows
+        if args.json:
+            print(json.dumps(sound_device_records(devices), indent=2))
+        else:
+            print("\n".join(describe_devices(devices)))
         return 0
+    if args.json:
+        raise UsageError(f"--json goes with audio devices, not audio {args.action}")
     import asyncio
 
     from gateway.tools.audio_levels import run_levels
@@ -165,9 +214,25 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from gateway.tools.radio import describe_devices
+    from gateway.tools.devices import (
+        describe_devices,
+        devices_report,
+        serial_devices,
+        sound_devices,
+    )
 
-    print("\n".join(describe_devices()))
+    ports, sounds = serial_devices(), sound_devices()
+    if args.json:
+        print(json.dumps(devices_report(ports, sounds), indent=2))
+    else:
+        print("\n".join(describe_devices(ports, sounds)))
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from gateway.tools.completion import bash_script
+
+    sys.stdout.write(bash_script(_parser()))
     return 0
 
 
@@ -461,30 +526,38 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crosspatch",
         description="Open interoperability gateway for land-mobile radio.",
+        epilog="`crosspatch` alone prints this help and exits 2, as any incomplete command line "
+        "does; `crosspatch COMMAND --help` tells more of each command.",
     )
     parser.add_argument("--version", action="version", version=f"crosspatch {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not `required`: without a command the whole help is more use than argparse's one line.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("check", help="validate a config file")
-    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: ok, and the site's counts or the errors (file, line, path, message)",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the config")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("simulate", help="dry-run a config against a scenario in simulated time")
-    p.add_argument("config", metavar="CONFIG")
-    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("config", metavar="CONFIG", help="the config file (every port is simulated)")
+    p.add_argument("scenario", metavar="SCENARIO", help="the scenario file: who talks when")
     p.add_argument("--out", required=True, metavar="DIR", help="where events.jsonl and tx/ go")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
-    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("unkey-all", help="release every transmitter the config names")
-    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
     p.set_defaults(func=cmd_unkey_all)
 
     daemon = argparse.ArgumentParser(add_help=False)
@@ -501,8 +574,13 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("patch", parents=[daemon], help="list, enable, disable or approve patches")
-    p.add_argument("action", choices=["list", "enable", "disable", "approve", "deny"])
-    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument(
+        "action",
+        choices=["list", "enable", "disable", "approve", "deny"],
+        help="list: every patch and its state; enable, disable: switch NAME on or off; approve, "
+        "deny: give or refuse your agency's consent to NAME",
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="the patch (all but list)")
     p.add_argument("--json", action="store_true", help="patch list as JSON")
     p.add_argument(
         "--mqtt", metavar="URL", help="through this broker instead of the socket (mqtt[s]://...)"
@@ -518,15 +596,18 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_patch)
 
     p = sub.add_parser("port", parents=[daemon], help="key-test: key a port with a test tone")
-    p.add_argument("action", choices=["key-test"])
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("action", choices=["key-test"], help="key-test: key NAME with a test tone")
+    p.add_argument("name", metavar="NAME", help="the port (a radio or link of the config)")
     p.add_argument("--seconds", type=float, default=3.0, help="how long (0.5 to 10, default 3)")
     p.set_defaults(func=cmd_port)
 
     p = sub.add_parser("reload", parents=[daemon], help="re-read the daemon's config file")
     p.set_defaults(func=cmd_reload)
 
-    p = sub.add_parser("devices", help="serial ports (with USB ids) and sound cards")
+    p = sub.add_parser(
+        "devices", help="serial ports (with USB ids) and sound devices (as `audio devices`)"
+    )
+    p.add_argument("--json", action="store_true", help="serial_ports and sound_devices as JSON")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("audio", help="sound devices; one radio's input levels; a test tone")
@@ -538,6 +619,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--radio", metavar="NAME", help="a radio of --config")
     p.add_argument("--config", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="devices: a JSON list, one object each")
     p.add_argument(
         "--seconds", type=float, metavar="S", help="levels: stop after S; tone: how long (1-300)"
     )
@@ -552,7 +634,12 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audio)
 
     p = sub.add_parser("radio", help="probe, tune, key or watch one radio")
-    p.add_argument("action", choices=["probe", "tune", "key", "watch"])
+    p.add_argument(
+        "action",
+        choices=["probe", "tune", "key", "watch"],
+        help="probe: what answers and where it is tuned; tune: set a channel and read it back; "
+        "key: transmit for --seconds; watch: squelch changes live",
+    )
     p.add_argument("--radio", metavar="NAME", help="a radio of --config")
     p.add_argument("--config", metavar="FILE")
     p.add_argument("--driver", help=f"ad hoc: {', '.join(CAT_DRIVER_NAMES)}")
@@ -604,12 +691,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--password-file", metavar="F", dest="password_file", help="its password")
     p.add_argument("--all", action="store_true", help="also every PTT and carrier change")
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for SHELL. Load it with "
+        "`source <(crosspatch completion bash)` in ~/.bashrc, or install it: "
+        "`crosspatch completion bash > /etc/bash_completion.d/crosspatch`.",
+    )
+    p.add_argument("shell", choices=["bash"], metavar="SHELL", help="bash (the only one so far)")
+    p.set_defaults(func=cmd_completion)
     return parser
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -88,11 +88,14 @@ class DemoView:
 
     def render(self, width: int = 80, height: int = 24) -> Group:
         elapsed = int(time.monotonic() - self.started)
+        # The built-in site's id is "demo" itself: name the site only when it is another.
+        site = self.site.gateway_id
         header = Text.assemble(
-            ("crosspatch demo ", "bold"),
-            (f"{self.site.gateway_id}", "bold cyan"),
+            ("crosspatch demo", "bold"),
+            ("" if site == "demo" else " ", ""),
+            ("" if site == "demo" else site, "bold cyan"),
             f"  simulated radios  up {elapsed // 60:02d}:{elapsed % 60:02d}",
-            f"  calls {self.call_count}   Ctrl-C to stop",
+            f"  calls {self.call_count}  Ctrl-C to stop",
         )
         snapshot = status_snapshot(self.engine, self.control, self.site.config)
         calls = snapshot["calls"]
@@ -245,7 +248,8 @@ def run_demo(
 
     frame_s = site.frame_ms / 1000
     total = None if seconds is None else round(seconds / frame_s)
-    late = 0
+    late = 0  # frames run more than a frame behind their deadline
+    tick = 0
     live = Live(
         view.render(*console.size), console=console, refresh_per_second=_REFRESH_HZ, screen=False
     )
@@ -257,7 +261,6 @@ def run_demo(
             start = time.monotonic()
             refresh_every = max(1, round(1 / (_REFRESH_HZ * frame_s)))
             states_every = max(1, round(1 / frame_s))  # and at every change
-            tick = 0
             while (total is None or tick < total) and not stop.requested:
                 # Deadline scheduling: tick n is due at start + n * frame, so no drift builds up.
                 delay = start + tick * frame_s - time.monotonic()
@@ -286,12 +289,20 @@ def run_demo(
             if live_view:
                 live.update(view.render(*console.size))
                 live.stop()
-    late_note = f", {late} late frames" if late else ""
     print(
-        f"demo stopped: {view.call_count} calls patched; every transmitter released{late_note}",
+        f"demo stopped: {view.call_count} calls patched; every transmitter released"
+        + late_note(late, tick, site.frame_ms),
         file=sys.stderr,
     )
     return 0
+
+
+def late_note(late: int, ticks: int, frame_ms: int) -> str:
+    """The footer's word on frames run more than a frame behind real time, if any: a sign that
+    the machine was too busy to keep the demo's clock."""
+    if not late:
+        return ""
+    return f"; {late} of {ticks} frames ran over {frame_ms} ms late (the machine was busy)"
 
 
 def _publisher(

@@ -1,4 +1,4 @@
-"""Technician tools: `crosspatch devices` and `crosspatch radio probe|tune|key|watch`.
+"""Technician tools: `crosspatch radio probe|tune|key|watch` (`devices` lists what to name).
 
 A technician wiring a radio wants to know, before any patch goes live: is the cable there, does
 the radio answer, does it tune where the talkgroup says, does it key, does its squelch report.
@@ -10,63 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from gateway.hardware.cat.base import CatDriver, Tuning
 from gateway.hardware.cat.errors import CatError, CatLinkLost, CatRejected, CatTimeout
 from gateway.hardware.cat.registry import DriverSettings, make_driver
 from gateway.hardware.keying import unkey_cat
-
-
-@dataclass(frozen=True)
-class SerialDevice:
-    device: str
-    description: str
-    usb_id: str  # "VVVV:PPPP", or "" for a port that is not USB
-    serial_number: str
-
-
-def serial_devices() -> list[SerialDevice]:
-    from serial.tools import list_ports
-
-    found = []
-    for port in sorted(list_ports.comports(), key=lambda p: p.device):
-        usb = f"{port.vid:04x}:{port.pid:04x}" if port.vid is not None else ""
-        found.append(
-            SerialDevice(port.device, port.description or "", usb, port.serial_number or "")
-        )
-    return found
-
-
-def sound_cards(cards_file: Path = Path("/proc/asound/cards")) -> list[tuple[int, str, str]]:
-    """(index, id, description) of every ALSA card, from the kernel's own list."""
-    try:
-        text = cards_file.read_text()
-    except OSError:
-        return []
-    cards = []
-    for match in re.finditer(r"^\s*(\d+)\s+\[(\S+)\s*\]:\s*(.*)$", text, re.MULTILINE):
-        cards.append((int(match.group(1)), match.group(2), match.group(3).strip()))
-    return cards
-
-
-def describe_devices() -> list[str]:
-    lines = ["serial ports:"]
-    ports = serial_devices()
-    lines += [
-        f"  {d.device:<16} {d.usb_id or '-':<10} {d.description}"
-        + (f" (serial {d.serial_number})" if d.serial_number else "")
-        for d in ports
-    ] or ["  none found"]
-    lines.append("sound cards:")
-    cards = sound_cards()
-    lines += [f"  card {i}: {card_id:<14} {desc}" for i, card_id, desc in cards] or ["  none found"]
-    return lines
 
 
 async def probe(driver: CatDriver) -> list[str]:

@@ -187,7 +187,7 @@ def test_key_refuses_a_long_test_transmission(capsys: pytest.CaptureFixture[str]
     assert "between 0 and 60" in capsys.readouterr().err
 
 
-def test_devices_lists_serial_ports_and_sound_cards(capsys: pytest.CaptureFixture[str]) -> None:
+def test_devices_lists_serial_ports_and_sound_devices(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["devices"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("serial ports:") and "sound cards:" in out
+    assert out.startswith("serial ports:") and "\nsound devices (" in out
