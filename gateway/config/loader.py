@@ -33,7 +33,7 @@ from gateway.config.yaml_source import KeyPath, YamlDocument, parse_yaml_text, r
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-_CONFIG_SECTIONS = "gateway, agencies, radios, links, patches, access, mqtt, recording"
+_CONFIG_SECTIONS = "gateway, agencies, radios, links, patches, access, mqtt, recording, metrics"
 
 
 def load_config(path: str | os.PathLike[str], *, for_run: bool = False) -> Config:
@@ -173,6 +173,7 @@ def config_summary(cfg: Config) -> str:
         f"{_count(talkgroups, 'talkgroup')}, {_count(len(cfg.radios), 'radio')}, "
         f"{_count(len(cfg.links), 'link')}, {_count(len(cfg.patches), 'patch', 'patches')} "
         f"({enabled} enabled)"
+        + (f", metrics on {cfg.metrics.listen}" if cfg.metrics is not None else "")
     )
 
 

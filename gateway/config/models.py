@@ -70,6 +70,7 @@ from gateway.config.sections.links import (
     Link,
     is_loopback_or_private,
 )
+from gateway.config.sections.metrics import DEFAULT_METRICS_LISTEN, MetricsSettings
 from gateway.config.sections.mqtt import MqttSettings
 from gateway.config.sections.patches import Member, MemberItem, Patch
 from gateway.config.sections.radios import (
@@ -96,6 +97,7 @@ __all__ = [
     "DCS_CODES",
     "DEFAULT_CM108_COS_BUTTON",
     "DEFAULT_CM108_GPIO",
+    "DEFAULT_METRICS_LISTEN",
     "DEFAULT_RIGCTLD_HOST",
     "DEFAULT_RIGCTLD_PORT",
     "DEFAULT_VOX_THRESHOLD_DBFS",
@@ -132,6 +134,7 @@ __all__ = [
     "Megahertz",
     "Member",
     "MemberItem",
+    "MetricsSettings",
     "MqttSettings",
     "Name",
     "Patch",
@@ -228,6 +231,7 @@ class Config(StrictModel):
     mqtt: MqttSettings | None = None
     recording: RecordingSettings | None = None
     announcements: Announcements | None = None
+    metrics: MetricsSettings | None = None
 
     def talkgroup(self, ref: str) -> Talkgroup:
         """The talkgroup `agency/name`; raises KeyError if it is not defined."""

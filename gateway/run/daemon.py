@@ -51,6 +51,14 @@ from gateway.ports.simulated import SimulatedRadios
 from gateway.run.announcements import AnnouncementPlan
 from gateway.run.announcer import Announcer
 from gateway.run.loop import EngineRuntime
+from gateway.run.metrics import (
+    EventCounters,
+    MetricsServer,
+    Sample,
+    active_alarms,
+    engine_view,
+    outbox_view,
+)
 from gateway.run.recorder import CallRecorder
 from gateway.run.sdnotify import SystemdNotifier
 from gateway.run.site import Site, build_site, hardware_ports, traffic_patterns
@@ -156,6 +164,14 @@ class Daemon:
             self.retained = RetainedStates(self.mqtt)
         self.router = CommandRouter(self, lambda: self.cfg)
         self.runtime = self._build_runtime()
+        # Prometheus metrics (`metrics:` in the config): counted from the events, sampled at
+        # each scrape like `status` (gateway.run.metrics).
+        self.counters = EventCounters()
+        self.metrics: MetricsServer | None = None
+        if cfg.metrics is not None:
+            self.metrics = MetricsServer(
+                self.site.gateway_id, cfg.metrics, self._metrics_sample, self._loop
+            )
 
     # ------------------------------------------------------------------ start-up
     def _build_runtime(self) -> EngineRuntime:
@@ -206,6 +222,8 @@ class Daemon:
             self.runtime.emit(control.enable_from_config(self.site.patches_enabled_in_config()))
 
     async def serve(self) -> int:
+        if self.metrics is not None:  # a port in use stops us here, before anything is opened
+            self.metrics.start()
         if self.hardware is not None:  # sound cards first: a missing one stops us here, cleanly
             self.hardware.start()
         self._restore()
@@ -244,6 +262,9 @@ class Daemon:
             self.notifier.stopping()
             log.info("stopping: ending calls and releasing every transmitter")
             watchdog.cancel()
+            if self.metrics is not None:  # first: no scrape is to queue work for a stopping engine
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.to_thread(self.metrics.stop), STOP_TIMEOUT_S)
             # A second SIGTERM (an impatient operator, a service manager's repeat) must not kill
             # the stop half-way, before every transmitter is released: it is noted and ignored.
             # The stop is bounded by itself; systemd's SIGKILL after TimeoutStopSec remains.
@@ -296,6 +317,7 @@ class Daemon:
         for event in events:
             if event["type"] == "call_end":
                 self.recent_calls.appendleft(event)
+        self.counters.note(events)
         changes = self.present.note(events)
         if self.retained is not None:
             self.retained.note(events)
@@ -570,6 +592,37 @@ class Daemon:
             }
         return snapshot
 
+    async def _metrics_sample(self) -> Sample:
+        """What a scrape of the metrics shows: as `status`, the engine's part read between two
+        ticks and the rest here, on the loop."""
+        try:
+            view = await self._on_engine(engine_view)
+        except RuntimeError:  # the engine is not running (yet, or any more)
+            view = None
+        outbox = None
+        if self.mqtt is not None and self.outbox is not None:
+            now = view.now if view is not None else datetime.now(UTC)
+            mqtt = self.mqtt
+            outbox = outbox_view(self.outbox, mqtt.connected, mqtt.published, mqtt.restarts, now)
+        audio = audio_clock = links = None
+        if self.hardware is not None and self.hardware.sound is not None:
+            audio = self.hardware.sound.stats()
+            audio_clock = self.hardware.sound.clock_stats()
+        if self.hardware is not None and self.hardware.links is not None:
+            links = self.hardware.links.stats()
+        return Sample(
+            gateway=self.site.gateway_id,
+            site=self.cfg.gateway.site,
+            uptime_s=time.monotonic() - self.started,
+            engine=view,
+            counters=self.counters.values(view.now if view is not None else None),
+            alarms=active_alarms(self.present.alarms()),
+            outbox=outbox,
+            audio=audio,
+            audio_clock=audio_clock,
+            links=links,
+        )
+
     # ------------------------------------------------------------------ reload
     def _signal_while_stopping(self, sig: signal.Signals) -> None:
         if not self._noted_signal_while_stopping:
@@ -671,7 +724,7 @@ class Daemon:
         for key in ("id", "frame_ms", "state_dir", "control_socket"):
             if getattr(old, key) != getattr(new, key):
                 raise _Restart(f"gateway.{key} changed: restart the daemon to apply it")
-        for section in ("mqtt", "recording"):
+        for section in ("mqtt", "recording", "metrics"):
             if getattr(self.cfg, section) != getattr(cfg, section):
                 raise _Restart(f"the {section} section changed: restart the daemon to apply it")
 

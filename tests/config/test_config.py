@@ -424,6 +424,7 @@ def test_json_schema() -> None:
         "mqtt",
         "recording",
         "announcements",
+        "metrics",
     }
     assert schema["additionalProperties"] is False
     radio, link = schema["$defs"]["Radio"], schema["$defs"]["Link"]

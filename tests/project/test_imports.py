@@ -67,6 +67,7 @@ def test_every_contract_holds(tmp_path: Path) -> None:
         ("gateway/control/router.py", "import gateway.mqtt.topics", "Rooms in layers"),
         ("gateway/ports/wiring.py", "import serial", "Only hardware and the technician tools"),
         ("gateway/run/daemon.py", "import aiomqtt", "Only the MQTT room speaks MQTT"),
+        ("gateway/run/daemon.py", "import prometheus_client", "Only the daemon's metrics module"),
         ("gateway/codecs/g711.py", "import yaml", "The core and the codecs use no device"),
     ],
 )
